@@ -1,0 +1,5 @@
+"""``python -m vssbench`` (also what ``torchrun -m vssbench`` runs)."""
+
+from vssbench.cli import main
+
+main()
