@@ -81,6 +81,204 @@ def data_check(root: Path, split: str) -> None:
         sys.exit(1)
 
 
+@main.command("run")
+@click.option("--method", required=True, help="Method name, comma list or glob over the registry ('tfc,segformer', '*').")
+@click.option("--backbone", default="b0", show_default=True, help="MiT backbone b0..b5 (comma list or glob).")
+@click.option("--data", "data_root", default=None, help="VSPW root (omitted: the embedded synthetic VSPW-mini).")
+@click.option("--split", default="val", show_default=True)
+@click.option("--checkpoint", default=None, help="Weights to load (omitted: random init, accuracy meaningless).")
+@click.option("--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf.")
+@click.option("--interval", type=int, default=None, help="Keyframe interval (default: the method's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
+@click.option("--size", default="480x853", show_default=True, help="Test resolution HxW (keep-ratio resize).")
+@click.option("--size-divisor", type=int, default=None, help="Round both sides up to a multiple (CFFM: 32).")
+@click.option("--max-videos", type=int, default=None, help="Evaluate only the first N videos of the split.")
+@click.option("--max-frames", type=int, default=None, help="Evaluate only the first N frames of each video.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="FPS: untimed warm-up intervals.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="FPS: timed intervals (median).")
+@click.option("--metric-preset", type=click.Choice(["vspw", "cffm"]), default="vspw", show_default=True)
+@click.option("--num-classes", type=int, default=124, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the (random) initialization.")
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Results store.")
+@click.option("--resume", is_flag=True, help="Continue the run folder of the same config, skipping finished videos.")
+@click.option("--save-preds", default=None, type=click.Path(file_okay=False), help="Write predictions (VSPW layout).")
+@click.option("--json", "as_json", is_flag=True, help="Print only the record(s) as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run_cmd(
+    method: str,
+    backbone: str,
+    data_root: str | None,
+    split: str,
+    checkpoint: str | None,
+    checkpoint_format: str,
+    interval: int | None,
+    sets: tuple[str, ...],
+    device: str,
+    dtype: str,
+    threads: int | None,
+    size: str,
+    size_divisor: int | None,
+    max_videos: int | None,
+    max_frames: int | None,
+    warmup: int,
+    repeats: int,
+    metric_preset: str,
+    num_classes: int,
+    seed: int,
+    out: str,
+    resume: bool,
+    save_preds: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Evaluate methods over a split; print a summary row each and write records to --out.
+
+    Each method x backbone gets a folder <out>/<method>-<backbone>-<config_hash>/ with record.json,
+    config.json, log.txt, videos.jsonl and per_class.csv. Without --resume an existing folder of the
+    same config is replaced; with --resume its finished videos are kept and skipped. A method that
+    fails becomes a row with an error (traceback in its log.txt) and the sweep goes on. With --json
+    stdout holds only the record (a JSON list for several). Under torchrun (WORLD_SIZE > 1) videos
+    are sharded across ranks and rank 0 alone prints and writes the record.
+
+    Exit status: 0 when every run succeeded, 1 when any row has an error, 2 for bad input (data,
+    options).
+
+    \b
+    Examples:
+      vssbench run --method tfc --backbone b0
+      vssbench run --method 'tfc,segformer' --backbone b0,b1 --data data/vspw/VSPW_480p --json
+      vssbench run --method tfc --set threshold=0.5 --set interp=hard --interval 6
+      torchrun --nproc-per-node 4 -m vssbench run --method tfc --device cuda --data data/vspw/VSPW_480p
+    """
+    import json as _json
+
+    from vssbench.harness import build_configs, format_table, run_sweep, setup_distributed
+
+    configs = build_configs(
+        method,
+        backbone,
+        options=parse_sets(sets),
+        checkpoint=checkpoint,
+        checkpoint_format=checkpoint_format,
+        num_classes=num_classes,
+        data=data_root,
+        split=split,
+        max_videos=max_videos,
+        max_frames=max_frames,
+        resolution=parse_size(size),
+        size_divisor=size_divisor,
+        interval=interval,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        seed=seed,
+        metric_preset=metric_preset,
+    )
+    is_main = setup_distributed(device).is_main
+    records = run_sweep(configs, out=out, resume=resume, save_preds=save_preds, progress=not quiet)
+    if is_main:
+        if as_json:
+            payload = records[0] if len(records) == 1 else records
+            click.echo(_json.dumps(payload, indent=2, allow_nan=False))
+        else:
+            click.echo(format_table(records))
+            for record in records:
+                if record.get("run_dir"):
+                    click.echo(f"record: {record['run_dir']}/record.json", err=True)
+    if any(r.get("error") for r in records):
+        sys.exit(1)
+
+
+@main.command("profile")
+@click.option("--method", required=True, help="Method name, comma list or glob over the registry.")
+@click.option("--backbone", default="b0", show_default=True, help="MiT backbone b0..b5 (comma list or glob).")
+@click.option("--size", default="480x853", show_default=True, help="Input size HxW.")
+@click.option("--size-divisor", type=int, default=None, help="Round both sides up to a multiple.")
+@click.option("--num-classes", type=int, default=124, show_default=True)
+@click.option("--decoder-dim", type=int, default=None, help="Decoder embedding dim (default: the method's, 256).")
+@click.option("--interval", type=int, default=None, help="Keyframe interval = averaging window (default: the method's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
+@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print only the record(s) as JSON on stdout.")
+def profile_cmd(
+    method: str,
+    backbone: str,
+    size: str,
+    size_divisor: int | None,
+    num_classes: int,
+    decoder_dim: int | None,
+    interval: int | None,
+    sets: tuple[str, ...],
+    device: str,
+    dtype: str,
+    threads: int | None,
+    warmup: int,
+    repeats: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Params (grouped, dead), GMACs and per-interval FPS on random frames, without data.
+
+    The record has the same keys as `vssbench run`'s, accuracy keys null. Exit status 1 when any
+    row has an error.
+
+    \b
+    Examples:
+      vssbench profile --method tfc --backbone b0
+      vssbench profile --method 'segformer,tfc' --backbone b1 --size 512x512 --num-classes 150 --json
+    """
+    import json as _json
+
+    from vssbench.harness import build_configs, format_table, profile_sweep
+
+    options = parse_sets(sets)
+    if decoder_dim is not None:
+        options["decoder_dim"] = decoder_dim
+    configs = build_configs(
+        method,
+        backbone,
+        options=options,
+        num_classes=num_classes,
+        resolution=parse_size(size),
+        size_divisor=size_divisor,
+        interval=interval,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        seed=seed,
+    )
+    records = profile_sweep(configs)
+    if as_json:
+        click.echo(_json.dumps(records[0] if len(records) == 1 else records, indent=2, allow_nan=False))
+    else:
+        click.echo(format_table(records))
+    if any(r.get("error") for r in records):
+        sys.exit(1)
+
+
+def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    """Parse repeated ``--set key=value`` into a dict (values stay strings; the method coerces them)."""
+    options: dict[str, str] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``HxW`` into (H, W)."""
     try:

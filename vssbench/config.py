@@ -16,7 +16,7 @@ from typing import Any
 from vssbench.errors import OptionError
 
 #: Fields that describe *what* is evaluated rather than the conditions it is evaluated under.
-SUBJECT_FIELDS = ("method", "backbone", "options", "checkpoint")
+SUBJECT_FIELDS = ("method", "backbone", "options", "checkpoint", "checkpoint_format")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class RunConfig:
     backbone: str = "b0"
     options: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    checkpoint_format: str = "auto"
     num_classes: int = 124
     data: str | None = None
     split: str = "val"

@@ -12,7 +12,8 @@ from vssbench.methods.base import (
 )
 
 # Built-in adapters register themselves on import; keep this list complete (a test checks it).
-# (adapters are added here as they land)
+from vssbench.methods import feature_reuse, segformer  # noqa: F401
+from vssbench.methods import tfc  # noqa: F401
 
 __all__ = [
     "BACKBONES",

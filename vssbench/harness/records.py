@@ -1,0 +1,249 @@
+"""Result records: their keys, JSON hygiene, the one-row summary table, conditions comparison.
+
+A record is one flat JSON object per method x backbone x setting (DESIGN 3.4). Tables are pure
+functions of records and never recompute metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from vssbench.config import SUBJECT_FIELDS, RunConfig
+
+#: The record keys that DESIGN 3.4 fixes (names and meanings are a contract).
+DESIGN_KEYS: tuple[str, ...] = (
+    "method",
+    "backbone",
+    "options",
+    "dataset",
+    "split",
+    "num_videos",
+    "num_frames",
+    "interval",
+    "resolution",
+    "mIoU",
+    "wIoU",
+    "mIoU_mmseg",
+    "mVC8",
+    "mVC16",
+    "params",
+    "gmacs_keyframe",
+    "gmacs_nonkeyframe",
+    "gmacs_per_frame",
+    "fps",
+    "device",
+    "torch",
+    "threads",
+    "dtype",
+    "checkpoint",
+    "config_hash",
+    "created",
+)
+
+#: Keys the harness adds beyond DESIGN 3.4 (all always present; ``None`` where not applicable).
+EXTRA_KEYS: tuple[str, ...] = (
+    "kind",  # "run" (evaluated on data) or "profile" (random frames, no accuracy)
+    "conditions_hash",
+    "aAcc",
+    "mAcc",
+    "vc_windows",  # {"mVC8": windows scored, "mVC16": ...}
+    "skipped_videos",  # videos the metric preset dropped (cffm: T <= 16)
+    "num_classes",
+    "input_size",  # [h, w] of the frames fed to the model (after the keep-ratio resize)
+    "params_groups",
+    "params_dead",
+    "params_inference",
+    "gmacs_input_shape",
+    "gmacs_unsupported",
+    "gmacs_convention",
+    "gmacs_per_step",
+    "gmacs_by_operator",
+    "fps_protocol",
+    "data_time_per_frame",
+    "model_time_per_frame",
+    "diagnostics",
+    "random_init",
+    "metric_preset",
+    "world_size",
+    "resumed_videos",
+    "error",
+    "vssbench_version",
+    "python",
+    "platform",
+    "cuda",
+    "data_root",
+    "run_dir",
+    "config",
+)
+
+RECORD_KEYS: tuple[str, ...] = DESIGN_KEYS + EXTRA_KEYS
+
+#: Accuracy keys: null in profile records and in error rows.
+ACCURACY_KEYS: tuple[str, ...] = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")
+
+#: Record fields outside RunConfig that still change what a number means (the environment).
+ENVIRONMENT_FIELDS: tuple[str, ...] = ("device", "torch", "threads", "dtype", "world_size")
+
+
+def empty_record(config: RunConfig | None = None) -> dict[str, Any]:
+    """A record with every key present and ``None`` values, filled from ``config`` where it can be."""
+    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    if config is not None:
+        record.update(
+            method=config.method,
+            backbone=config.backbone,
+            options=dict(config.options),
+            split=config.split,
+            interval=config.interval,
+            resolution=list(config.resolution),
+            dtype=config.dtype,
+            checkpoint=config.checkpoint,
+            config_hash=config.config_hash,
+            conditions_hash=config.conditions_hash,
+            metric_preset=config.metric_preset,
+            num_classes=config.num_classes,
+            random_init=config.checkpoint is None,
+            config=config.to_dict(),
+        )
+    return record
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain-JSON copy of ``value``: numpy scalars/arrays to Python, NaN/inf to ``None``.
+
+    Records must parse with any strict JSON reader, so non-finite floats become null (a missing
+    number, never a silently wrong one).
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions comparison
+
+
+def _conditions(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a record that define its conditions (RunConfig minus the subject + environment)."""
+    cond: dict[str, Any] = {}
+    config = record.get("config")
+    if isinstance(config, Mapping):
+        cond.update({k: v for k, v in config.items() if k not in SUBJECT_FIELDS})
+    for key in ENVIRONMENT_FIELDS:
+        cond[key] = record.get(key)
+    return cond
+
+
+def compare_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Check that records were produced under identical conditions.
+
+    Compares ``conditions_hash`` and the environment fields (device, torch, threads, dtype,
+    world_size); rows that failed before running (an ``error`` and no environment) are left
+    out. Returns ``{"same": bool, "differing": {field: [value of each compared record]},
+    "note": "conditions differ: ..." or None}``.
+    """
+    compared = [
+        r
+        for r in records
+        if r.get("conditions_hash") is not None and not (r.get("error") and r.get("device") is None)
+    ]
+    if len(compared) < 2:
+        return {"same": True, "differing": {}, "note": None}
+    conds = [_conditions(r) for r in compared]
+    keys = sorted(set().union(*conds))
+    differing = {k: [c.get(k) for c in conds] for k in keys if len({_key(c.get(k)) for c in conds}) > 1}
+    hashes = {r["conditions_hash"] for r in compared}
+    if len(hashes) > 1 and not differing:
+        differing = {"conditions_hash": [r["conditions_hash"] for r in compared]}
+    note = None
+    if differing:
+        parts = [f"{k} ({' vs '.join(sorted({_show(v) for v in vals}))})" for k, vals in differing.items()]
+        note = "conditions differ: " + ", ".join(parts)
+    return {"same": not differing, "differing": differing, "note": note}
+
+
+def _key(value: Any) -> str:
+    return repr(to_jsonable(value))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The summary table
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def format_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The run summary: one row per record, accuracy as percentages with 2 decimals.
+
+    Columns: method, backbone, mIoU, wIoU, mVC8, mVC16, params (M), GMACs per frame, FPS, and an
+    ``error`` column when a row failed. Footnotes say when conditions differ between rows and
+    when a model was randomly initialized (its accuracy then means nothing).
+    """
+    header = ["method", "backbone", "mIoU", "wIoU", "mVC8", "mVC16", "params(M)", "GMACs/frame", "FPS"]
+    rows = []
+    for r in records:
+        params = r.get("params")
+        rows.append(
+            [
+                str(r.get("method")),
+                str(r.get("backbone")),
+                _pct(r.get("mIoU")),
+                _pct(r.get("wIoU")),
+                _pct(r.get("mVC8")),
+                _pct(r.get("mVC16")),
+                "-" if params is None else f"{params / 1e6:.2f}",
+                _num(r.get("gmacs_per_frame"), ".2f"),
+                _num(r.get("fps"), ".2f"),
+            ]
+        )
+    errors = [r.get("error") for r in records]
+    if any(errors):
+        header.append("error")
+        for row, err in zip(rows, errors):
+            row.append(_first_line(err) if err else "")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    numeric = set(range(2, 9))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
+    note = compare_records(records)["note"]
+    if note:
+        out.append(f"note: {note}")
+    random_rows = [f"{r.get('method')}-{r.get('backbone')}" for r in records if r.get("random_init") and not r.get("error")]
+    if random_rows and any(r.get("kind") == "run" for r in records):
+        out.append(f"note: randomly initialized (no checkpoint), accuracy is meaningless: {', '.join(random_rows)}")
+    return "\n".join(out)
+
+
+def _first_line(text: str, limit: int = 100) -> str:
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."

@@ -1,0 +1,722 @@
+"""The evaluation runner: ``run_evaluation`` (one method over a split), sweeps, and ``profile_method``.
+
+One :class:`~vssbench.config.RunConfig` decides everything about a run and is saved in full
+beside its record. Per video: ``adapter.reset()``, then every frame (decoded in the background by
+the data layer) goes through ``adapter.step()``; the logits are resized to the mask
+(``resize_logits``), argmaxed and fed to a streaming ``VideoEvaluator``; the video's additive
+metric state is appended to ``videos.jsonl`` as soon as the video finishes. The final metrics are
+the sum of the per-video states *in the dataset's video order*, so an interrupted-and-resumed run
+and a distributed run give exactly the numbers of one uninterrupted single-process run.
+
+The harness never special-cases a method: the keyframe interval goes in as the method's
+``interval`` option (every method has one), and diagnostics are whatever numeric fields the
+adapter reports in ``last_step_info``.
+
+Efficiency is measured once per run, on rank 0, on one keyframe interval of real frames of the
+first video (preloaded on the device, so data loading is excluded): parameters (grouped, dead),
+GMACs (fvcore's convention, one multiply-add = one), per-interval FPS (warm-up excluded, device
+synchronized, median of repeats). The evaluation loop's own data and model time per frame are
+reported beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import fnmatch
+import itertools
+import json
+import math
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import vssbench
+from vssbench.config import RunConfig
+from vssbench.errors import DataError, OptionError, VssbenchError
+from vssbench.harness.distributed import DistContext, resolve_device, setup_distributed
+from vssbench.harness.records import empty_record, to_jsonable
+from vssbench.harness.store import RunLog, RunStore
+from vssbench.methods.base import BACKBONES, available, coerce, create, method_info, parse_options
+
+#: VC window lengths evaluated in every run (record keys mVC8, mVC16).
+METRIC_CLIPS: tuple[int, ...] = (8, 16)
+METRIC_PRESETS: tuple[str, ...] = ("vspw", "cffm")
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: ``dataset`` value of a record made on the embedded synthetic VSPW-mini (``--data`` omitted).
+SYNTHETIC_DATASET = "synthetic-vspw-mini"
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs: expansion of sweeps and normalization
+
+
+def expand_methods(spec: str | Sequence[str]) -> list[str]:
+    """Method names from a name, a comma list or globs over ``available()`` (e.g. ``'tfc,seg*'``, ``'*'``).
+
+    Order follows the spec (a glob's matches sorted), duplicates dropped; an unknown name or a
+    glob matching nothing raises :class:`OptionError` listing the available methods.
+    """
+    return _expand(spec, available(), "method")
+
+
+def expand_backbones(spec: str | Sequence[str]) -> list[str]:
+    """Backbone names from a name, a comma list or globs over ``b0``..``b5``."""
+    return _expand(spec, list(BACKBONES), "backbone")
+
+
+def _expand(spec: str | Sequence[str], names: Sequence[str], what: str) -> list[str]:
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if any(c in item for c in "*?["):
+            matched = sorted(fnmatch.filter(names, item))
+            if not matched:
+                raise OptionError(f"{what} pattern {item!r} matches nothing; available: {', '.join(names)}")
+        elif item in names:
+            matched = [item]
+        else:
+            raise OptionError(f"unknown {what} {item!r}; available: {', '.join(names)}")
+        out.extend(m for m in matched if m not in out)
+    if not out:
+        raise OptionError(f"no {what} given; available: {', '.join(names)}")
+    return out
+
+
+def build_configs(methods: str | Sequence[str], backbones: str | Sequence[str] = "b0", **fields: Any) -> list[RunConfig]:
+    """One :class:`RunConfig` per method x backbone (methods outer), the other fields shared."""
+    return [
+        RunConfig(method=m, backbone=b, **fields) for m in expand_methods(methods) for b in expand_backbones(backbones)
+    ]
+
+
+def normalize_config(config: RunConfig) -> RunConfig:
+    """Validate a config and make equal conditions hash equally.
+
+    Method options are coerced to their declared types (``"0.5"`` from ``--set`` and ``0.5``
+    from Python become the same value); the keyframe interval lives in ``config.interval`` only
+    (``--set interval=N`` is moved there; a conflicting ``--interval`` is an error) and ``None``
+    becomes the method's default; data and checkpoint paths become absolute.
+    """
+    method_info(config.method)  # unknown method -> OptionError listing the available ones
+    if config.backbone not in BACKBONES:
+        raise OptionError(f"unknown backbone {config.backbone!r}; available: {', '.join(BACKBONES)}")
+    if config.metric_preset not in METRIC_PRESETS:
+        raise OptionError(f"metric preset must be one of {', '.join(METRIC_PRESETS)}, got {config.metric_preset!r}")
+    if config.device != "cpu" and config.device != "cuda" and not config.device.startswith("cuda:"):
+        raise OptionError(f"device must be cpu, cuda or cuda:N, got {config.device!r}")
+    for name in ("max_videos", "max_frames", "threads", "size_divisor"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise OptionError(f"{name} must be >= 1, got {value}")
+    if config.warmup < 0 or config.repeats < 1:
+        raise OptionError(f"warmup must be >= 0 and repeats >= 1, got warmup={config.warmup}, repeats={config.repeats}")
+    options = dict(config.options)
+    interval = config.interval
+    if "interval" in options:
+        given = coerce(options.pop("interval"), int, f"{config.method}.interval")
+        if interval is not None and given != interval:
+            raise OptionError(f"interval given twice with different values: --interval {interval} and --set interval={given}")
+        interval = given
+    if interval is None:
+        interval = method_info(config.method).default_interval
+    if interval < 1:
+        raise OptionError(f"interval must be >= 1, got {interval}")
+    parsed = parse_options(config.method, {**options, "interval": interval})
+    coerced = {k: getattr(parsed, k) for k in options}
+    return config.replace(
+        options=coerced,
+        interval=interval,
+        data=_absolute(config.data),
+        checkpoint=_absolute(config.checkpoint),
+    )
+
+
+def effective_options(config: RunConfig) -> dict[str, Any]:
+    """Every option of the method as it runs (defaults filled in, interval included)."""
+    parsed = parse_options(config.method, {**config.options, "interval": config.interval})
+    return dataclasses.asdict(parsed)
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` intra-op threads inside the block (restored afterwards)."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _build_adapter(config: RunConfig, device: torch.device) -> torch.nn.Module:
+    """Create the method (seeded, so a random init is the same on every rank and every resume)."""
+    torch.manual_seed(config.seed)
+    adapter = create(
+        config.method,
+        backbone=config.backbone,
+        num_classes=config.num_classes,
+        checkpoint=config.checkpoint,
+        checkpoint_format=config.checkpoint_format,
+        **{**config.options, "interval": config.interval},
+    )
+    return adapter.to(device=device, dtype=DTYPES[config.dtype]).eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def run_evaluation(
+    config: RunConfig,
+    out: str | Path = "runs",
+    resume: bool = False,
+    save_preds: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate one method over a split and write its record to the results store; returns the record.
+
+    ``out`` is the store root (the run folder is ``<out>/<method>-<backbone>-<config_hash>``);
+    ``resume`` continues that folder, skipping videos already in its ``videos*.jsonl`` (without
+    it an existing folder is replaced); ``save_preds`` writes every prediction in the VSPW
+    submission layout; ``progress`` shows tqdm bars on stderr. Under torchrun (WORLD_SIZE > 1)
+    videos are sharded across ranks and every rank returns rank 0's record.
+
+    Raises :class:`VssbenchError` for bad input (data, options, checkpoint) and whatever the
+    method raises; the traceback also goes to the run's ``log.txt``.
+    """
+    config = normalize_config(config)
+    ctx = setup_distributed(config.device)
+    store = RunStore(out, config, ctx.rank, ctx.world_size)
+    with _torch_threads(config.threads):
+        action, prep_exc = None, None
+        if ctx.is_main:
+            try:
+                action = store.prepare(resume)
+            except VssbenchError as exc:
+                prep_exc = exc
+        prep_error = ctx.broadcast(None if prep_exc is None else str(prep_exc))
+        if prep_exc is not None:
+            raise prep_exc
+        if prep_error is not None:
+            raise OptionError(f"rank 0 could not prepare the run folder: {prep_error}")
+        log = RunLog(store.log_path, echo=ctx.is_main)
+        try:
+            return _run(config, ctx, store, log, action or "joined", resume, save_preds, progress)
+        except BaseException as exc:
+            log.info(f"FAILED: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            exc.vssbench_logged = True  # type: ignore[attr-defined]
+            raise
+        finally:
+            store.close()
+            log.close()
+
+
+def _run(
+    config: RunConfig,
+    ctx: DistContext,
+    store: RunStore,
+    log: RunLog,
+    action: str,
+    resume: bool,
+    save_preds: str | Path | None,
+    progress: bool,
+) -> dict[str, Any]:
+    from vssbench.data import TestTransform, VSPWDataset, default_dataset
+    from vssbench.metrics import VideoEvaluator
+
+    log.info(f"vssbench {vssbench.__version__}: {action} {store.dir} (rank {ctx.rank} of {ctx.world_size}, {ctx.device})")
+    log.info("config: " + json.dumps(config.to_dict(), sort_keys=True))
+    root = Path(config.data) if config.data is not None else default_dataset()
+    dataset = VSPWDataset(root, split=config.split)
+    videos = list(dataset.videos)
+    if config.max_videos is not None:
+        videos = videos[: config.max_videos]
+    if not videos:
+        raise DataError(root / f"{config.split}.txt", "lists no videos")
+    frame_counts = {v: _frames_to_use(dataset, v, config.max_frames) for v in videos}
+    transform = TestTransform(resolution=config.resolution, keep_ratio=True, size_divisor=config.size_divisor)
+
+    adapter = _build_adapter(config, ctx.device)
+    if config.checkpoint is None:
+        log.warning(
+            f"no --checkpoint: {config.method}-{config.backbone} is randomly initialized; "
+            "its accuracy (mIoU, wIoU, mVC) means nothing"
+        )
+
+    # Completed videos from every rank's file (all ranks must agree on what remains).
+    done: dict[str, dict[str, Any]] = {}
+    local_done = store.read_completed() if resume else {}
+    for part in ctx.all_gather(local_done):
+        for video, entry in part.items():
+            done.setdefault(video, entry)
+    stale = sorted(set(done) - set(videos))
+    if stale:
+        log.info(f"ignoring results of {len(stale)} videos outside this run's video list: {stale[:5]}")
+    done = {v: e for v, e in done.items() if v in frame_counts}
+    for video, entry in done.items():
+        if entry.get("num_frames") != frame_counts[video]:
+            raise DataError(
+                store.dir / "videos.jsonl",
+                f"video {video} was evaluated on {entry.get('num_frames')} frames but has {frame_counts[video]} "
+                "now: the dataset changed; run without --resume",
+            )
+    store.open_videos(resume)
+    remaining = [v for v in videos if v not in done]
+    mine = remaining[ctx.rank :: ctx.world_size]
+    if resume:
+        log.info(f"resume: {len(done)} of {len(videos)} videos complete; {len(remaining)} remain")
+        if save_preds is not None and done and ctx.is_main:
+            log.warning(f"--save-preds: the {len(done)} videos completed before this resume are not written again")
+    log.info(f"this rank evaluates {len(mine)} videos")
+
+    evaluator = VideoEvaluator(num_classes=config.num_classes, clips=METRIC_CLIPS, preset=config.metric_preset)
+    new: dict[str, dict[str, Any]] = {}
+    local_exc: BaseException | None = None
+    local_error: tuple[str, str, bool] | None = None
+    show = progress and ctx.is_main
+    try:
+        with torch.no_grad(), tqdm(
+            total=len(mine), desc=f"{config.method}-{config.backbone}", unit="video", file=sys.stderr, disable=not show
+        ) as bar:
+            for video in mine:
+                entry = _evaluate_video(
+                    adapter, dataset, video, frame_counts[video], transform, evaluator, ctx, config, save_preds, show
+                )
+                entry["index"] = videos.index(video)
+                store.append_video(entry)
+                new[video] = entry
+                log.info(
+                    f"video {video}: {entry['num_frames']} frames, model {entry['model_time_s']:.3f}s, "
+                    f"data {entry['data_time_s']:.3f}s"
+                )
+                bar.update(1)
+    except Exception as exc:
+        if not ctx.distributed:
+            raise
+        # Keep the collectives in step: every rank reaches the gather below, then all fail.
+        local_exc = exc
+        local_error = (f"{type(exc).__name__}: {exc}", traceback.format_exc(), isinstance(exc, VssbenchError))
+        log.info(f"FAILED on this rank:\n{local_error[1]}")
+
+    gathered = ctx.all_gather((new, local_error))
+    if local_exc is not None:
+        raise local_exc
+    for rank, (_, error) in enumerate(gathered):
+        if error is not None:
+            cls = VssbenchError if error[2] else RuntimeError
+            raise cls(f"rank {rank} failed: {error[0]}")
+    entries = dict(done)
+    for part, _ in gathered:
+        entries.update(part)
+    missing = [v for v in videos if v not in entries]
+    if missing:  # pragma: no cover - would be a harness bug
+        raise RuntimeError(f"videos without results after evaluation: {missing}")
+
+    record, final_exc, final_error = None, None, None
+    if ctx.is_main:
+        try:
+            record = _finalize(config, ctx, store, log, dataset, root, videos, entries, adapter, transform, len(done))
+        except Exception as exc:
+            final_exc, final_error = exc, f"{type(exc).__name__}: {exc}"
+    record, final_error = ctx.broadcast((record, final_error))
+    if final_exc is not None:
+        raise final_exc
+    if final_error is not None:
+        raise RuntimeError(f"rank 0 failed: {final_error}")
+    return record
+
+
+def _frames_to_use(dataset: Any, video: str, max_frames: int | None) -> int:
+    n = dataset.num_frames(video)
+    return n if max_frames is None else min(n, max_frames)
+
+
+def _evaluate_video(
+    adapter: torch.nn.Module,
+    dataset: Any,
+    video: str,
+    num_frames: int,
+    transform: Any,
+    evaluator: Any,
+    ctx: DistContext,
+    config: RunConfig,
+    save_preds: str | Path | None,
+    show: bool,
+) -> dict[str, Any]:
+    """Stream one video through the adapter and the evaluator; returns its videos.jsonl entry."""
+    from vssbench.data import write_predictions_dir
+    from vssbench.models.decoder import resize_logits
+
+    dtype = DTYPES[config.dtype]
+    pred_dtype = torch.uint8 if config.num_classes <= 256 else torch.int64
+    adapter.reset()
+    evaluator.begin_video(video, num_frames)
+    diag_sum: dict[str, float] = {}
+    diag_count: dict[str, int] = {}
+    data_time = model_time = 0.0
+    seen = 0
+    frames = dataset.iter_video(video, transform)
+    try:
+        for frame in tqdm(
+            itertools.islice(frames, num_frames), total=num_frames, desc=video, unit="frame",
+            leave=False, file=sys.stderr, disable=not show,
+        ):
+            data_time += float(frame.load_time)
+            image = frame.image.to(device=ctx.device, dtype=dtype)
+            _sync(ctx.device)
+            start = time.perf_counter()
+            logits = adapter.step(image)
+            _sync(ctx.device)
+            model_time += time.perf_counter() - start
+            pred = resize_logits(logits.float(), tuple(frame.label.shape)).argmax(dim=1)[0]
+            pred_np = pred.to(pred_dtype).cpu().numpy()
+            evaluator.update(pred_np, frame.label)
+            _accumulate_diagnostics(diag_sum, diag_count, adapter.last_step_info)
+            if save_preds is not None:
+                write_predictions_dir(save_preds, video, frame.stem, pred_np)
+            seen += 1
+    finally:
+        frames.close()
+    if seen != num_frames:
+        raise DataError(dataset.root / "data" / video, f"expected {num_frames} frames, the reader gave {seen}")
+    state = evaluator.end_video()
+    return {
+        "video": video,
+        "num_frames": num_frames,
+        "state": to_jsonable(state.to_dict()),
+        "diagnostics": {k: [diag_sum[k], diag_count[k]] for k in sorted(diag_sum)},
+        "data_time_s": data_time,
+        "model_time_s": model_time,
+        "rank": ctx.rank,
+        "finished": _now(),
+    }
+
+
+def _accumulate_diagnostics(sums: dict[str, float], counts: dict[str, int], info: dict[str, Any]) -> None:
+    """Add each finite numeric field of ``last_step_info`` (bools count as 0/1; NaN is skipped)."""
+    for key, value in (info or {}).items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if not isinstance(value, (bool, int, float, np.number)):
+            continue
+        value = float(value)
+        if math.isfinite(value):
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
+
+
+def _combine_diagnostics(entries: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per-frame means of each diagnostic over all videos (frames where it was NaN left out)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for entry in entries:
+        for key, (s, c) in entry.get("diagnostics", {}).items():
+            sums[key] = sums.get(key, 0.0) + s
+            counts[key] = counts.get(key, 0) + c
+    return {k: sums[k] / counts[k] for k in sorted(sums) if counts[k]}
+
+
+def _finalize(
+    config: RunConfig,
+    ctx: DistContext,
+    store: RunStore,
+    log: RunLog,
+    dataset: Any,
+    root: Path,
+    videos: list[str],
+    entries: dict[str, dict[str, Any]],
+    adapter: torch.nn.Module,
+    transform: Any,
+    resumed: int,
+) -> dict[str, Any]:
+    """Rank 0: sum the per-video states in dataset order, measure efficiency, write the record."""
+    from vssbench.data import CLASS_NAMES
+    from vssbench.metrics import MetricState, compute_metrics
+    from vssbench.metrics.efficiency import environment
+
+    ordered = [entries[v] for v in videos]
+    total = MetricState.zeros(config.num_classes, METRIC_CLIPS)
+    for entry in ordered:  # the order fixes the float sums: identical for resumed/distributed runs
+        total = total + MetricState.from_dict(entry["state"])
+    metrics = compute_metrics(total)
+    num_frames = sum(e["num_frames"] for e in ordered)
+
+    record = empty_record(config)
+    record.update(
+        kind="run",
+        options=effective_options(config),
+        dataset=SYNTHETIC_DATASET if config.data is None else Path(config.data).name,
+        data_root=str(root),
+        num_videos=len(videos),
+        num_frames=num_frames,
+        mIoU=metrics["mIoU"],
+        wIoU=metrics["wIoU"],
+        mIoU_mmseg=metrics["mIoU_mmseg"],
+        mVC8=metrics["mVC8"],
+        mVC16=metrics["mVC16"],
+        aAcc=metrics.get("aAcc"),
+        mAcc=metrics.get("mAcc"),
+        vc_windows=_vc_windows(metrics),
+        skipped_videos=metrics.get("skipped_videos"),
+        data_time_per_frame=sum(e["data_time_s"] for e in ordered) / num_frames,
+        model_time_per_frame=sum(e["model_time_s"] for e in ordered) / num_frames,
+        diagnostics=_combine_diagnostics(ordered),
+        world_size=ctx.world_size,
+        resumed_videos=resumed,
+        vssbench_version=vssbench.__version__,
+        run_dir=str(store.dir),
+    )
+    record.update(_environment_fields(environment(str(ctx.device))))
+    try:
+        frames = _interval_frames(dataset, videos[0], transform, config.interval, config.max_frames)
+        record["input_size"] = list(frames[0].shape[-2:])
+        where = f"the first {config.interval} frames of video {videos[0]}"
+        record.update(_efficiency(adapter, frames, config, ctx, where, log))
+    except Exception as exc:
+        # The accuracy is complete and saved; the row still says that its efficiency is missing.
+        record["error"] = f"efficiency measurement failed: {type(exc).__name__}: {exc}"
+        log.info(f"efficiency measurement FAILED:\n{traceback.format_exc()}")
+    record["created"] = _now()
+    record = to_jsonable(record)
+    store.write_record(record)
+    store.write_per_class(to_jsonable(list(metrics["IoU"])), CLASS_NAMES)
+    log.info(
+        "done: " + ", ".join(f"{k}={record[k]}" for k in ("mIoU", "wIoU", "mVC8", "mVC16", "params", "gmacs_per_frame", "fps"))
+    )
+    return record
+
+
+def _vc_windows(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    windows = metrics.get("windows")
+    if isinstance(windows, dict):
+        return {str(k): v for k, v in windows.items()}
+    found = {str(c): metrics[f"windows{c}"] for c in METRIC_CLIPS if f"windows{c}" in metrics}
+    return found or None
+
+
+def _environment_fields(env: dict[str, Any]) -> dict[str, Any]:
+    return {k: env.get(k) for k in ("device", "torch", "threads", "python", "platform", "cuda")}
+
+
+def _interval_frames(dataset: Any, video: str, transform: Any, interval: int, max_frames: int | None) -> list[torch.Tensor]:
+    """The first ``interval`` frames of ``video`` (cycled when the video is shorter), on the CPU."""
+    available_frames = min(interval, _frames_to_use(dataset, video, max_frames))
+    frames_iter = dataset.iter_video(video, transform)
+    try:
+        images = [frame.image for frame in itertools.islice(frames_iter, available_frames)]
+    finally:
+        frames_iter.close()
+    return [images[i % len(images)] for i in range(interval)]
+
+
+def _efficiency(
+    adapter: torch.nn.Module,
+    frames: Sequence[torch.Tensor],
+    config: RunConfig,
+    ctx: DistContext,
+    where: str,
+    log: RunLog | None,
+) -> dict[str, Any]:
+    """Params (grouped, dead), GMACs and per-interval FPS of ``adapter`` on ``frames`` (one interval)."""
+    from vssbench.metrics.efficiency import count_gmacs, count_parameters, find_dead_parameters, measure_fps
+
+    device = ctx.device
+    on_device = [f.to(device=device, dtype=DTYPES[config.dtype]) for f in frames]
+    # Order matters: autograd first (no inference-mode caches yet), timing last.
+    start = time.perf_counter()
+    dead = find_dead_parameters(adapter, on_device)
+    adapter.zero_grad(set_to_none=True)
+    params = count_parameters(adapter, dead)
+    after_params = time.perf_counter()
+    gmacs = count_gmacs(adapter, list(on_device), config.interval)
+    after_gmacs = time.perf_counter()
+    fps = measure_fps(adapter, on_device, config.interval, warmup=config.warmup, repeats=config.repeats, device=str(device))
+    adapter.reset()
+    if log is not None:
+        log.info(
+            f"efficiency: dead-parameter search {after_params - start:.2f}s, GMAC count "
+            f"{after_gmacs - after_params:.2f}s, FPS timing {time.perf_counter() - after_gmacs:.2f}s"
+        )
+        if dead:
+            log.info(f"dead parameters (never influence an output): {dead[:20]}{' ...' if len(dead) > 20 else ''}")
+    h, w = on_device[0].shape[-2:]
+    protocol = {
+        "frames": f"{where} at {h}x{w}, preloaded on {device}",
+        "interval": config.interval,
+        "warmup": config.warmup,
+        "repeats": config.repeats,
+        "interval_time_s": fps.get("interval_time_s"),
+        "interval_times_s": fps.get("interval_times_s"),
+        "statistic": "interval frames / median interval time; warm-up excluded; device synchronized; data loading excluded",
+        "scope": "rank 0 only" if ctx.distributed else "single process",
+    }
+    return {
+        "params": params["total"],
+        "params_groups": {**params.get("groups", {}), "other": params.get("other")},
+        "params_dead": params.get("dead"),
+        "params_inference": params.get("total_inference"),
+        "gmacs_keyframe": gmacs["gmacs_keyframe"],
+        "gmacs_nonkeyframe": gmacs["gmacs_nonkeyframe"],
+        "gmacs_per_frame": gmacs["gmacs_per_frame"],
+        "gmacs_per_step": gmacs.get("gmacs_per_step"),
+        "gmacs_by_operator": gmacs.get("gmacs_by_operator"),
+        "gmacs_input_shape": gmacs.get("input_shape"),
+        "gmacs_unsupported": gmacs.get("unsupported_ops"),
+        "gmacs_convention": gmacs.get("macs_convention"),
+        "fps": fps["fps"],
+        "fps_protocol": protocol,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps and error rows
+
+
+def run_sweep(
+    configs: Sequence[RunConfig],
+    out: str | Path = "runs",
+    resume: bool = False,
+    save_preds: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run each config; a failing one becomes a record with an ``error`` field and the sweep goes on.
+
+    Bad data (:class:`DataError`) stops the sweep (every method would hit it). The traceback of a
+    failure is in the run folder's ``log.txt``; its record (all keys, metrics null) in
+    ``record.json``.
+    """
+    records = []
+    for config in configs:
+        try:
+            records.append(run_evaluation(config, out=out, resume=resume, save_preds=save_preds, progress=progress))
+        except DataError:
+            raise
+        except Exception as exc:
+            records.append(_error_record(config, exc, out))
+    return records
+
+
+def _error_record(config: RunConfig, exc: BaseException, out: str | Path | None) -> dict[str, Any]:
+    """A record for a failed run (metrics null, ``error`` set); written to the store when ``out`` is given."""
+    import torch.distributed as dist
+
+    try:
+        config = normalize_config(config)
+    except VssbenchError:
+        pass
+    record = empty_record(config)
+    is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    record.update(
+        kind="run" if out is not None else "profile",
+        error=f"{type(exc).__name__}: {exc}",
+        created=_now(),
+        vssbench_version=vssbench.__version__,
+        world_size=dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1,
+    )
+    where = ""
+    if out is not None and is_main:
+        store = RunStore(out, config)
+        store.dir.mkdir(parents=True, exist_ok=True)
+        if not store.config_path.exists():
+            store.config_path.write_text(config.to_json() + "\n", encoding="utf-8")
+        record["run_dir"] = str(store.dir)
+        log = RunLog(store.log_path, echo=False)
+        if not getattr(exc, "vssbench_logged", False):
+            log.info(f"FAILED: {type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))}")
+        log.info("error row written to record.json; the sweep goes on")
+        log.close()
+        store.write_record(to_jsonable(record))
+        where = f" (traceback in {store.log_path})"
+    if is_main:
+        print(f"error: {config.method}-{config.backbone}: {type(exc).__name__}: {exc}{where}", file=sys.stderr, flush=True)
+    return to_jsonable(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile (no data)
+
+
+def profile_method(config: RunConfig) -> dict[str, Any]:
+    """Params, GMACs and per-interval FPS of a method on random frames, without data.
+
+    ``config.resolution`` is the input size itself (rounded up to ``size_divisor`` if set);
+    the frames are ``interval`` independent standard-normal images (seeded), i.e. a scene that
+    changes completely every frame: for methods whose non-keyframe work depends on content (TFC's
+    sparse update) this is the costly end, and ``diagnostics`` shows how much was updated.
+    Returns a record with the same keys as :func:`run_evaluation`'s, accuracy keys null.
+    """
+    config = normalize_config(config)
+    ctx = DistContext(device=resolve_device(config.device))
+    from vssbench.metrics.efficiency import environment
+
+    with _torch_threads(config.threads):
+        adapter = _build_adapter(config, ctx.device)
+        h, w = config.resolution
+        if config.size_divisor:
+            d = config.size_divisor
+            h, w = -(-h // d) * d, -(-w // d) * d
+        generator = torch.Generator().manual_seed(config.seed)
+        frames = [torch.randn(1, 3, h, w, generator=generator) for _ in range(config.interval)]
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        with torch.no_grad():
+            adapter.reset()
+            for frame in frames:
+                adapter.step(frame.to(device=ctx.device, dtype=DTYPES[config.dtype]))
+                _accumulate_diagnostics(sums, counts, adapter.last_step_info)
+        record = empty_record(config)
+        record.update(
+            kind="profile",
+            options=effective_options(config),
+            split=None,
+            num_videos=0,
+            num_frames=0,
+            input_size=[h, w],
+            diagnostics={k: sums[k] / counts[k] for k in sorted(sums)},
+            world_size=1,
+            vssbench_version=vssbench.__version__,
+        )
+        record.update(_environment_fields(environment(str(ctx.device))))
+        record.update(_efficiency(adapter, frames, config, ctx, f"{config.interval} random frames", None))
+    record["created"] = _now()
+    return to_jsonable(record)
+
+
+def profile_sweep(configs: Sequence[RunConfig]) -> list[dict[str, Any]]:
+    """:func:`profile_method` for each config; a failure becomes an error row and the sweep goes on."""
+    records = []
+    for config in configs:
+        try:
+            records.append(profile_method(config))
+        except Exception as exc:
+            records.append(_error_record(config, exc, None))
+    return records

@@ -1,0 +1,82 @@
+"""Feature Reuse: the clockwork keyframe baseline of the TFC paper on a per-frame SegFormer.
+
+Clockwork convnets (Shelhamer et al., ECCV 2016) rerun a network's deep stages only on some
+frames and reuse their last output in between. In MiT terms (``reference/methods.md`` section 4):
+on a keyframe (``t % interval == 0``) all four encoder stages run and x^3, x^4 are cached; on
+any other frame only stages 1-2 run on the current frame and the decoder gets
+``(x_t^1, x_t^2, x_k^3, x_k^4)``. The weights are a plain SegFormer's (no retraining), so training
+is SegFormer's per-frame loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from vssbench.methods.base import MethodInfo, register
+from vssbench.methods.segformer import SegFormer, SegFormerOptions
+
+
+@dataclass(frozen=True)
+class FeatureReuseOptions(SegFormerOptions):
+    """Options of Feature Reuse.
+
+    ``interval``: keyframe interval K (a keyframe every K frames, starting with each video's
+    first frame); K = 1 is plain SegFormer. ``decoder_dim`` and ``drop_path_rate`` as for
+    SegFormer (the same weights load into both).
+    """
+
+
+class FeatureReuse(SegFormer):
+    """SegFormer that recomputes the deep encoder stages (3, 4) only on keyframes."""
+
+    info = MethodInfo(
+        "feature_reuse",
+        paper="Clockwork convnets (Shelhamer et al., ECCV 2016), as the TFC paper's baseline",
+        type="E",
+        default_interval=4,
+        description="Keyframes run all MiT stages; other frames run stages 1-2 and reuse the keyframe's x^3, x^4.",
+    )
+
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: FeatureReuseOptions | None = None
+    ) -> None:
+        super().__init__(backbone, num_classes, options if options is not None else FeatureReuseOptions())
+        self._key_feats: tuple[Tensor, Tensor] | None = None
+        self._key_shape: tuple[int, ...] | None = None
+
+    def reset(self) -> None:
+        """Start a new video: forget the keyframe features."""
+        super().reset()
+        self._key_feats = None
+        self._key_shape = None
+
+    def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """1/4-resolution logits: full encoder on keyframes, stages 1-2 + cached x^3, x^4 otherwise."""
+        keyframe = self.t % self.options.interval == 0 or self._key_feats is None
+        if keyframe:
+            feats = self.encode(image, 4)
+            # Detached: the cache is inference state, and must not keep an old frame's graph alive.
+            self._key_feats = (feats[2].detach(), feats[3].detach())
+            self._key_shape = tuple(image.shape)
+        else:
+            if tuple(image.shape) != self._key_shape:
+                raise ValueError(
+                    f"frame {self.t} has shape {tuple(image.shape)} but its keyframe had {self._key_shape}; "
+                    "call reset() between videos"
+                )
+            feats = [*self.encode(image, 2), *self._key_feats]
+        return self.decode_head(feats), {"keyframe": keyframe}
+
+
+@register(FeatureReuse.info, FeatureReuseOptions)
+def build_feature_reuse(
+    backbone: str = "b0", num_classes: int = 124, options: FeatureReuseOptions | None = None
+) -> FeatureReuse:
+    """Registry factory of :class:`FeatureReuse`."""
+    return FeatureReuse(backbone=backbone, num_classes=num_classes, options=options)
+
+
+__all__ = ["FeatureReuse", "FeatureReuseOptions", "build_feature_reuse"]

@@ -1,0 +1,138 @@
+"""SegFormer (Xie et al., NeurIPS 2021) as a per-frame video segmenter: MiT encoder + MLP decoder.
+
+Every frame is processed alike (all four encoder stages, then the decoder); nothing is cached
+between frames. The pieces are exposed so that keyframe methods (Feature Reuse, TFC) subclass
+this adapter and recombine them: :meth:`SegFormer.encode` runs the first ``num_stages`` encoder
+stages, ``decode_head.project/fuse/classify`` are the decoder steps, and :meth:`SegFormer.segment`
+is the one method a subclass overrides to change what a step computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vssbench.methods.base import MethodInfo, VideoSegmenter, register
+from vssbench.models.decoder import SegFormerHead, resize_logits
+from vssbench.models.mit import MixTransformer
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class SegFormerOptions:
+    """Options of the per-frame SegFormer.
+
+    ``interval``: for an image method only the window over which GMACs and FPS are averaged
+    (every frame is processed alike, so it changes no prediction). ``decoder_dim``: MLP decoder
+    width E (256 in all VSPW configs). ``drop_path_rate``: stochastic depth of the encoder
+    (training only).
+    """
+
+    interval: int = 4
+    decoder_dim: int = 256
+    drop_path_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.interval < 1:
+            raise ValueError(f"interval must be >= 1, got {self.interval}")
+        if self.decoder_dim < 1:
+            raise ValueError(f"decoder_dim must be >= 1, got {self.decoder_dim}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+
+
+class SegFormer(VideoSegmenter):
+    """Per-frame SegFormer on MiT ``backbone`` with ``num_classes`` outputs.
+
+    ``step`` returns N x num_classes x H x W logits at the input size (bilinear upsampling of the
+    1/4-resolution decoder output, as mmseg's ``encode_decode`` does).
+    """
+
+    info = MethodInfo(
+        "segformer",
+        paper="SegFormer (Xie et al., NeurIPS 2021)",
+        type="Image",
+        default_interval=4,
+        description="Per-frame MiT encoder + all-MLP decoder; every frame processed alike.",
+    )
+
+    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: SegFormerOptions | None = None) -> None:
+        super().__init__()
+        self.options = options if options is not None else SegFormerOptions()
+        self.num_classes = num_classes
+        self.backbone = MixTransformer(backbone, drop_path_rate=self.options.drop_path_rate)
+        self.decode_head = SegFormerHead(self.backbone.embed_dims, self.options.decoder_dim, num_classes)
+        self.t = 0
+
+    def reset(self) -> None:
+        """Start a new video: the frame counter returns to 0."""
+        self.t = 0
+        self.last_step_info = {}
+
+    def encode(self, image: Tensor, num_stages: int = 4) -> list[Tensor]:
+        """Encoder maps [x^1..x^num_stages] of images N x 3 x H x W."""
+        return self.backbone(image, num_stages)
+
+    def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """Logits at 1/4 resolution for the current frame, and this step's diagnostics.
+
+        The per-frame model: all four stages, then the decoder. Keyframe subclasses override
+        this (they read ``self.t``, the index of the frame within the video).
+        """
+        return self.decode_head(self.encode(image)), {"keyframe": True}
+
+    def step(self, image: Tensor) -> Tensor:
+        """Segment the next frame: N x 3 x H x W normalized image -> N x num_classes x H x W logits."""
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"step expects one frame batch N x 3 x H x W, got shape {tuple(image.shape)}")
+        logits, info = self.segment(image)
+        self.last_step_info = info
+        self.t += 1
+        return resize_logits(logits, image.shape[-2:])
+
+    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Per-frame cross-entropy over a clip: images N x T x 3 x H x W, labels N x T x H' x W'.
+
+        Every frame is segmented independently; the 1/4-resolution logits are upsampled to the
+        label size and the CE is averaged over all non-ignored (255) pixels of all frames.
+        """
+        if images.ndim != 5 or images.shape[2] != 3:
+            raise ValueError(f"forward_train expects images N x T x 3 x H x W, got {tuple(images.shape)}")
+        if labels.ndim != 4 or labels.shape[:2] != images.shape[:2]:
+            raise ValueError(
+                f"forward_train expects labels N x T x H x W matching images {tuple(images.shape[:2])}, "
+                f"got {tuple(labels.shape)}"
+            )
+        logits = self.decode_head(self.encode(images.flatten(0, 1)))
+        loss = segmentation_loss(logits, labels.flatten(0, 1))
+        return {"loss": loss, "loss_seg": loss}
+
+    def parameter_groups(self) -> dict[str, nn.Module]:
+        """Encoder (MiT) and decoder (MLP head) for grouped parameter counts."""
+        return {"encoder": self.backbone, "decoder": self.decode_head}
+
+
+def segmentation_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Pixel-wise CE of B x K x h x w logits upsampled to B x H x W int64 labels (255 ignored).
+
+    The mean is over the non-ignored pixels; a batch with none gives a zero that still carries
+    the graph (instead of NaN).
+    """
+    labels = labels.long()
+    logits = resize_logits(logits, labels.shape[-2:])
+    if not bool((labels != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+@register(SegFormer.info, SegFormerOptions)
+def build_segformer(backbone: str = "b0", num_classes: int = 124, options: SegFormerOptions | None = None) -> SegFormer:
+    """Registry factory of :class:`SegFormer`."""
+    return SegFormer(backbone=backbone, num_classes=num_classes, options=options)
+
+
+__all__ = ["SegFormer", "SegFormerOptions", "build_segformer", "segmentation_loss"]

@@ -1,0 +1,395 @@
+"""TFC: Temporal Feature Correlation (Lin et al., AAAI 2024) on SegFormer.
+
+Keyframes (``t % interval == 0``) are exactly SegFormer. A non-keyframe t with keyframe k runs
+only MiT stages 1-2 and builds the pyramid x_t = (x_t^1, x_t^2, x_k^3, x_k^4) (paper Eq. 4):
+
+1. w_t = cosine similarity of the projected-and-resized x̂_k^l and x̂_t^l per 1/4-resolution
+   point (Eq. 5-6; l = ``similarity_level``, 2 by default), always against the keyframe;
+2. z_t = fuse(x̂_t^1, x̂_t^2, x̂_k^3, x̂_k^4) (Eq. 2);
+3. sparse MSDA (Eq. 11) updates z_t at the points with clamp(w_t, 0, 1) < ``threshold`` (every
+   point when ``threshold`` >= 1, none when it is 0);
+4. z'_t = ŵ ⊙ z_k + (1 − ŵ) ⊙ z_t with ŵ = clamp(w_t, 0, 1) (Eq. 7), then the class head.
+
+The MSDA pyramid (a choice the paper leaves open; documented here): the four levels of x_t
+through the decoder's own per-level projections ``linear_c{l}`` at each level's *native*
+resolution (1/4, 1/8, 1/16, 1/32), so every level has E = ``decoder_dim`` = 256 channels for every
+backbone, and one deformable layer at d = 256 (8 heads, 4 levels, 4 points, FFN 1024) is the
++0.7M of Table 1 on B0, B1 and B5 alike. Queries are z_t at the selected points plus a
+parameter-free sine encoding of the point's position; each point's reference is its own pixel
+centre. The value projection of levels 3-4 is computed once per keyframe and cached.
+
+Ablations (Table 2) are options: ``interp`` soft / hard (ŵ = 1 where w >= threshold, else 0) /
+fixed (ŵ ≡ 0.1) / none (z'_t = z_t); ``update`` msda / none / flow (instead of MSDA, x̂_k^3 and
+x̂_k^4 are warped with the flow that :class:`vssbench.models.flow.CorrelationFlow` estimates
+between the keyframe's and the current frame's ``linear_c2`` maps at 1/8, upsampled to 1/4;
+the estimator is built only for this variant and is trained by the same losses); ``similarity_level``
+2 / 1; ``focal`` on/off; and ``keyframe="adaptive"``, where a frame becomes a keyframe when the
+share of points with ŵ < threshold exceeds ``budget`` (at most ``interval`` frames apart; the
+frame's stages 1-2 are reused and only stages 3-4 are added).
+
+Training (:meth:`TFC.forward_train`): L = L_seg + L_bce, with L_seg the cross entropy averaged
+over the keyframe and the non-keyframes of a clip and L_bce the focal binary cross entropy
+(gamma = ``gamma``) between ŵ and the label-consistency mask (keyframe label == frame label at
+1/4, nearest downsampling, pixels with 255 in either ignored), averaged over the non-keyframes.
+``focal=False`` reads the paper's "Without Focal Loss" row as Fig. 4 describes it ("without the
+binary cross entropy loss based on the focal loss"): the similarity is not supervised at all,
+L = L_seg and ``loss_bce`` is 0. (Plain, non-focal BCE is ``gamma=0``.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vssbench.methods.base import MethodInfo, register
+from vssbench.methods.segformer import SegFormer, SegFormerOptions, segmentation_loss
+from vssbench.models.decoder import resize_logits
+from vssbench.models.flow import CorrelationFlow, resize_flow, warp
+from vssbench.models.msda import DeformableEncoderLayer, flatten_levels, sparse_msda_update
+from vssbench.training.losses import binary_mask_accuracy, focal_bce, label_consistency
+
+Interp = Literal["soft", "hard", "fixed", "none"]
+Update = Literal["msda", "none", "flow"]
+KeyframePolicy = Literal["fixed", "adaptive"]
+
+#: ŵ of the "fixed" interpolation ablation: about 10% of the points change between frames.
+FIXED_WEIGHT = 0.1
+#: The deformable layer of Table 1's +0.7M: Deformable DETR's encoder defaults.
+MSDA_HEADS, MSDA_LEVELS, MSDA_POINTS, MSDA_FFN, MSDA_DROPOUT = 8, 4, 4, 1024, 0.1
+#: Displacement radius of the flow ablation's cost volume, in 1/8-resolution pixels (±32 image px).
+FLOW_RADIUS = 4
+
+
+@dataclass(frozen=True)
+class TFCOptions(SegFormerOptions):
+    """Options of TFC (all settable with ``--set key=value``).
+
+    ``interval``: keyframe interval (the longest gap with ``keyframe="adaptive"``).
+    ``threshold``: sparse MSDA updates points with clamp(w, 0, 1) < threshold (1.0 = every
+    point, 0.0 = none); also the binarization threshold of ``interp="hard"`` and of the mask
+    accuracy. ``interp``: soft | hard | fixed | none. ``update``: msda | none | flow.
+    ``similarity_level``: encoder level (1 or 2) whose projection gives the similarity.
+    ``keyframe``: fixed (t % interval == 0) | adaptive. ``budget``: adaptive keyframing's share
+    of low-similarity points above which a frame becomes a keyframe. ``focal``: supervise ŵ with
+    the focal BCE. ``gamma``: its focusing parameter. ``decoder_dim``, ``drop_path_rate``: as
+    SegFormer.
+    """
+
+    threshold: float = 0.8
+    interp: Interp = "soft"
+    update: Update = "msda"
+    similarity_level: int = 2
+    keyframe: KeyframePolicy = "fixed"
+    budget: float = 0.2
+    focal: bool = True
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks = [
+            ("threshold", 0.0 <= self.threshold <= 1.0, "a number in [0, 1]"),
+            ("interp", self.interp in ("soft", "hard", "fixed", "none"), "one of soft, hard, fixed, none"),
+            ("update", self.update in ("msda", "none", "flow"), "one of msda, none, flow"),
+            ("similarity_level", self.similarity_level in (1, 2), "1 or 2"),
+            ("keyframe", self.keyframe in ("fixed", "adaptive"), "one of fixed, adaptive"),
+            ("budget", 0.0 <= self.budget <= 1.0, "a number in [0, 1]"),
+            ("gamma", self.gamma >= 0.0 and math.isfinite(self.gamma), "a finite number >= 0"),
+            ("decoder_dim", self.decoder_dim % 8 == 0, "a multiple of 8 (8 MSDA heads, 2-D sine encoding)"),
+        ]
+        for key, ok, want in checks:
+            if not ok:
+                raise ValueError(f"tfc option {key} must be {want}, got {getattr(self, key)!r}")
+
+
+def cosine_similarity_map(a: Tensor, b: Tensor) -> Tensor:
+    """Per-point cosine similarity of two N x C x h x w maps over channels -> N x h x w (Eq. 6)."""
+    return F.cosine_similarity(a, b, dim=1, eps=1e-8)
+
+
+def select_points(similarity: Tensor, threshold: float) -> Tensor:
+    """Points that sparse MSDA updates: clamp(w, 0, 1) < threshold; every point when threshold >= 1.
+
+    Clamping makes threshold 0 select nothing (negative similarities included), and the >= 1
+    rule makes the paper's "threshold 1.0" the dense MSDA even where w rounds to exactly 1.
+    """
+    if threshold >= 1.0:
+        return torch.ones_like(similarity, dtype=torch.bool)
+    return similarity.clamp(0.0, 1.0) < threshold
+
+
+def interpolation_weight(similarity: Tensor, mode: Interp, threshold: float) -> Tensor | None:
+    """ŵ (N x h x w) of Eq. 7 for an interpolation mode; None for ``"none"`` (no interpolation)."""
+    if mode == "soft":
+        return similarity.clamp(0.0, 1.0)
+    if mode == "hard":
+        return (similarity >= threshold).to(similarity.dtype)
+    if mode == "fixed":
+        return torch.full_like(similarity, FIXED_WEIGHT)
+    if mode == "none":
+        return None
+    raise ValueError(f"unknown interpolation mode {mode!r}; modes: soft, hard, fixed, none")
+
+
+def interpolate_features(z_key: Tensor, z_cur: Tensor, similarity: Tensor, mode: Interp, threshold: float) -> Tensor:
+    """z'_t = ŵ ⊙ z_k + (1 − ŵ) ⊙ z_t (Eq. 7) with ŵ from :func:`interpolation_weight`.
+
+    z_key, z_cur: N x C x h x w; similarity: N x h x w. ``mode="none"`` returns z_cur itself.
+    """
+    weight = interpolation_weight(similarity, mode, threshold)
+    if weight is None:
+        return z_cur
+    weight = weight[:, None]
+    return weight * z_key + (1.0 - weight) * z_cur
+
+
+@dataclass
+class _KeyframeState:
+    """What a keyframe leaves for the frames that follow it."""
+
+    z: Tensor  # z_k, N x E x h x w (1/4)
+    projected: list[Tensor]  # x̂_k^1..x̂_k^4, N x E x h x w (projected and resized to 1/4)
+    native: list[Tensor]  # linear_c{l}(x_k^l) at each level's own resolution, N x E x H_l x W_l
+    value34: Tensor | None  # MSDA value_proj of native levels 3-4, N x S_34 x M x Dh
+    image_shape: tuple[int, ...]
+
+    def detached(self) -> "_KeyframeState":
+        return _KeyframeState(
+            z=self.z.detach(),
+            projected=[x.detach() for x in self.projected],
+            native=[x.detach() for x in self.native],
+            value34=None if self.value34 is None else self.value34.detach(),
+            image_shape=self.image_shape,
+        )
+
+
+@dataclass
+class _FrameResult:
+    logits: Tensor  # N x K x h x w (1/4)
+    similarity: Tensor  # w_t, N x h x w
+    selected: Tensor | None  # points updated by MSDA (None when update != "msda")
+
+
+class TFC(SegFormer):
+    """SegFormer + TFC: cosine-similarity interpolation and sparse MSDA at non-keyframes.
+
+    Diagnostics after each ``step``: ``last_step_info`` = {"keyframe", "updated_fraction" (share
+    of 1/4 points updated by MSDA; 0.0 on keyframes), "mean_similarity" (NaN on keyframes),
+    "low_similarity_fraction" (share with ŵ < threshold; NaN on keyframes), "promoted" (an
+    adaptive keyframe chosen by the budget)}; ``last_similarity`` is the w_t map N x h x w
+    (None on keyframes), e.g. for the paper's Fig. 3.
+    """
+
+    info = MethodInfo(
+        "tfc",
+        paper="TFC (Lin et al., AAAI 2024)",
+        type="E&S",
+        default_interval=4,
+        description=(
+            "Keyframes run SegFormer; other frames run MiT stages 1-2, reuse x_k^3, x_k^4, update "
+            "low-similarity points with sparse MSDA and interpolate with the keyframe by cosine similarity."
+        ),
+    )
+
+    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: TFCOptions | None = None) -> None:
+        options = options if options is not None else TFCOptions()
+        super().__init__(backbone, num_classes, options)
+        self.options: TFCOptions = options
+        dim = options.decoder_dim
+        self.msda = DeformableEncoderLayer(dim, MSDA_FFN, MSDA_LEVELS, MSDA_HEADS, MSDA_POINTS, MSDA_DROPOUT)
+        self.flow = CorrelationFlow(dim, radius=FLOW_RADIUS) if options.update == "flow" else None
+        self.last_similarity: Tensor | None = None
+        self._key: _KeyframeState | None = None
+        self._key_t = 0
+
+    def reset(self) -> None:
+        """Start a new video: forget the keyframe state."""
+        super().reset()
+        self._key = None
+        self._key_t = 0
+        self.last_similarity = None
+
+    def parameter_groups(self) -> dict[str, nn.Module]:
+        """Encoder (MiT), decoder (MLP head) and tfc (the deformable layer, + the flow estimator)."""
+        tfc: nn.Module = self.msda if self.flow is None else nn.ModuleList([self.msda, self.flow])
+        return {"encoder": self.backbone, "decoder": self.decode_head, "tfc": tfc}
+
+    # ----------------------------------------------------------------------------- the two paths
+
+    def _keyframe(
+        self, feats: list[Tensor], image_shape: tuple[int, ...], native: Sequence[Tensor] = ()
+    ) -> tuple[Tensor, _KeyframeState]:
+        """SegFormer's decoder on [x^1..x^4] (bit-identical ops), plus the state later frames need.
+
+        ``native`` may hold the already projected levels 1-2 (an adaptive keyframe reuses them).
+        """
+        head = self.decode_head
+        size = tuple(feats[0].shape[-2:])
+        given = list(native)
+        levels = given + [getattr(head, f"linear_c{i}")(x) for i, x in enumerate(feats, start=1) if i > len(given)]
+        projected = [resize_logits(x, size) for x in levels]
+        z = head.fuse(projected)
+        value34 = None
+        if self.options.update == "msda":
+            value34 = self.msda.self_attn.project_value(flatten_levels(levels[2:])[0])
+        return head.classify(z), _KeyframeState(z, projected, levels, value34, image_shape)
+
+    def _project_current(self, x1: Tensor, x2: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Native (linear_c at own resolution) and 1/4-resolution projections of x_t^1, x_t^2."""
+        head = self.decode_head
+        native = [head.linear_c1(x1), head.linear_c2(x2)]
+        size = tuple(x1.shape[-2:])
+        return native, [resize_logits(x, size) for x in native]
+
+    def _similarity(self, key: _KeyframeState, projected: list[Tensor]) -> Tensor:
+        level = self.options.similarity_level
+        return cosine_similarity_map(key.projected[level - 1], projected[level - 1])
+
+    def _non_keyframe(
+        self, key: _KeyframeState, native: list[Tensor], projected: list[Tensor], similarity: Tensor
+    ) -> _FrameResult:
+        """1/4-resolution logits of a non-keyframe from its projected x_t^1, x_t^2 and w_t."""
+        opts = self.options
+        head = self.decode_head
+        reused = key.projected[2:]
+        if opts.update == "flow":
+            assert self.flow is not None
+            flow = resize_flow(self.flow(key.native[1], native[1]), tuple(projected[0].shape[-2:]))
+            reused = [warp(x, flow) for x in reused]
+        z = head.fuse([projected[0], projected[1], *reused])
+        selected = None
+        if opts.update == "msda":
+            assert key.value34 is not None
+            selected = select_points(similarity.detach(), opts.threshold)
+            pyramid = [native[0], native[1], key.native[2], key.native[3]]
+            value = torch.cat([self.msda.self_attn.project_value(flatten_levels(native)[0]), key.value34], dim=1)
+            z = sparse_msda_update(self.msda, z, pyramid, selected, value=value)
+        z = interpolate_features(key.z, z, similarity, opts.interp, opts.threshold)
+        return _FrameResult(head.classify(z), similarity, selected)
+
+    # ----------------------------------------------------------------------------- inference
+
+    def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """1/4-resolution logits of the current frame and its diagnostics (see the class docstring)."""
+        opts = self.options
+        image_shape = tuple(image.shape)
+        since = self.t - self._key_t
+        if self._key is None:
+            due = True
+        elif opts.keyframe == "fixed":
+            due = self.t % opts.interval == 0
+        else:
+            due = since >= opts.interval
+        if self._key is not None and not due and image_shape != self._key.image_shape:
+            raise ValueError(
+                f"frame {self.t} has shape {image_shape} but its keyframe had {self._key.image_shape}; "
+                "call reset() between videos"
+            )
+        self.last_similarity = None
+        keyframe_info = {
+            "keyframe": True,
+            "updated_fraction": 0.0,
+            "mean_similarity": math.nan,
+            "low_similarity_fraction": math.nan,
+            "promoted": False,
+        }
+        if due:
+            logits, key = self._keyframe(self.encode(image, 4), image_shape)
+            self._key, self._key_t = key.detached(), self.t
+            return logits, keyframe_info
+
+        key = self._key
+        assert key is not None
+        x1, x2 = self.encode(image, 2)
+        native, projected = self._project_current(x1, x2)
+        similarity = self._similarity(key, projected)
+        low = float((similarity.clamp(0.0, 1.0) < opts.threshold).float().mean())
+        if opts.keyframe == "adaptive" and low > opts.budget:
+            # Too much changed: promote this frame to a keyframe, reusing its stages 1-2.
+            x3 = self.backbone.forward_stage(2, x2)
+            x4 = self.backbone.forward_stage(3, x3)
+            logits, key = self._keyframe([x1, x2, x3, x4], image_shape, native)
+            self._key, self._key_t = key.detached(), self.t
+            return logits, {**keyframe_info, "promoted": True}
+
+        result = self._non_keyframe(key, native, projected, similarity)
+        self.last_similarity = similarity.detach()
+        updated = 0.0 if result.selected is None else float(result.selected.float().mean())
+        info = {
+            "keyframe": False,
+            "updated_fraction": updated,
+            "mean_similarity": float(similarity.mean()),
+            "low_similarity_fraction": low,
+            "promoted": False,
+        }
+        return result.logits, info
+
+    # ----------------------------------------------------------------------------- training
+
+    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Losses of a clip whose frame 0 is the keyframe: images N x T x 3 x H x W, labels N x T x H' x W'.
+
+        Returns ``loss`` = ``loss_seg`` + ``loss_bce``, and ``mask_acc``: the accuracy of
+        (ŵ >= threshold) against the label-consistency mask over the valid points of all
+        non-keyframes (the paper's Fig. 4; NaN without any). Every frame after the first is a
+        non-keyframe of that keyframe (the adaptive schedule is an inference-time policy).
+        """
+        if images.ndim != 5 or images.shape[2] != 3:
+            raise ValueError(f"forward_train expects images N x T x 3 x H x W, got {tuple(images.shape)}")
+        if labels.ndim != 4 or labels.shape[:2] != images.shape[:2]:
+            raise ValueError(
+                f"forward_train expects labels N x T x H x W matching images {tuple(images.shape[:2])}, "
+                f"got {tuple(labels.shape)}"
+            )
+        opts = self.options
+        frames = images.shape[1]
+        key_logits, key = self._keyframe(self.encode(images[:, 0], 4), tuple(images[:, 0].shape))
+        seg_losses = [segmentation_loss(key_logits, labels[:, 0])]
+        bce_losses: list[Tensor] = []
+        similarities, targets, valids = [], [], []
+        for t in range(1, frames):
+            x1, x2 = self.encode(images[:, t], 2)
+            native, projected = self._project_current(x1, x2)
+            similarity = self._similarity(key, projected)
+            result = self._non_keyframe(key, native, projected, similarity)
+            seg_losses.append(segmentation_loss(result.logits, labels[:, t]))
+            target, valid = label_consistency(labels[:, 0], labels[:, t], tuple(similarity.shape[-2:]))
+            w_hat = similarity.clamp(0.0, 1.0)
+            bce_losses.append(focal_bce(w_hat, target, gamma=opts.gamma, valid=valid))
+            similarities.append(w_hat.detach())
+            targets.append(target)
+            valids.append(valid)
+        loss_seg = torch.stack(seg_losses).mean()
+        if opts.focal and bce_losses:
+            loss_bce = torch.stack(bce_losses).mean()
+        else:
+            loss_bce = loss_seg.new_zeros(())
+        if similarities:
+            mask_acc = binary_mask_accuracy(
+                torch.cat(similarities), torch.cat(targets), opts.threshold, torch.cat(valids)
+            )
+        else:
+            mask_acc = loss_seg.new_tensor(math.nan)
+        return {"loss": loss_seg + loss_bce, "loss_seg": loss_seg, "loss_bce": loss_bce, "mask_acc": mask_acc}
+
+
+@register(TFC.info, TFCOptions)
+def build_tfc(backbone: str = "b0", num_classes: int = 124, options: TFCOptions | None = None) -> TFC:
+    """Registry factory of :class:`TFC`."""
+    return TFC(backbone=backbone, num_classes=num_classes, options=options)
+
+
+__all__ = [
+    "TFC",
+    "TFCOptions",
+    "build_tfc",
+    "cosine_similarity_map",
+    "interpolate_features",
+    "interpolation_weight",
+    "select_points",
+]

@@ -1,0 +1,380 @@
+"""Efficiency measurements of method adapters: parameters, GMACs and per-interval FPS.
+
+Conventions (recorded in every result): GMACs count one multiply-add as one (fvcore's
+convention, the SegFormer paper's "GFLOPs"), op by op on a traced ``adapter.step``; FPS is
+frames of one keyframe interval divided by the median model time of that interval, with
+the device synchronized around the timed region. Data loading is timed by the harness,
+never here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+MACS_CONVENTION = "one multiply-add = one"
+
+# Ops that cost nothing meaningful next to the convolutions and matmuls, ignored on purpose:
+# activations and normalizing exponentials (softmax, gelu, ...), additions/subtractions and
+# divisions (residual adds; the add half of every counted multiply-add is already in the
+# mul), reductions whose multiplications are counted elsewhere (the MSDA weighted sum is
+# counted on its aten::mul; a sum or mean alone is additions), comparisons, and gather/
+# scatter/index/copy ops that move data without arithmetic. Anything else that fvcore
+# cannot count stays in the record's ``unsupported_ops``.
+FREE_OPS: tuple[str, ...] = (
+    "aten::softmax", "aten::log_softmax", "aten::_softmax",
+    "aten::gelu", "aten::silu", "aten::sigmoid", "aten::sigmoid_", "aten::tanh", "aten::hardswish",
+    "aten::hardsigmoid", "aten::leaky_relu", "aten::elu", "aten::relu6", "aten::hardtanh",
+    "aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub", "aten::div", "aten::div_",
+    "aten::neg", "aten::exp", "aten::log", "aten::sin", "aten::cos", "aten::sqrt", "aten::rsqrt", "aten::pow",
+    "aten::abs",
+    "aten::reciprocal", "aten::erf", "aten::round", "aten::sign",
+    "aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::argmax", "aten::argmin", "aten::cumsum",
+    "aten::clamp_min", "aten::clamp_max", "aten::minimum", "aten::maximum", "aten::where",
+    "aten::ne", "aten::lt", "aten::le", "aten::logical_and", "aten::logical_or", "aten::logical_not",
+    "aten::scatter", "aten::scatter_", "aten::scatter_add", "aten::scatter_add_", "aten::index_select",
+    "aten::index_add", "aten::index_add_", "aten::masked_select", "aten::masked_scatter", "aten::take",
+    "aten::take_along_dim", "aten::topk", "aten::sort", "aten::argsort",
+    "aten::repeat", "aten::repeat_interleave", "aten::expand_as", "aten::flip", "aten::fill_", "aten::zero_",
+    "aten::ones_like", "aten::linspace", "aten::meshgrid", "aten::pad", "aten::clone", "aten::view_as",
+    "aten::unflatten", "aten::movedim", "aten::feature_dropout", "aten::max_pool2d", "aten::one_hot",
+)
+
+
+def _shape(value: Any) -> list[int] | None:
+    return value.type().sizes() if value.isCompleteTensor() else None
+
+
+def _numel(value: Any) -> int:
+    shape = _shape(value)
+    return math.prod(shape) if shape is not None else 0
+
+
+def _constant(value: Any) -> Any:
+    return value.toIValue() if value.node().kind() == "prim::Constant" else None
+
+
+def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    # softmax(Q K^T) V: QK^T is Nq·Nk·d_qk multiply-adds per (batch, head), AV is Nq·Nk·d_v
+    q, k, v = (_shape(x) for x in inputs[:3])
+    out = _shape(outputs[0])
+    if q is None or k is None or v is None or out is None:
+        return 0
+    return math.prod(out[:-1]) * k[-2] * (q[-1] + v[-1])
+
+
+def _grid_sampler_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    # Overrides fvcore's "4 per output element, assume bilinear": reads the mode instead.
+    # Bilinear blends 4 corners (trilinear 8 for 5-D input), bicubic 16; nearest is a gather.
+    rank = len(_shape(inputs[0]) or [0, 0, 0, 0])
+    mode = _constant(inputs[2])
+    per_element = {0: 4 if rank == 4 else 8, 1: 0, 2: 16}.get(mode, 4)
+    return per_element * _numel(outputs[0])
+
+
+def _per_output(macs_per_element: int) -> Callable[[list[Any], list[Any]], int]:
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        return macs_per_element * _numel(outputs[0])
+
+    return handle
+
+
+def _per_input(macs_per_element: int) -> Callable[[list[Any], list[Any]], int]:
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        return macs_per_element * _numel(inputs[0])
+
+    return handle
+
+
+def _cosine_similarity_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    # x·y, |x|^2 and |y|^2: three multiply-adds per element of the broadcast inputs
+    a, b = _shape(inputs[0]), _shape(inputs[1])
+    if a is None or b is None:
+        return 0
+    return 3 * math.prod(torch.broadcast_shapes(tuple(a), tuple(b)))
+
+
+def _baddbmm_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    b1, b2 = _shape(inputs[1]), _shape(inputs[2])
+    if b1 is None or b2 is None:
+        return 0
+    return b1[0] * b1[1] * b1[2] * b2[2]
+
+
+# Our handles on top of fvcore's defaults (conv, linear, matmul, bmm, einsum, norms,
+# upsample_bilinear2d at 4 per output element, adaptive_avg_pool2d):
+#  - scaled_dot_product_attention: B·heads·Nq·Nk·(d_qk + d_v) (unsupported in fvcore);
+#  - grid_sampler: by interpolation mode (fvcore assumes bilinear);
+#  - upsample_nearest*: 0 (a copy; fvcore counts 1 per output element); bicubic 16, linear 2,
+#    trilinear 8 per output element;
+#  - elementwise multiplications (MSDA weighted sum, TFC's similarity and soft blending):
+#    aten::mul, mul_, addcmul, lerp: one MAC per output element; vector norms one per input
+#    element; cosine_similarity three per input element; baddbmm as a batched matmul.
+OP_HANDLES: dict[str, Callable[[list[Any], list[Any]], int]] = {
+    "aten::scaled_dot_product_attention": _sdpa_macs,
+    "aten::grid_sampler": _grid_sampler_macs,
+    "aten::upsample_nearest1d": _per_output(0),
+    "aten::upsample_nearest2d": _per_output(0),
+    "aten::upsample_nearest3d": _per_output(0),
+    "aten::upsample_linear1d": _per_output(2),
+    "aten::upsample_bicubic2d": _per_output(16),
+    "aten::upsample_trilinear3d": _per_output(8),
+    "aten::mul": _per_output(1),
+    "aten::mul_": _per_output(1),
+    "aten::addcmul": _per_output(1),
+    "aten::lerp": _per_output(1),
+    "aten::lerp_": _per_output(1),
+    "aten::linalg_vector_norm": _per_input(1),
+    "aten::norm": _per_input(1),
+    "aten::frobenius_norm": _per_input(1),
+    "aten::cosine_similarity": _cosine_similarity_macs,
+    "aten::baddbmm": _baddbmm_macs,
+}
+
+
+def count_parameters(model: nn.Module, dead: Iterable[str] = ()) -> dict[str, Any]:
+    """Parameter counts of ``model``: total, per group, and what inference never uses.
+
+    Returns ``{'total', 'groups': {name: count} from model.parameter_groups() (if defined),
+    'other': parameters in no group, 'dead': parameters named in ``dead`` (see
+    :func:`find_dead_parameters`), 'total_inference': total - dead}``. Shared parameters count once.
+    """
+    named = dict(model.named_parameters())
+    dead = list(dead)
+    unknown = [name for name in dead if name not in named]
+    if unknown:
+        raise ValueError(f"dead parameter name(s) not in the model: {unknown}")
+    total = sum(p.numel() for p in named.values())
+    groups: dict[str, int] = {}
+    grouped: set[int] = set()
+    group_fn = getattr(model, "parameter_groups", None)
+    if callable(group_fn):
+        for name, module in group_fn().items():
+            params = list(module.parameters())
+            groups[name] = sum(p.numel() for p in params)
+            grouped.update(id(p) for p in params)
+    other = sum(p.numel() for p in named.values() if id(p) not in grouped)
+    dead_count = sum(named[name].numel() for name in set(dead))
+    return {
+        "total": total,
+        "groups": groups,
+        "other": other,
+        "dead": dead_count,
+        "total_inference": total - dead_count,
+    }
+
+
+def _output_tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _output_tensors(item)]
+    return []
+
+
+def find_dead_parameters(adapter: nn.Module, images: Sequence[torch.Tensor]) -> list[str]:
+    """Names of parameters that influence no output of ``reset(); step(img)`` over ``images``.
+
+    Runs the steps with autograd and back-propagates a fixed random projection of all
+    outputs (a plain sum is blind to parameters whose effect on the outputs sums to zero,
+    e.g. everything before a softmax over classes); parameters left without a gradient,
+    or with an all-zero one, are dead (e.g. the official SegFormer head's unused
+    ``conv_seg``). Gradients and ``requires_grad`` flags are restored afterwards.
+    """
+    params = dict(adapter.named_parameters())
+    saved = {name: (p.requires_grad, p.grad) for name, p in params.items()}
+    generator = torch.Generator().manual_seed(0)
+    try:
+        for p in params.values():
+            p.requires_grad_(True)
+            p.grad = None
+        with torch.enable_grad():
+            adapter.reset()
+            objective = None
+            for image in images:
+                for out in _output_tensors(adapter.step(image)):
+                    if not out.is_floating_point():
+                        continue
+                    weights = torch.randn(out.shape, generator=generator).to(out.device, out.dtype)
+                    term = (out * weights).sum()
+                    objective = term if objective is None else objective + term
+            if objective is None:
+                raise ValueError("the adapter produced no floating point output to differentiate")
+            if objective.requires_grad:
+                objective.backward()
+        dead = [name for name, p in params.items() if p.grad is None or not bool(p.grad.any())]
+    finally:
+        for name, p in params.items():
+            requires_grad, grad = saved[name]
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        adapter.reset()
+    return dead
+
+
+class _StepModule(nn.Module):
+    """Makes one ``adapter.step(image)`` the forward that fvcore traces (and thereby runs once)."""
+
+    def __init__(self, adapter: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+
+    def forward(self, image: torch.Tensor) -> Any:
+        return self.adapter.step(image)
+
+
+def _frames_for_interval(image: torch.Tensor | Sequence[torch.Tensor], interval: int) -> list[torch.Tensor]:
+    if isinstance(interval, bool) or int(interval) != interval or interval < 1:
+        raise ValueError(f"interval must be a positive integer, got {interval!r}")
+    if isinstance(image, torch.Tensor):
+        return [image] * interval
+    frames = list(image)
+    if len(frames) < interval:
+        raise ValueError(f"need {interval} frames for one interval, got {len(frames)}")
+    return frames[:interval]
+
+
+def count_gmacs(adapter: nn.Module, image: torch.Tensor | Sequence[torch.Tensor], interval: int) -> dict[str, Any]:
+    """GMACs of each step of one keyframe interval, counted op by op with fvcore.
+
+    ``reset()``, then for t in 0..interval-1 trace and count ``adapter.step(image_t)`` (the
+    trace runs the step once, so the adapter's caches update as in inference). ``image`` is one
+    N×3×H×W frame reused for every step or a sequence of ``interval`` frames. Returns
+    ``gmacs_keyframe`` (step 0), ``gmacs_nonkeyframe`` (mean of steps 1.., = keyframe when
+    interval is 1), ``gmacs_per_frame`` (mean over the interval), ``gmacs_per_step``,
+    ``gmacs_by_operator`` (mean per frame over the interval), ``input_shape``,
+    ``unsupported_ops`` ({op: occurrences} over the interval, after :data:`OP_HANDLES` and
+    :data:`FREE_OPS`) and ``macs_convention``.
+    """
+    with warnings.catch_warnings():  # fvcore.nn scripts a loss at import, which torch flags as deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fvcore.nn import FlopCountAnalysis
+
+    frames = _frames_for_interval(image, interval)
+    wrapper = _StepModule(adapter)
+    per_step: list[float] = []
+    by_operator: Counter[str] = Counter()
+    unsupported: Counter[str] = Counter()
+    logging.getLogger("fvcore").setLevel(logging.ERROR)  # the record carries the unsupported list
+    adapter.reset()
+    with torch.no_grad():
+        for frame in frames:
+            analysis = FlopCountAnalysis(wrapper, (frame,))
+            analysis.set_op_handle(**OP_HANDLES)
+            analysis.set_op_handle(**{name: None for name in FREE_OPS})
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
+            analysis.tracer_warnings("none")
+            per_step.append(analysis.total() / 1e9)
+            by_operator.update({op: n / 1e9 for op, n in analysis.by_operator().items()})
+            unsupported.update(analysis.unsupported_ops())
+    adapter.reset()
+    n = len(per_step)
+    return {
+        "gmacs_keyframe": per_step[0],
+        "gmacs_nonkeyframe": float(np.mean(per_step[1:])) if n > 1 else per_step[0],
+        "gmacs_per_frame": float(np.mean(per_step)),
+        "gmacs_per_step": per_step,
+        "gmacs_by_operator": {op: v / n for op, v in sorted(by_operator.items())},
+        "input_shape": list(frames[0].shape),
+        "unsupported_ops": dict(sorted(unsupported.items())),
+        "macs_convention": MACS_CONVENTION,
+    }
+
+
+def _synchronize(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_fps(
+    adapter: nn.Module,
+    frames: Sequence[torch.Tensor],
+    interval: int,
+    warmup: int = 1,
+    repeats: int = 3,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Model-only FPS over one keyframe interval (fixed protocol, recorded with the result).
+
+    ``frames`` holds at least ``interval`` images already on ``device`` (or one image, reused).
+    ``warmup`` whole intervals (each after ``reset()``) are run untimed; then each of
+    ``repeats`` runs calls ``reset()`` and times the ``interval`` steps with the device synchronized before and after,
+    under ``torch.inference_mode()``. FPS = interval / median interval time (seconds).
+    Data loading is not included: the harness times it apart.
+    """
+    if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    clip = _frames_for_interval(frames, interval)  # a single tensor is reused for every step
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            adapter.reset()
+            for frame in clip:
+                adapter.step(frame)
+        for _ in range(repeats):
+            adapter.reset()
+            _synchronize(device)
+            start = time.perf_counter()
+            for frame in clip:
+                adapter.step(frame)
+            _synchronize(device)
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "fps": interval / median,
+        "interval_time_s": median,
+        "interval_times_s": times,
+        "repeats": int(repeats),
+        "warmup": int(warmup),
+        "interval": int(interval),
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or what ``platform`` knows), for timing records."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Where a measurement ran: device description, torch version, threads, Python, platform, CUDA.
+
+    ``device`` is e.g. ``"cpu (AMD EPYC, 2 threads)"`` or the CUDA device's name.
+    """
+    dev = torch.device(device)
+    threads = torch.get_num_threads()
+    if dev.type == "cuda":
+        description = torch.cuda.get_device_name(dev)
+    else:
+        description = f"cpu ({cpu_model()}, {threads} threads of {os.cpu_count()} cores)"
+    return {
+        "device": description,
+        "torch": torch.__version__,
+        "threads": threads,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda,
+    }

@@ -1,0 +1,118 @@
+"""The SegFormer all-MLP decode head, split into the steps that TFC and keyframe methods reuse.
+
+``project`` maps each encoder level to E channels and 1/4 resolution (x̂^1..x̂^4 in the TFC
+paper), ``fuse`` concatenates them in the original order [x̂^4, x̂^3, x̂^2, x̂^1] and mixes them
+with a 1x1 conv + BN + ReLU into z, and ``classify`` turns z into 1/4-resolution logits. The
+module names match the NVlabs head (``linear_c{i}.proj``, ``linear_fuse.conv``, ``linear_fuse.bn``,
+``linear_pred``); the official head's ``conv_seg`` is never used there and is not built here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LinearEmbed(nn.Module):
+    """A Linear over channels applied per token (the original ``MLP`` holding ``proj``)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """B x C x H x W -> B x E x H x W."""
+        b, _, h, w = x.shape
+        y = self.proj(x.flatten(2).transpose(1, 2))
+        return y.transpose(1, 2).reshape(b, -1, h, w)
+
+
+class ConvBNReLU(nn.Module):
+    """1x1 conv without bias (mmcv drops it when a norm follows), BatchNorm, ReLU."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_dim)
+        self.act = nn.ReLU()
+        # mmcv ConvModule init: Kaiming normal (fan_out, ReLU) for the conv, BN weight 1 bias 0.
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def resize_logits(logits: Tensor, size: tuple[int, int] | Sequence[int]) -> Tensor:
+    """Bilinear resize (align_corners=False) of B x K x h x w maps to ``size`` = (H, W).
+
+    Returns the input itself when it already has that size.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(logits.shape[-2:]) == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class SegFormerHead(nn.Module):
+    """SegFormer MLP decoder over four encoder levels with ``in_channels`` = (C_1..C_4).
+
+    ``embed_dim`` is the decoder width E (256 in every VSPW config), ``dropout`` the
+    Dropout2d rate before ``linear_pred``. Output logits are at the resolution of level 1 (1/4).
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        embed_dim: int = 256,
+        num_classes: int = 124,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if len(in_channels) != 4:
+            raise ValueError(f"SegFormerHead needs 4 input levels, got in_channels={list(in_channels)}")
+        if embed_dim < 1 or num_classes < 1:
+            raise ValueError(f"embed_dim and num_classes must be positive, got {embed_dim}, {num_classes}")
+        self.in_channels = tuple(int(c) for c in in_channels)
+        self.embed_dim = embed_dim
+        self.num_classes = num_classes
+        for level, channels in enumerate(self.in_channels, start=1):
+            setattr(self, f"linear_c{level}", LinearEmbed(channels, embed_dim))
+        self.linear_fuse = ConvBNReLU(4 * embed_dim, embed_dim)
+        self.dropout = nn.Dropout2d(dropout)
+        self.linear_pred = nn.Conv2d(embed_dim, num_classes, kernel_size=1)
+
+    def project_level(self, level: int, x: Tensor, size: tuple[int, int] | Sequence[int]) -> Tensor:
+        """x̂^level: ``linear_c{level}`` per token, then bilinear resize to ``size`` -> B x E x size.
+
+        ``level`` is 1..4; ``x`` is that level's B x C_level x h x w encoder map.
+        """
+        if not 1 <= level <= 4:
+            raise ValueError(f"decoder level must be 1..4, got {level}")
+        return resize_logits(getattr(self, f"linear_c{level}")(x), size)
+
+    def project(self, feats: Sequence[Tensor], size: tuple[int, int] | Sequence[int] | None = None) -> list[Tensor]:
+        """[x̂^1..x̂^4] for encoder maps ``feats`` = [x^1..x^4]; ``size`` defaults to x^1's size."""
+        if len(feats) != 4:
+            raise ValueError(f"SegFormerHead needs 4 feature maps, got {len(feats)}")
+        if size is None:
+            size = tuple(feats[0].shape[-2:])
+        return [self.project_level(level, x, size) for level, x in enumerate(feats, start=1)]
+
+    def fuse(self, projected: Sequence[Tensor]) -> Tensor:
+        """z = ReLU(BN(conv1x1(concat[x̂^4, x̂^3, x̂^2, x̂^1]))) -> B x E x h x w."""
+        if len(projected) != 4:
+            raise ValueError(f"fuse needs 4 projected maps, got {len(projected)}")
+        return self.linear_fuse(torch.cat(list(projected)[::-1], dim=1))
+
+    def classify(self, z: Tensor) -> Tensor:
+        """Logits B x num_classes x h x w from the fused feature z (Dropout2d, then 1x1 conv)."""
+        return self.linear_pred(self.dropout(z))
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        """Logits at level-1 resolution (1/4 of the image) from encoder maps [x^1..x^4]."""
+        return self.classify(self.fuse(self.project(feats)))

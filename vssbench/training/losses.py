@@ -1,0 +1,99 @@
+"""Training losses shared by the method adapters.
+
+* :func:`segmentation_ce`: pixel cross entropy with the VSPW ignore label (255), mean over the
+  labelled pixels.
+* :func:`focal_bce`: binary cross entropy in focal form on probabilities (TFC supervises its
+  clamped cosine similarity with it, gamma = 1, paper Sec. 3.3).
+* :func:`binary_mask_accuracy`: accuracy of a thresholded probability map (the paper's Fig. 4).
+* :func:`label_consistency`: the binary target of TFC's similarity, keyframe label == frame label.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["binary_mask_accuracy", "focal_bce", "label_consistency", "segmentation_ce"]
+
+IGNORE_INDEX = 255
+
+
+def _valid_mask(target: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    if valid is None:
+        return torch.ones_like(target, dtype=torch.bool)
+    if valid.shape != target.shape:
+        raise ValueError(f"valid mask {tuple(valid.shape)} must match target {tuple(target.shape)}")
+    return valid.bool()
+
+
+def focal_bce(
+    p: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 1.0,
+    valid: torch.Tensor | None = None,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Focal binary cross entropy of probabilities ``p`` against 0/1 ``target``, mean over ``valid``.
+
+    Per point: -(1-p)^gamma * log(p) where the target is 1, and -p^gamma * log(1-p) where it is
+    0 (Lin et al., focal loss, without the alpha balance); gamma = 0 is plain BCE. ``p`` is
+    clamped to [eps, 1-eps] inside the logs only, so p = 0 or 1 gives a finite loss; the focal
+    factor uses the unclamped p. Any shape; ``valid`` (bool, same shape) drops points. Returns a
+    scalar; 0 (still attached to the graph) when no point is valid.
+    """
+    if p.shape != target.shape:
+        raise ValueError(f"p {tuple(p.shape)} and target {tuple(target.shape)} must have the same shape")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    keep = _valid_mask(target, valid)
+    y = target.to(p.dtype)
+    pc = p.clamp(eps, 1.0 - eps)
+    positive = (1.0 - p).clamp(min=0.0).pow(gamma) * torch.log(pc)
+    negative = p.clamp(min=0.0).pow(gamma) * torch.log1p(-pc)
+    loss = -(y * positive + (1.0 - y) * negative)
+    loss = torch.where(keep, loss, torch.zeros_like(loss))
+    return loss.sum() / keep.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def binary_mask_accuracy(
+    p: torch.Tensor, target: torch.Tensor, threshold: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Share of ``valid`` points where (p >= threshold) equals the 0/1 ``target``; NaN if none is valid."""
+    if p.shape != target.shape:
+        raise ValueError(f"p {tuple(p.shape)} and target {tuple(target.shape)} must have the same shape")
+    keep = _valid_mask(target, valid)
+    correct = ((p >= threshold) == target.bool()) & keep
+    count = keep.sum()
+    if count == 0:
+        return torch.tensor(float("nan"), device=p.device)
+    return correct.sum().float() / count
+
+
+def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Cross entropy of logits N x K x h x w against labels N x H x W, mean over labelled pixels.
+
+    Logits are upsampled bilinearly (align_corners=False) to the label size first. A batch
+    without any labelled pixel gives 0 (attached to the graph) rather than NaN.
+    """
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    total = F.cross_entropy(logits, labels.long(), ignore_index=ignore_index, reduction="sum")
+    return total / (labels != ignore_index).sum().clamp(min=1)
+
+
+def label_consistency(
+    key_labels: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target and valid mask of TFC's similarity: key label == frame label at ``size`` (h, w).
+
+    Labels N x H x W are brought to ``size`` by nearest-neighbour downsampling; a point is valid
+    when neither label is ``ignore_index``. Returns (target float N x h x w, valid bool N x h x w).
+    """
+    if key_labels.shape != labels.shape:
+        raise ValueError(f"label maps differ in shape: {tuple(key_labels.shape)} vs {tuple(labels.shape)}")
+    both = torch.stack([key_labels, labels], dim=1).float()
+    small = F.interpolate(both, size=size, mode="nearest").long()
+    key_small, small_t = small[:, 0], small[:, 1]
+    valid = (key_small != ignore_index) & (small_t != ignore_index)
+    return (key_small == small_t).float(), valid
