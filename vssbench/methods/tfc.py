@@ -76,7 +76,7 @@ class TFCOptions(SegFormerOptions):
     accuracy. ``interp``: soft | hard | fixed | none. ``update``: msda | none | flow.
     ``similarity_level``: encoder level (1 or 2) whose projection gives the similarity.
     ``keyframe``: fixed (t % interval == 0) | adaptive. ``budget``: adaptive keyframing's share
-    of low-similarity points above which a frame becomes a keyframe. ``focal``: supervise ŵ with
+    of low-similarity points (over the whole batch) above which a frame becomes a keyframe. ``focal``: supervise ŵ with
     the focal BCE. ``gamma``: its focusing parameter. ``decoder_dim``, ``drop_path_rate``: as
     SegFormer.
     """
