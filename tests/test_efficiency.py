@@ -115,6 +115,9 @@ def _sdpa(x: torch.Tensor) -> torch.Tensor:
 
 
 # input 1x3x4x4 throughout: 16 pixels, 48 elements
+BAG_INDEX = torch.arange(30).reshape(5, 6) % 12
+BAG_WEIGHTS = torch.rand(5, 6)
+
 CASES = {
     "linear": (lambda x: LINEAR(_tokens(x)), 16 * 3 * 8),
     "sdpa": (_sdpa, 1 * 1 * 16 * 8 * (3 + 6)),
@@ -128,6 +131,12 @@ CASES = {
     "mul_and_sum": (lambda x: (x * x).sum(dim=1), 48),
     "cosine_similarity": (lambda x: F.cosine_similarity(x, x + 1, dim=1), 3 * 48),
     "softmax_gelu_add": (lambda x: F.gelu(x.softmax(dim=1)) + x, 0),
+    # the 48 input values as a table of 12 rows x 4 channels; 5 bags of 6 weighted entries
+    "embedding_bag_weighted": (
+        lambda x: F.embedding_bag(BAG_INDEX, x.reshape(12, 4), per_sample_weights=BAG_WEIGHTS, mode="sum"),
+        5 * 6 * 4,
+    ),
+    "integer_mul": (lambda x: (BAG_INDEX * 3).float().sum() + x, 0),
 }
 
 

@@ -215,6 +215,17 @@ def test_update_none_interp_none_is_feature_reuse(models) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("update", ["msda", "none", "flow"])
+def test_cached_fuse_term_equals_the_full_fuse(models, update: str) -> None:
+    """cache_fuse only reorders exact linear algebra: the outputs agree to float rounding."""
+    video = moving_block_video(5)
+    cached, cached_infos = run(make(models, update=update, threshold=1.0), video)
+    full, full_infos = run(make(models, update=update, threshold=1.0, cache_fuse=False), video)
+    assert [i["keyframe"] for i in cached_infos] == [True, False, False, False, True]
+    for a, b in zip(cached, full):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_soft_interpolation_matches_manual_computation(models) -> None:
     """update=none, interp=soft: logits = classify(ŵ z_k + (1-ŵ) z_t), w from x̂^2, built by hand."""
     model = make(models, update="none")

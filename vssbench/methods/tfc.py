@@ -77,8 +77,11 @@ class TFCOptions(SegFormerOptions):
     ``similarity_level``: encoder level (1 or 2) whose projection gives the similarity.
     ``keyframe``: fixed (t % interval == 0) | adaptive. ``budget``: adaptive keyframing's share
     of low-similarity points (over the whole batch) above which a frame becomes a keyframe. ``focal``: supervise ŵ with
-    the focal BCE. ``gamma``: its focusing parameter. ``decoder_dim``, ``drop_path_rate``: as
-    SegFormer.
+    the focal BCE. ``gamma``: its focusing parameter. ``cache_fuse``: keep the keyframe levels'
+    share of the fuse conv (W_3·x̂_k^3 + W_4·x̂_k^4, :meth:`SegFormerHead.fuse_term`) instead of
+    recomputing the full 4E -> E conv at every non-keyframe; identical in real arithmetic (float
+    rounding differs), and with ``update="flow"`` the cached term is warped (warping commutes
+    with the 1x1 conv). ``decoder_dim``, ``drop_path_rate``: as SegFormer.
     """
 
     threshold: float = 0.8
@@ -89,6 +92,7 @@ class TFCOptions(SegFormerOptions):
     budget: float = 0.2
     focal: bool = True
     gamma: float = 1.0
+    cache_fuse: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,6 +160,7 @@ class _KeyframeState:
     projected: list[Tensor]  # x̂_k^1..x̂_k^4, N x E x h x w (projected and resized to 1/4)
     native: list[Tensor]  # linear_c{l}(x_k^l) at each level's own resolution, N x E x H_l x W_l
     value34: Tensor | None  # MSDA value_proj of native levels 3-4, N x S_34 x M x Dh
+    fuse34: Tensor | None  # W_3·x̂_k^3 + W_4·x̂_k^4, the reused levels' fuse term (cache_fuse)
     image_shape: tuple[int, ...]
 
     def detached(self) -> "_KeyframeState":
@@ -164,6 +169,7 @@ class _KeyframeState:
             projected=[x.detach() for x in self.projected],
             native=[x.detach() for x in self.native],
             value34=None if self.value34 is None else self.value34.detach(),
+            fuse34=None if self.fuse34 is None else self.fuse34.detach(),
             image_shape=self.image_shape,
         )
 
@@ -237,7 +243,10 @@ class TFC(SegFormer):
         value34 = None
         if self.options.update == "msda":
             value34 = self.msda.self_attn.project_value(flatten_levels(levels[2:])[0])
-        return head.classify(z), _KeyframeState(z, projected, levels, value34, image_shape)
+        fuse34 = None
+        if self.options.cache_fuse:
+            fuse34 = head.fuse_term(3, levels[2], size) + head.fuse_term(4, levels[3], size)
+        return head.classify(z), _KeyframeState(z, projected, levels, value34, fuse34, image_shape)
 
     def _project_current(self, x1: Tensor, x2: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Native (linear_c at own resolution) and 1/4-resolution projections of x_t^1, x_t^2."""
@@ -256,12 +265,17 @@ class TFC(SegFormer):
         """1/4-resolution logits of a non-keyframe from its projected x_t^1, x_t^2 and w_t."""
         opts = self.options
         head = self.decode_head
-        reused = key.projected[2:]
+        size = tuple(projected[0].shape[-2:])
+        reused = key.projected[2:] if key.fuse34 is None else [key.fuse34]
         if opts.update == "flow":
             assert self.flow is not None
-            flow = resize_flow(self.flow(key.native[1], native[1]), tuple(projected[0].shape[-2:]))
+            flow = resize_flow(self.flow(key.native[1], native[1]), size)
             reused = [warp(x, flow) for x in reused]
-        z = head.fuse([projected[0], projected[1], *reused])
+        if key.fuse34 is None:
+            z = head.fuse([projected[0], projected[1], *reused])
+        else:
+            # x̂_t^1 is already at 1/4; level 2's term is computed at 1/8 and resized.
+            z = head.fuse_terms([*reused, head.fuse_term(1, native[0], size), head.fuse_term(2, native[1], size)])
         selected = None
         if opts.update == "msda":
             assert key.value34 is not None
@@ -323,7 +337,7 @@ class TFC(SegFormer):
         info = {
             "keyframe": False,
             "updated_fraction": updated,
-            "mean_similarity": float(similarity.mean()),
+            "mean_similarity": float(similarity.detach().mean()),
             "low_similarity_fraction": low,
             "promoted": False,
         }

@@ -39,7 +39,7 @@ FREE_OPS: tuple[str, ...] = (
     "aten::hardsigmoid", "aten::leaky_relu", "aten::elu", "aten::relu6", "aten::hardtanh",
     "aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub", "aten::div", "aten::div_",
     "aten::neg", "aten::exp", "aten::log", "aten::sin", "aten::cos", "aten::sqrt", "aten::rsqrt", "aten::pow",
-    "aten::abs",
+    "aten::abs", "aten::numel", "aten::resolve_conj", "aten::resolve_neg",
     "aten::reciprocal", "aten::erf", "aten::round", "aten::sign",
     "aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::argmax", "aten::argmin", "aten::cumsum",
     "aten::clamp_min", "aten::clamp_max", "aten::minimum", "aten::maximum", "aten::where",
@@ -84,8 +84,18 @@ def _grid_sampler_macs(inputs: list[Any], outputs: list[Any]) -> int:
     return per_element * _numel(outputs[0])
 
 
+def _is_floating(value: Any) -> bool:
+    try:
+        return value.type().scalarType() in ("Float", "Double", "Half", "BFloat16")
+    except RuntimeError:  # not a tensor, or no dtype recorded
+        return True
+
+
 def _per_output(macs_per_element: int) -> Callable[[list[Any], list[Any]], int]:
     def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        # Integer arithmetic (index computations, e.g. MSDA's corner positions) is not model work.
+        if not _is_floating(outputs[0]):
+            return 0
         return macs_per_element * _numel(outputs[0])
 
     return handle
@@ -106,6 +116,16 @@ def _cosine_similarity_macs(inputs: list[Any], outputs: list[Any]) -> int:
     return 3 * math.prod(torch.broadcast_shapes(tuple(a), tuple(b)))
 
 
+def _embedding_bag_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    # Weighted bag sums (MSDA's sampling core): one multiply-add per bag entry and channel when
+    # per-sample weights are given (bilinear corner weight x attention weight), else one add.
+    indices, table = _shape(inputs[1]), _shape(inputs[0])
+    weighted = len(inputs) > 6 and _shape(inputs[6]) is not None  # per_sample_weights
+    if indices is None or table is None or not weighted:
+        return 0
+    return math.prod(indices) * table[-1]
+
+
 def _baddbmm_macs(inputs: list[Any], outputs: list[Any]) -> int:
     b1, b2 = _shape(inputs[1]), _shape(inputs[2])
     if b1 is None or b2 is None:
@@ -121,7 +141,10 @@ def _baddbmm_macs(inputs: list[Any], outputs: list[Any]) -> int:
 #    trilinear 8 per output element;
 #  - elementwise multiplications (MSDA weighted sum, TFC's similarity and soft blending):
 #    aten::mul, mul_, addcmul, lerp: one MAC per output element; vector norms one per input
-#    element; cosine_similarity three per input element; baddbmm as a batched matmul.
+#    element; cosine_similarity three per input element; baddbmm as a batched matmul;
+#    integer-valued multiplications (index arithmetic) count 0;
+#  - embedding_bag with per-sample weights (MSDA's bilinear sampling and weighted sum in one
+#    op): one MAC per bag entry and channel, i.e. 4 corners x L x P x Dh per query and head.
 OP_HANDLES: dict[str, Callable[[list[Any], list[Any]], int]] = {
     "aten::scaled_dot_product_attention": _sdpa_macs,
     "aten::grid_sampler": _grid_sampler_macs,
@@ -141,6 +164,7 @@ OP_HANDLES: dict[str, Callable[[list[Any], list[Any]], int]] = {
     "aten::frobenius_norm": _per_input(1),
     "aten::cosine_similarity": _cosine_similarity_macs,
     "aten::baddbmm": _baddbmm_macs,
+    "aten::embedding_bag": _embedding_bag_macs,
 }
 
 

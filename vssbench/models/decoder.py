@@ -109,6 +109,29 @@ class SegFormerHead(nn.Module):
             raise ValueError(f"fuse needs 4 projected maps, got {len(projected)}")
         return self.linear_fuse(torch.cat(list(projected)[::-1], dim=1))
 
+    def fuse_term(self, level: int, native: Tensor, size: tuple[int, int] | Sequence[int]) -> Tensor:
+        """Level ``level``'s share of the fuse conv before BN: W_level · x̂^level -> B x E x size.
+
+        The fuse is a 1x1 conv over concat[x̂^4, x̂^3, x̂^2, x̂^1], so its pre-BN output is the
+        sum of one term per level, W_l · x̂^l with W_l the conv's columns of level l. ``native``
+        is ``linear_c{level}`` of the encoder map at the level's own resolution; the term is
+        computed there and then resized, which equals W_l · resize(native) exactly in real
+        arithmetic (bilinear resizing and a 1x1 conv commute) and costs (h_l·w_l)/(h·w) as much.
+        A keyframe method computes the reused levels' terms once per keyframe.
+        """
+        if not 1 <= level <= 4:
+            raise ValueError(f"decoder level must be 1..4, got {level}")
+        e = self.embed_dim
+        weight = self.linear_fuse.conv.weight[:, (4 - level) * e : (5 - level) * e]
+        return resize_logits(F.conv2d(native, weight), size)
+
+    def fuse_terms(self, terms: Sequence[Tensor]) -> Tensor:
+        """z = ReLU(BN(sum of per-level ``fuse_term`` values)) -> B x E x h x w."""
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return self.linear_fuse.act(self.linear_fuse.bn(total))
+
     def classify(self, z: Tensor) -> Tensor:
         """Logits B x num_classes x h x w from the fused feature z (Dropout2d, then 1x1 conv)."""
         return self.linear_pred(self.dropout(z))
