@@ -18,36 +18,8 @@ from vssbench.methods import base as methods_base
 from vssbench.methods.base import MethodInfo, VideoSegmenter, register
 
 
-@dataclass(frozen=True)
-class FailingOptions:
-    interval: int = 4
 
 
-class Failing(VideoSegmenter):
-    info = MethodInfo("cli_test_failing", paper="none (test)", type="Image", default_interval=4)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = nn.Conv2d(3, 4, 1)
-
-    def reset(self) -> None:
-        pass
-
-    def step(self, image: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("this method always fails")
-
-
-@pytest.fixture
-def failing_method(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Register the failing method in a private copy of the registry (other tests never see it)."""
-    monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
-    register(Failing.info, FailingOptions)(lambda backbone, num_classes, options: Failing())
-    return Failing.info.name
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("vspw") / "mini", videos=6, frames=18, size=(32, 48), seed=0)
 
 
 def run_args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -80,12 +52,12 @@ def test_a_sweep_prints_every_row_and_exits_1_when_one_failed(
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["method", "backbone", "mIoU", "wIoU", "mVC8", "mVC16", "params(M)", "GMACs/frame",
                                 "FPS", "error"]
-    assert lines[2].split()[:2] == ["cli_test_failing", "b0"] and "RuntimeError: this method always fails" in lines[2]
+    assert lines[2].split()[:2] == ["test_failing", "b0"] and "RuntimeError: deliberate failure in step" in lines[2]
     segformer = lines[3].split()
     assert segformer[:2] == ["segformer", "b0"] and segformer[6] == "3.75"  # params in M
-    assert "error: cli_test_failing-b0: RuntimeError: this method always fails" in result.stderr
+    assert "error: test_failing-b0: RuntimeError: deliberate failure in step" in result.stderr
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/record.json"))]
-    assert sorted(r["method"] for r in records) == ["cli_test_failing", "segformer"]
+    assert sorted(r["method"] for r in records) == ["segformer", "test_failing"]
     assert all(r["interval"] == 2 for r in records)
 
 

@@ -50,37 +50,9 @@ METRICS = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")
 
 
 # --- a deliberately failing method, registered once --------------------------------------------
-@dataclass(frozen=True)
-class BrokenOptions:
-    interval: int = 4
-
-
-class Broken(VideoSegmenter):
-    info = MethodInfo("harness_test_broken", paper="none (test)", type="Image", default_interval=4)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = nn.Conv2d(3, 4, 1)
-
-    def reset(self) -> None:
-        pass
-
-    def step(self, image: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("deliberate failure in step")
-
-
-@pytest.fixture
-def broken_method(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Register the failing method in a private copy of the registry (other tests never see it)."""
-    monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
-    register(Broken.info, BrokenOptions)(lambda backbone, num_classes, options: Broken())
-    return Broken.info.name
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("vspw") / "mini", videos=6, frames=18, size=(32, 48), seed=0)
 
 
 def tiny_config(root: Path, **changes: Any) -> RunConfig:
@@ -266,14 +238,14 @@ def test_videos_file_tolerates_only_a_truncated_last_line(tmp_path: Path) -> Non
 
 # --- sweeps, errors, bad data -----------------------------------------------------------------
 def test_a_failing_method_becomes_an_error_row_and_the_sweep_goes_on(
-    data_root: Path, tmp_path: Path, broken_method: str
+    data_root: Path, tmp_path: Path, failing_method: str
 ) -> None:
     configs = [
-        tiny_config(data_root, method=broken_method, max_videos=1, max_frames=3),
+        tiny_config(data_root, method=failing_method, max_videos=1, max_frames=3),
         tiny_config(data_root, max_videos=1, max_frames=3),
     ]
     records = run_sweep(configs, out=tmp_path, progress=False)
-    assert [r["method"] for r in records] == ["harness_test_broken", "segformer"]
+    assert [r["method"] for r in records] == ["test_failing", "segformer"]
     broken, ok = records
     assert broken["error"] == "RuntimeError: deliberate failure in step"
     assert all(broken[k] is None for k in ACCURACY_KEYS) and broken["fps"] is None
@@ -285,7 +257,7 @@ def test_a_failing_method_becomes_an_error_row_and_the_sweep_goes_on(
     assert "Traceback" in log and "deliberate failure in step" in log
     table = format_table(records).splitlines()
     assert table[0].split()[-1] == "error"
-    assert table[2].startswith("harness_test_broken") and table[2].endswith("RuntimeError: deliberate failure in step")
+    assert table[2].startswith("test_failing") and table[2].endswith("RuntimeError: deliberate failure in step")
     assert table[3].startswith("segformer")
 
 

@@ -19,15 +19,6 @@ from vssbench.models.msda import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def naive_ms_deform_attn(value, shapes, locations, weights):
     """Per-point bilinear sampling with the CUDA kernel's formula h_im = y*H - 0.5, zero outside."""
     n, s, m, dh = value.shape

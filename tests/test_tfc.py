@@ -47,15 +47,6 @@ def run(model: torch.nn.Module, video: torch.Tensor) -> tuple[list[torch.Tensor]
     return outs, infos
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def models() -> dict[str, TFC]:
     """One B0 TFC (and one with the flow estimator) with the same weights, built once.

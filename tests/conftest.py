@@ -1,0 +1,58 @@
+"""Shared fixtures: one intra-op thread, a tiny synthetic VSPW tree, a deliberately failing method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from vssbench.data import synthesize
+from vssbench.methods import base as methods_base
+from vssbench.methods.base import MethodInfo, VideoSegmenter, register
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and immune to oversubscription on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic VSPW tree: 6 videos (3 val) of 18 frames at 32x48 (T > 16: VC16 has windows)."""
+    return synthesize(tmp_path_factory.mktemp("vspw") / "mini", videos=6, frames=18, size=(32, 48), seed=0)
+
+
+@dataclass(frozen=True)
+class FailingOptions:
+    interval: int = 4
+
+
+class Failing(VideoSegmenter):
+    """A method whose every step raises (for sweep and error-row tests)."""
+
+    info = MethodInfo("test_failing", paper="none (test)", type="Image", default_interval=4)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Conv2d(3, 4, 1)
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, image: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("deliberate failure in step")
+
+
+@pytest.fixture
+def failing_method(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register the failing method in a private copy of the registry (other tests never see it)."""
+    monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
+    register(Failing.info, FailingOptions)(lambda backbone, num_classes, options: Failing())
+    return Failing.info.name
