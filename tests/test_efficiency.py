@@ -239,3 +239,32 @@ def test_environment_describes_this_process() -> None:
     assert env["threads"] == torch.get_num_threads()
     assert env["device"].startswith("cpu (") and f"{env['threads']} threads" in env["device"]
     assert env["cuda"] == torch.version.cuda
+
+
+class CachingToy(KeyframeToy):
+    """A keyframe that also caches something its own output does not use (like TFC's value
+    projection for later frames): that work must be counted at the keyframe."""
+
+    def __init__(self, interval: int = 3) -> None:
+        super().__init__(interval)
+        self.prepare = nn.Linear(16, 8)
+        self.extra: torch.Tensor | None = None
+
+    def step(self, image: torch.Tensor) -> torch.Tensor:
+        keyframe = self.t % self.interval == 0 or self.cache is None
+        logits = super().step(image)
+        if keyframe:
+            self.extra = self.prepare(self.cache)  # used by no output of this step
+        return logits
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [t for t in (self.cache, self.extra) if t is not None]
+
+
+def test_count_gmacs_counts_work_cached_for_later_frames() -> None:
+    frames = [torch.randn(1, 3, 4, 4) for _ in range(3)]
+    plain = count_gmacs(KeyframeToy(interval=3), frames, interval=3)
+    caching = count_gmacs(CachingToy(interval=3), frames, interval=3)
+    extra = 16 * 16 * 8  # prepare: 16 tokens x 16 -> 8
+    assert caching["gmacs_per_step"][0] == pytest.approx(plain["gmacs_per_step"][0] + extra / 1e9)
+    assert caching["gmacs_per_step"][1:] == pytest.approx(plain["gmacs_per_step"][1:])  # old caches not re-counted

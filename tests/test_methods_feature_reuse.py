@@ -125,3 +125,20 @@ def test_training_is_segformers_per_frame_loss() -> None:
     labels = torch.randint(0, 6, (1, 2, 64, 64))
     assert torch.equal(reuse.forward_train(images, labels)["loss"], base.forward_train(images, labels)["loss"])
     assert FeatureReuse.info.type == "E" and FeatureReuse.info.name == "feature_reuse"
+
+
+def test_cached_fuse_term_makes_non_keyframes_cheaper() -> None:
+    from vssbench.metrics.efficiency import count_gmacs
+
+    frames = _frames(2)
+    full = count_gmacs(_pair(2, cache_fuse=False)[1], frames, interval=2)
+    cached = count_gmacs(_pair(2, cache_fuse=True)[1], frames, interval=2)
+    segformer = count_gmacs(_pair(2)[0], frames, interval=2)
+    # Non-keyframe: the 4E -> E fuse conv at 1/4 becomes E -> E at 1/4 (level 1) plus E -> E at
+    # 1/8 (level 2): 1024 -> 256 + 64 input channels per 1/4 point, about 3/4 of it saved.
+    e, points = 256, 16 * 16
+    saved = (4 * e - e - e // 4) * e * points - 4 * e * points  # minus level 2's resize (4 MACs/elem)
+    assert full["gmacs_nonkeyframe"] < segformer["gmacs_keyframe"]
+    assert full["gmacs_nonkeyframe"] - cached["gmacs_nonkeyframe"] == pytest.approx(saved / 1e9, rel=0.05)
+    # The keyframe pays a little for the cached term (levels 3-4 at 1/16 and 1/32, then resized).
+    assert 0 < cached["gmacs_keyframe"] - full["gmacs_keyframe"] < 0.05 * full["gmacs_keyframe"]

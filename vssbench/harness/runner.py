@@ -576,6 +576,7 @@ def _efficiency(
         "repeats": config.repeats,
         "interval_time_s": fps.get("interval_time_s"),
         "interval_times_s": fps.get("interval_times_s"),
+        "timer": fps.get("timer"),
         "statistic": "interval frames / median interval time; warm-up excluded; device synchronized; data loading excluded",
         "scope": "rank 0 only" if ctx.distributed else "single process",
     }

@@ -13,6 +13,7 @@ Protocol (online and causal):
 * ``forward_train(images, labels) -> dict`` of named scalar losses (key ``"loss"`` is the total)
   for a clip: images N×T×3×H×W, labels N×T×H×W int64 with 255 ignored;
 * ``last_step_info``: diagnostics of the last ``step`` (``keyframe`` and method-specific values);
+* ``state_tensors()``: the tensors cached for later frames (counted by the GMAC counter);
 * ``parameter_groups()``: named sub-modules for grouped parameter counts.
 """
 
@@ -72,6 +73,14 @@ class VideoSegmenter(nn.Module):
     def forward_train(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named losses for a training clip (``"loss"`` is the one to back-propagate)."""
         raise NotImplementedError
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Tensors the adapter keeps for later frames (keyframe caches); empty for per-frame methods.
+
+        Complexity counting returns them beside the logits so that the work done to cache them
+        is counted at the step that does it.
+        """
+        return []
 
     def parameter_groups(self) -> dict[str, nn.Module]:
         """Named sub-modules whose parameters are counted separately (encoder, decoder, ...)."""

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from vssbench.methods.base import MethodInfo, register
 from vssbench.methods.segformer import SegFormer, SegFormerOptions
+from vssbench.models.decoder import resize_logits
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class FeatureReuse(SegFormer):
         self._key_feats = None
         self._key_shape = None
 
+    def state_tensors(self) -> list[Tensor]:
+        """The cached keyframe features (or their fuse term)."""
+        return list(self._key_feats or ())
+
     def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """1/4-resolution logits: full encoder on keyframes, stages 1-2 + cached x^3, x^4 otherwise."""
         head = self.decode_head
@@ -67,13 +72,15 @@ class FeatureReuse(SegFormer):
             feats = self.encode(image, 4)
             size = tuple(feats[0].shape[-2:])
             # Detached: the cache is inference state, and must not keep an old frame's graph alive.
-            if self.options.cache_fuse:
-                high = [head.fuse_term(level, getattr(head, f"linear_c{level}")(feats[level - 1]), size) for level in (3, 4)]
-                self._key_feats = ((high[0] + high[1]).detach(),)
-            else:
-                self._key_feats = (feats[2].detach(), feats[3].detach())
             self._key_shape = tuple(image.shape)
-            return head(feats), {"keyframe": True}
+            if not self.options.cache_fuse:
+                self._key_feats = (feats[2].detach(), feats[3].detach())
+                return head(feats), {"keyframe": True}
+            # The same ops as head(feats), keeping the native projections for the fuse terms.
+            native = [getattr(head, f"linear_c{level}")(x) for level, x in enumerate(feats, start=1)]
+            logits = head.classify(head.fuse([resize_logits(x, size) for x in native]))
+            self._key_feats = ((head.fuse_term(3, native[2], size) + head.fuse_term(4, native[3], size)).detach(),)
+            return logits, {"keyframe": True}
         if tuple(image.shape) != self._key_shape:
             raise ValueError(
                 f"frame {self.t} has shape {tuple(image.shape)} but its keyframe had {self._key_shape}; "

@@ -220,6 +220,14 @@ class TFC(SegFormer):
         self._key_t = 0
         self.last_similarity = None
 
+    def state_tensors(self) -> list[Tensor]:
+        """The keyframe state later frames use (z_k, x̂_k, native levels, cached projections)."""
+        key = self._key
+        if key is None:
+            return []
+        extra = [t for t in (key.value34, key.fuse34) if t is not None]
+        return [key.z, *key.projected, *key.native, *extra]
+
     def parameter_groups(self) -> dict[str, nn.Module]:
         """Encoder (MiT), decoder (MLP head) and tfc (the deformable layer, + the flow estimator)."""
         tfc: nn.Module = self.msda if self.flow is None else nn.ModuleList([self.msda, self.flow])

@@ -258,7 +258,16 @@ class _StepModule(nn.Module):
         self.adapter = adapter
 
     def forward(self, image: torch.Tensor) -> Any:
-        return self.adapter.step(image)
+        # The tracer keeps only ops that reach an output: return what this step newly cached for
+        # later frames too, or a keyframe's caching work (e.g. TFC's value projection) goes
+        # uncounted. Tensors cached by earlier steps are left out (they do not depend on this
+        # input); holding them in `before` keeps their ids from being reused meanwhile.
+        state = getattr(self.adapter, "state_tensors", None)
+        before = list(state()) if state is not None else []
+        logits = self.adapter.step(image)
+        known = {id(t) for t in before}
+        cached = [t for t in (state() if state is not None else []) if id(t) not in known]
+        return (logits, *cached) if cached else logits
 
 
 def _frames_for_interval(image: torch.Tensor | Sequence[torch.Tensor], interval: int) -> list[torch.Tensor]:
@@ -337,9 +346,11 @@ def measure_fps(
 
     ``frames`` holds at least ``interval`` images already on ``device`` (or one image, reused).
     ``warmup`` whole intervals (each after ``reset()``) are run untimed; then each of
-    ``repeats`` runs calls ``reset()`` and times the ``interval`` steps with the device synchronized before and after,
-    under ``torch.inference_mode()``. FPS = interval / median interval time (seconds).
-    Data loading is not included: the harness times it apart.
+    ``repeats`` runs calls ``reset()`` and times the ``interval`` steps with the device
+    synchronized before and after, under ``torch.inference_mode()``: on CUDA with CUDA events
+    recorded on the current stream around the interval (``timer: "cuda_event"``), elsewhere with
+    ``time.perf_counter`` (``timer: "perf_counter"``). FPS = interval / median interval time
+    (seconds). Data loading is not included: the harness times it apart.
     """
     if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
@@ -352,14 +363,20 @@ def measure_fps(
             adapter.reset()
             for frame in clip:
                 adapter.step(frame)
+        cuda = torch.device(device).type == "cuda"
         for _ in range(repeats):
             adapter.reset()
             _synchronize(device)
+            if cuda:
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                begin.record(torch.cuda.current_stream(torch.device(device)))
             start = time.perf_counter()
             for frame in clip:
                 adapter.step(frame)
+            if cuda:
+                end.record(torch.cuda.current_stream(torch.device(device)))
             _synchronize(device)
-            times.append(time.perf_counter() - start)
+            times.append(begin.elapsed_time(end) / 1e3 if cuda else time.perf_counter() - start)
     median = statistics.median(times)
     return {
         "fps": interval / median,
@@ -368,6 +385,7 @@ def measure_fps(
         "repeats": int(repeats),
         "warmup": int(warmup),
         "interval": int(interval),
+        "timer": "cuda_event" if torch.device(device).type == "cuda" else "perf_counter",
     }
 
 
