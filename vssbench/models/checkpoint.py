@@ -135,7 +135,9 @@ def _load_failure(exc: Exception) -> str:
         if "Unsupported global" in reason:
             reason += " (only tensors and plain Python values load safely; re-save the state dict alone)"
         return reason
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else ""
+    # Some failures (e.g. a text file read as a legacy pickle) carry only a bare number.
+    return f"{type(exc).__name__}: {first}" if first and not first.isdigit() else f"{type(exc).__name__} {first}".strip()
 
 
 def _unwrap(obj: Any, source: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
