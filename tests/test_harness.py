@@ -145,6 +145,8 @@ def test_metrics_equal_an_independent_recomputation(baseline: dict[str, Any], da
         assert record[key] == pytest.approx(iou[key], rel=1e-12, abs=1e-15), key
     assert record["mVC8"] == pytest.approx(mean_vc(scores[8]), rel=1e-12)
     assert record["mVC16"] == pytest.approx(mean_vc(scores[16]), rel=1e-12)
+    for clip in (8, 16):
+        assert record["mVC_video_mean"][f"mVC{clip}"] == pytest.approx(mean_vc(scores[clip], average="videos"), rel=1e-12)
     with open(Path(record["run_dir"]) / "per_class.csv", newline="") as f:
         saved = [r["iou"] for r in csv.DictReader(f)]
     for value, expected in zip(saved, iou["IoU"]):

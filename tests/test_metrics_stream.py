@@ -100,7 +100,10 @@ def test_vc_metric_include_last_and_finish_semantics() -> None:
         metric = VCMetric(2, include_last=include_last)
         for t in range(4):
             metric.update(pred[t], gt[t], "a")
-        assert metric.compute() == {"mVC": pytest.approx(np.mean(want)), "windows": len(want), "nan_windows": 0}
+        mean = pytest.approx(np.mean(want))
+        assert metric.compute() == {
+            "mVC": mean, "mVC_windows": mean, "mVC_videos": mean, "windows": len(want), "nan_windows": 0, "videos": 1,
+        }
     # a new video name finishes the previous video; its window never spans both videos
     metric = VCMetric(2)
     for name in ("a", "b"):
@@ -258,3 +261,58 @@ def test_video_evaluator_include_last_and_protocol_errors() -> None:
         evaluator.end_video()
     with pytest.raises(OptionError, match="vspw"):
         VideoEvaluator(preset="mmseg")
+
+
+def _naive_vc_scores(gt: np.ndarray, pred: np.ndarray, clip: int, ignore: int | None) -> list[float]:
+    """Loops over windows and pixels (official bounds), optionally leaving an ignored GT label out."""
+    t_len, h, w = gt.shape
+    scores = []
+    for s in range(t_len - clip):
+        area = inter = 0
+        for i in range(h):
+            for j in range(w):
+                g = gt[s : s + clip, i, j]
+                p = pred[s : s + clip, i, j]
+                if (g == g[0]).all() and (ignore is None or g[0] != ignore):
+                    area += 1
+                    inter += int((p == p[0]).all())
+        scores.append(inter / area if area else float("nan"))
+    return scores
+
+
+def test_vc_conventions_ignore_index_and_video_average_against_naive() -> None:
+    rng = np.random.default_rng(7)
+    videos = {}
+    for name, frames in (("long", 14), ("short", 7), ("tiny", 3)):
+        gt = rng.integers(0, 3, size=(1, 5, 6)).repeat(frames, 0)
+        gt[:, :2] = 255  # a void band that stays void: in G unless 255 is ignored
+        flips = rng.random(gt.shape) < 0.08
+        gt[flips] = rng.integers(0, 3, size=int(flips.sum()))
+        pred = np.where(rng.random(gt.shape) < 0.1, rng.integers(0, 3, size=gt.shape), gt % 255)
+        videos[name] = (gt.astype(np.uint8), pred.astype(np.uint8))
+    for ignore in (None, 255):
+        per_video = {n: _naive_vc_scores(g, p, 4, ignore) for n, (g, p) in videos.items()}
+        pooled = np.array([x for scores in per_video.values() for x in scores])
+        means = [np.nanmean(v) for v in per_video.values() if v and not np.all(np.isnan(v))]
+        for average, want in (("windows", np.nanmean(pooled)), ("videos", np.mean(means))):
+            metric = VCMetric(4, ignore_index=ignore, average=average)
+            for name, (g, p) in videos.items():
+                for t in range(len(g)):
+                    metric.update(p[t], g[t], name)
+                np.testing.assert_allclose(
+                    vc_window_scores(g, p, 4, ignore_index=ignore), per_video[name], rtol=1e-12
+                )
+            result = metric.compute()
+            assert result["mVC"] == pytest.approx(want, rel=1e-12)
+            assert result["videos"] == len(means)
+            assert mean_vc(per_video.values(), average=average) == pytest.approx(want, rel=1e-12)
+    # ignoring the void band changes the score: the band is a stable GT area in the official VC
+    official = VCMetric(4)
+    void_aware = VCMetric(4, ignore_index=255)
+    g, p = videos["long"]
+    for t in range(len(g)):
+        official.update(p[t], g[t], "long")
+        void_aware.update(p[t], g[t], "long")
+    assert official.compute()["mVC"] != void_aware.compute()["mVC"]
+    with pytest.raises(ValueError, match="cannot merge"):
+        official.merge(void_aware)

@@ -486,6 +486,7 @@ def _finalize(
         aAcc=metrics.get("aAcc"),
         mAcc=metrics.get("mAcc"),
         vc_windows=_vc_windows(metrics),
+        mVC_video_mean=metrics.get("vc_video_mean"),
         skipped_videos=metrics.get("skipped_videos"),
         data_time_per_frame=sum(e["data_time_s"] for e in ordered) / num_frames,
         model_time_per_frame=sum(e["model_time_s"] for e in ordered) / num_frames,

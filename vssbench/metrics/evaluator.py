@@ -51,8 +51,10 @@ class MetricState:
     """Additive, fixed-size evaluation state of one or more videos.
 
     ``confusion`` [K, K] int64 (rows = GT); per clip length in ``clips``: ``vc_score_sum``
-    (float64, sum of scored window scores), ``vc_windows`` (scored windows) and
-    ``vc_nan_windows`` (windows with an empty GT common area). ``videos``/``frames`` count
+    (float64, sum of scored window scores), ``vc_windows`` (scored windows),
+    ``vc_nan_windows`` (windows with an empty GT common area), and for the per-video average
+    ``vc_video_mean_sum`` (float64, sum over videos of each video's NaN-mean) and
+    ``vc_videos`` (videos with a scored window). ``videos``/``frames`` count
     what was evaluated; ``skipped_videos``/``skipped_frames`` what a preset dropped.
     """
 
@@ -61,12 +63,17 @@ class MetricState:
     vc_score_sum: np.ndarray
     vc_windows: np.ndarray
     vc_nan_windows: np.ndarray
+    vc_video_mean_sum: np.ndarray
+    vc_videos: np.ndarray
     videos: int = 0
     frames: int = 0
     skipped_videos: int = 0
     skipped_frames: int = 0
 
-    _ARRAYS: ClassVar[tuple[str, ...]] = ("vc_score_sum", "vc_windows", "vc_nan_windows")
+    _ARRAYS: ClassVar[tuple[str, ...]] = (
+        "vc_score_sum", "vc_windows", "vc_nan_windows", "vc_video_mean_sum", "vc_videos",
+    )
+    _FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("vc_score_sum", "vc_video_mean_sum")
     _COUNTS: ClassVar[tuple[str, ...]] = ("videos", "frames", "skipped_videos", "skipped_frames")
 
     @classmethod
@@ -81,6 +88,8 @@ class MetricState:
             vc_score_sum=np.zeros(n, np.float64),
             vc_windows=np.zeros(n, np.int64),
             vc_nan_windows=np.zeros(n, np.int64),
+            vc_video_mean_sum=np.zeros(n, np.float64),
+            vc_videos=np.zeros(n, np.int64),
         )
 
     @property
@@ -124,16 +133,17 @@ class MetricState:
             "num_classes": self.num_classes,
             "clips": list(self.clips),
             "confusion": self.confusion.tolist(),
-            "vc_score_sum": [float(x) for x in self.vc_score_sum],
-            "vc_windows": [int(x) for x in self.vc_windows],
-            "vc_nan_windows": [int(x) for x in self.vc_nan_windows],
+            **{
+                name: [float(x) if name in self._FLOAT_ARRAYS else int(x) for x in getattr(self, name)]
+                for name in self._ARRAYS
+            },
             **{name: int(getattr(self, name)) for name in self._COUNTS},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetricState:
         """Inverse of :meth:`to_dict`; a missing key or a wrong shape raises ValueError naming it."""
-        required = ("num_classes", "clips", "confusion", "vc_score_sum", "vc_windows", "vc_nan_windows")
+        required = ("num_classes", "clips", "confusion", *cls._ARRAYS)
         missing = [k for k in required if k not in d]
         if missing:
             raise ValueError(f"metric state is missing key(s) {missing}")
@@ -143,8 +153,8 @@ class MetricState:
         if conf.shape != (k, k):
             raise ValueError(f"metric state 'confusion' has shape {conf.shape}, expected {(k, k)}")
         state.confusion = conf
-        for name, dtype in (("vc_score_sum", np.float64), ("vc_windows", np.int64), ("vc_nan_windows", np.int64)):
-            values = np.asarray(d[name], dtype=dtype)
+        for name in cls._ARRAYS:
+            values = np.asarray(d[name], dtype=np.float64 if name in cls._FLOAT_ARRAYS else np.int64)
             if values.shape != (n,):
                 raise ValueError(f"metric state {name!r} has shape {values.shape}, expected {(n,)} (one per clip)")
             setattr(state, name, values)
@@ -157,22 +167,27 @@ def compute_metrics(state: MetricState) -> dict[str, Any]:
     """The record's metric numbers from a (summed) state; fractions in [0, 1].
 
     Keys: ``mIoU``, ``wIoU``, ``mIoU_mmseg``, ``aAcc``, ``mAcc``, ``IoU`` (per-class list,
-    NaN where undefined), ``mVC{C}`` per clip (NaN without scored windows), ``windows`` and
-    ``nan_windows`` (dicts keyed by ``mVC{C}``), ``videos``, ``frames``, ``skipped_videos``,
-    ``skipped_frames``.
+    NaN where undefined), ``mVC{C}`` per clip (the official pooled NaN-mean over windows; NaN
+    without scored windows), ``windows`` and ``nan_windows`` (dicts keyed by ``mVC{C}``),
+    ``vc_video_mean`` (dict keyed by ``mVC{C}``: the mean over videos of each video's NaN-mean,
+    the "videos" average convention), ``videos``, ``frames``, ``skipped_videos``, ``skipped_frames``.
     """
     iou = iou_from_confusion(state.confusion)
     out: dict[str, Any] = {key: iou[key] for key in ("mIoU", "wIoU", "mIoU_mmseg", "aAcc", "mAcc")}
     out["IoU"] = [float(x) for x in iou["IoU"]]
     windows: dict[str, int] = {}
     nan_windows: dict[str, int] = {}
-    for clip, total, count, nans in zip(state.clips, state.vc_score_sum, state.vc_windows, state.vc_nan_windows):
+    video_mean: dict[str, float] = {}
+    for i, clip in enumerate(state.clips):
         key = f"mVC{clip}"
-        out[key] = float(total / count) if count else float("nan")
-        windows[key] = int(count)
-        nan_windows[key] = int(nans)
+        count, videos = int(state.vc_windows[i]), int(state.vc_videos[i])
+        out[key] = float(state.vc_score_sum[i] / count) if count else float("nan")
+        windows[key] = count
+        nan_windows[key] = int(state.vc_nan_windows[i])
+        video_mean[key] = float(state.vc_video_mean_sum[i] / videos) if videos else float("nan")
     out["windows"] = windows
     out["nan_windows"] = nan_windows
+    out["vc_video_mean"] = video_mean
     for name in MetricState._COUNTS:
         out[name] = int(getattr(state, name))
     return out
@@ -184,6 +199,8 @@ class VideoEvaluator:
     Memory is fixed (a confusion matrix and the VC run-length counters of the current video).
     ``preset`` picks which videos count (:data:`PRESETS`); a dropped video is recognised from
     ``num_frames`` at ``begin_video`` and its frames are only counted, never buffered.
+    ``include_last`` and ``vc_ignore_index`` are the VC window conventions of
+    :class:`~vssbench.metrics.VCMetric` (official: False and None, nothing ignored).
     """
 
     def __init__(
@@ -193,6 +210,7 @@ class VideoEvaluator:
         preset: str = "vspw",
         include_last: bool = False,
         ignore_index: int = 255,
+        vc_ignore_index: int | None = None,
     ) -> None:
         if preset not in PRESETS:
             raise OptionError(f"unknown metric preset {preset!r}; available: {', '.join(PRESETS)}")
@@ -201,7 +219,8 @@ class VideoEvaluator:
         self.preset = PRESETS[preset]
         self.include_last = bool(include_last)
         self.ignore_index = int(ignore_index)
-        self._vc = RunLengthVC(self.clips) if self.clips else None
+        self.vc_ignore_index = None if vc_ignore_index is None else int(vc_ignore_index)
+        self._vc = RunLengthVC(self.clips, ignore_index=self.vc_ignore_index) if self.clips else None
         self._video: str | None = None
 
     def begin_video(self, video: str, num_frames: int) -> None:
@@ -249,6 +268,11 @@ class VideoEvaluator:
                 totals.score_sum,
                 totals.windows,
                 totals.nan_windows,
+            )
+            scored = totals.windows > 0
+            state.vc_videos = scored.astype(np.int64)
+            state.vc_video_mean_sum = np.divide(
+                totals.score_sum, totals.windows, out=np.zeros(len(self.clips)), where=scored
             )
         state.videos, state.frames = 1, self._seen
         return state

@@ -84,13 +84,23 @@ class VCMetric:
     video, and :meth:`finish` (or :meth:`compute`) finishes the current one. The state never
     grows with the number of frames: per video only the previous frame and two uint8
     run-length maps are kept. Windows follow the official VSPW bounds (see
-    :mod:`vssbench.metrics.functional.vc`); ``include_last`` also uses the final window.
+    :mod:`vssbench.metrics.functional.vc`). Named conventions, official by default:
+    ``include_last`` also uses the final window; ``ignore_index`` (None: nothing ignored) leaves
+    pixels whose stable GT is that label out of the GT common area; ``average`` is "windows"
+    (pooled NaN-mean over all windows of all videos) or "videos" (mean of per-video NaN-means).
+    The state keeps both averages' sums, so ``compute`` reports both.
     """
 
-    def __init__(self, clip: int, include_last: bool = False) -> None:
+    def __init__(
+        self, clip: int, include_last: bool = False, ignore_index: int | None = None, average: str = "windows"
+    ) -> None:
+        if average not in ("windows", "videos"):
+            raise ValueError(f"average must be 'windows' or 'videos', got {average!r}")
         self.clip = check_clip(clip)
         self.include_last = bool(include_last)
-        self._counter = RunLengthVC((self.clip,))
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.average = average
+        self._counter = RunLengthVC((self.clip,), ignore_index=self.ignore_index)
         self.reset()
 
     def reset(self) -> None:
@@ -99,6 +109,8 @@ class VCMetric:
         self.score_sum = 0.0
         self.windows = 0
         self.nan_windows = 0
+        self.video_mean_sum = 0.0  # sum over videos of each video's NaN-mean
+        self.scored_videos = 0  # videos with at least one scored window
         self._video: str | None = None
         self._last_finished: str | None = None
 
@@ -123,39 +135,54 @@ class VCMetric:
         self.score_sum += float(totals.score_sum[0])
         self.windows += int(totals.windows[0])
         self.nan_windows += int(totals.nan_windows[0])
+        if totals.windows[0]:
+            self.video_mean_sum += float(totals.score_sum[0]) / int(totals.windows[0])
+            self.scored_videos += 1
         self._last_finished, self._video = self._video, None
 
     def compute(self) -> dict[str, Any]:
-        """Finish the current video and return ``mVC`` (NaN without any scored window),
-        ``windows`` (scored windows) and ``nan_windows`` (windows with an empty GT common area)."""
+        """Finish the current video and return ``mVC`` (by ``average``; NaN without any scored
+        window), ``mVC_windows`` and ``mVC_videos`` (both averages), ``windows`` (scored windows),
+        ``nan_windows`` (windows with an empty GT common area) and ``videos`` (scored videos)."""
         self.finish()
+        pooled = self.score_sum / self.windows if self.windows else float("nan")
+        per_video = self.video_mean_sum / self.scored_videos if self.scored_videos else float("nan")
         return {
-            "mVC": self.score_sum / self.windows if self.windows else float("nan"),
+            "mVC": pooled if self.average == "windows" else per_video,
+            "mVC_windows": pooled,
+            "mVC_videos": per_video,
             "windows": self.windows,
             "nan_windows": self.nan_windows,
+            "videos": self.scored_videos,
         }
 
     def merge(self, other: VCMetric) -> None:
         """Add another accumulator's finished totals (same clip and window bounds)."""
-        if (other.clip, other.include_last) != (self.clip, self.include_last):
-            raise ValueError(
-                f"cannot merge VCMetric(clip={other.clip}, include_last={other.include_last}) "
-                f"into VCMetric(clip={self.clip}, include_last={self.include_last})"
-            )
+        if other._conventions() != self._conventions():
+            raise ValueError(f"cannot merge VCMetric{other._conventions()} into VCMetric{self._conventions()}")
         if other._video is not None:
             raise ValueError(f"the other VCMetric is still in video {other._video!r}; call finish() first")
         self.score_sum += other.score_sum
         self.windows += other.windows
         self.nan_windows += other.nan_windows
+        self.video_mean_sum += other.video_mean_sum
+        self.scored_videos += other.scored_videos
+
+    def _conventions(self) -> tuple[Any, ...]:
+        return (self.clip, self.include_last, self.ignore_index, self.average)
 
     def state_dict(self) -> dict[str, Any]:
         """A copy of the state, the in-progress video's counters included (fixed size)."""
         return {
             "clip": self.clip,
             "include_last": self.include_last,
+            "ignore_index": self.ignore_index,
+            "average": self.average,
             "score_sum": self.score_sum,
             "windows": self.windows,
             "nan_windows": self.nan_windows,
+            "video_mean_sum": self.video_mean_sum,
+            "scored_videos": self.scored_videos,
             "video": self._video,
             "last_finished": self._last_finished,
             "counter": self._counter.state_dict(),
@@ -163,14 +190,18 @@ class VCMetric:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by :meth:`state_dict` (clip and bounds must match)."""
-        if int(state["clip"]) != self.clip or bool(state["include_last"]) != self.include_last:
+        theirs = (
+            int(state["clip"]), bool(state["include_last"]), state.get("ignore_index"), state.get("average", "windows")
+        )
+        if theirs != self._conventions():
             raise ValueError(
-                f"state has clip={state['clip']}, include_last={state['include_last']}; "
-                f"this metric has clip={self.clip}, include_last={self.include_last}"
+                f"state has (clip, include_last, ignore_index, average) = {theirs}; this metric has {self._conventions()}"
             )
         self.score_sum = float(state["score_sum"])
         self.windows = int(state["windows"])
         self.nan_windows = int(state["nan_windows"])
+        self.video_mean_sum = float(state.get("video_mean_sum", 0.0))
+        self.scored_videos = int(state.get("scored_videos", 0))
         self._video = state["video"]
         self._last_finished = state["last_finished"]
         self._counter.load_state_dict(state["counter"])

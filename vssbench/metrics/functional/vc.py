@@ -7,6 +7,11 @@ last possible window (ending at frame T-1) is *not* used; a video with T <= C ha
 mVC_C is the NaN-mean of all window scores of all videos pooled. Nothing is ignored: label
 255 is compared like any other label.
 
+Named conventions (official defaults): ``include_last`` (also use the window ending at the last
+frame), ``ignore_index`` (None: nothing ignored; a label here leaves pixels whose stable GT is that
+label out of G) and, in :func:`mean_vc` / the accumulators, ``average`` ("windows": pooled over
+all windows of all videos; "videos": the mean over videos of each video's NaN-mean).
+
 Instead of keeping the last C frames, :class:`RunLengthVC` keeps, per pixel, how many
 consecutive frame-to-frame transitions the label has stayed unchanged (uint8, saturating
 at C-1). The window of C frames ending at frame t has the pixel in G iff the GT counter
@@ -53,8 +58,11 @@ class RunLengthVC:
     :meth:`finish` when ``include_last`` asks for the last window too.
     """
 
-    def __init__(self, clips: Sequence[int], keep_scores: bool = False) -> None:
+    def __init__(self, clips: Sequence[int], keep_scores: bool = False, ignore_index: int | None = None) -> None:
         self.clips = tuple(check_clip(c) for c in clips)
+        # A pixel in G has had one GT label for the whole window, the current frame's, so leaving
+        # out an ignored label only needs the current frame.
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
         if not self.clips:
             raise ValueError("at least one clip length is needed")
         self.keep_scores = keep_scores
@@ -87,6 +95,7 @@ class RunLengthVC:
             self._run_pred = np.zeros(g.shape, np.uint8)
             self._same = np.empty(g.shape, np.bool_)
             self._in_p = np.empty(g.shape, np.bool_)
+            self._counted = np.empty(g.shape, np.bool_)
         else:
             if g.shape != self._prev_gt.shape:
                 raise ValueError(
@@ -117,6 +126,9 @@ class RunLengthVC:
     def _window_counts(self, clip: int) -> tuple[int, int]:
         in_g = self._same  # reused as scratch: the equality map is no longer needed
         np.greater_equal(self._run_gt, clip - 1, out=in_g)
+        if self.ignore_index is not None:
+            np.not_equal(self._prev_gt, self.ignore_index, out=self._counted)  # prev_gt is now frame t
+            np.logical_and(in_g, self._counted, out=in_g)
         area = np.count_nonzero(in_g)
         np.greater_equal(self._run_pred, clip - 1, out=self._in_p)
         np.logical_and(in_g, self._in_p, out=in_g)
@@ -195,15 +207,19 @@ class RunLengthVC:
                 raise ValueError("state 'prev_gt', 'prev_pred', 'run_gt' and 'run_pred' must have one shape")
             self._same = np.empty(self._prev_gt.shape, np.bool_)
             self._in_p = np.empty(self._prev_gt.shape, np.bool_)
+            self._counted = np.empty(self._prev_gt.shape, np.bool_)
 
 
-def vc_window_scores(gt: Any, pred: Any, clip: int, include_last: bool = False) -> np.ndarray:
+def vc_window_scores(
+    gt: Any, pred: Any, clip: int, include_last: bool = False, ignore_index: int | None = None
+) -> np.ndarray:
     """VC score of every window of one video, in window order (float64, NaN for an empty GT area).
 
     ``gt`` and ``pred`` are [T, H, W] integer label maps (numpy or torch). Windows start at
     0 .. T-clip-1 (official VSPW bound: the window ending at the last frame is not used;
     ``include_last=True`` adds it). T <= clip gives an empty array, with ``include_last`` too.
-    Nothing is ignored (255 is a label like any other).
+    Nothing is ignored (255 is a label like any other) unless ``ignore_index`` names a label:
+    then pixels whose GT stays at that label are left out of the GT common area.
     """
     g = as_label_array(gt, "gt")
     p = as_label_array(pred, "pred")
@@ -211,7 +227,7 @@ def vc_window_scores(gt: Any, pred: Any, clip: int, include_last: bool = False) 
         raise ValueError(f"pred and gt shapes differ: pred {p.shape} vs gt {g.shape}")
     if g.ndim != 3:
         raise ValueError(f"gt and pred must be [T, H, W], got shape {g.shape}")
-    counter = RunLengthVC((clip,), keep_scores=True)
+    counter = RunLengthVC((clip,), keep_scores=True, ignore_index=ignore_index)
     for t in range(g.shape[0]):
         counter.push(g[t], p[t])
     scores = counter.finish(include_last).scores
@@ -219,11 +235,19 @@ def vc_window_scores(gt: Any, pred: Any, clip: int, include_last: bool = False) 
     return scores[0]
 
 
-def mean_vc(scores: Iterable[np.ndarray]) -> float:
-    """mVC: the NaN-mean of the window scores of all videos pooled (not a mean of video means).
+def mean_vc(scores: Iterable[np.ndarray], average: str = "windows") -> float:
+    """mVC from per-video window scores.
 
-    Longer videos weigh more, as in the official script. NaN if no video has a scored window.
+    ``average="windows"`` (official): the NaN-mean of the window scores of all videos pooled, so
+    longer videos weigh more. ``average="videos"``: the mean over videos of each video's NaN-mean
+    (videos without a scored window left out). NaN if no video has a scored window.
     """
+    if average == "videos":
+        means = [mean_vc([s]) for s in scores]
+        means = [m for m in means if not np.isnan(m)]
+        return float(np.mean(means)) if means else float("nan")
+    if average != "windows":
+        raise ValueError(f"average must be 'windows' or 'videos', got {average!r}")
     pooled = [np.asarray(s, np.float64).ravel() for s in scores]
     values = np.concatenate(pooled) if pooled else np.zeros(0)
     values = values[~np.isnan(values)]
