@@ -293,6 +293,20 @@ def test_profile_has_the_run_keys_and_passes_decoder_dim(baseline: dict[str, Any
     assert small["options"]["decoder_dim"] == 128 and small["gmacs_per_frame"] < record["gmacs_per_frame"]
 
 
+def test_profile_frames_video_is_a_real_looking_video_and_random_the_costly_end() -> None:
+    config = RunConfig(method="tfc", resolution=(64, 96), warmup=0, repeats=1, interval=3, threads=1)
+    video = profile_method(config)
+    noise = profile_method(config, frames="random")
+    assert video["profile_frames"] == "video" and noise["profile_frames"] == "random"
+    assert "synthetic video" in video["fps_protocol"]["frames"]
+    # Consecutive frames of a video are similar: TFC updates far fewer points than on noise.
+    assert video["diagnostics"]["updated_fraction"] < 0.5 < noise["diagnostics"]["updated_fraction"]
+    assert video["gmacs_nonkeyframe"] < noise["gmacs_nonkeyframe"]
+    assert video["gmacs_keyframe"] == pytest.approx(noise["gmacs_keyframe"])  # keyframes do not depend on content
+    with pytest.raises(OptionError, match="profile frames"):
+        profile_method(config, frames="webcam")
+
+
 # --- config expansion and normalization; conditions comparison -----------------------------------
 def test_method_and_backbone_expansion() -> None:
     assert expand_methods("segformer") == ["segformer"]

@@ -209,6 +209,13 @@ def run_cmd(
 @click.option("--warmup", type=int, default=1, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--frames",
+    type=click.Choice(["video", "random"]),
+    default="video",
+    show_default=True,
+    help="Inputs: a rendered synthetic video, or random images (content-dependent methods' costliest case).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the record(s) as JSON on stdout.")
 def profile_cmd(
     method: str,
@@ -225,9 +232,15 @@ def profile_cmd(
     warmup: int,
     repeats: int,
     seed: int,
+    frames: str,
     as_json: bool,
 ) -> None:
-    """Params (grouped, dead), GMACs and per-interval FPS on random frames, without data.
+    """Params (grouped, dead), GMACs and per-interval FPS without data.
+
+    The inputs are one keyframe interval of a synthetic video rendered at --size (moving
+    objects, camera pan), so that methods whose cost depends on content (TFC updates the points
+    that changed) are measured on a real-looking video; --frames random uses independent random
+    images instead.
 
     The record has the same keys as `vssbench run`'s, accuracy keys null. Exit status 1 when any
     row has an error.
@@ -259,7 +272,7 @@ def profile_cmd(
         repeats=repeats,
         seed=seed,
     )
-    records = profile_sweep(configs)
+    records = profile_sweep(configs, frames=frames)
     if as_json:
         click.echo(_json.dumps(records[0] if len(records) == 1 else records, indent=2, allow_nan=False))
     else:

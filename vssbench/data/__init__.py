@@ -19,7 +19,7 @@ from vssbench.data.samplers import (
     ReferenceClipSampler,
     VSPWClipDataset,
 )
-from vssbench.data.synth import cache_dir, default_dataset, synthesize
+from vssbench.data.synth import cache_dir, default_dataset, render_video, synthesize
 from vssbench.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -57,6 +57,7 @@ __all__ = [
     "read_raw_mask",
     "remap_raw_label",
     "save_prediction",
+    "render_video",
     "synthesize",
     "write_predictions_dir",
 ]

@@ -19,6 +19,8 @@ half-written dataset.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import errno
 import json
 import os
@@ -294,6 +296,22 @@ def _render_frame(scene: _Scene, t: int, h: int, w: int, rng: np.random.Generato
     colour += rng.normal(0.0, 3.0, size=colour.shape).astype(np.float32)  # sensor noise
     image = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
     return image, raw
+
+
+def render_video(
+    frames: int, size: tuple[int, int] = (180, 320), seed: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Render one synthetic video in memory, frame by frame: (RGB uint8 [H, W, 3], raw label uint8 [H, W]).
+
+    Scenes of the kind :func:`synthesize` writes (moving, occluding objects, camera pan; raw labels
+    0..124 and 255), without touching the disk: what ``vssbench profile`` feeds content-dependent
+    methods so that their non-keyframe cost is that of a real-looking video.
+    """
+    h, w = _check_params(1, frames, size)
+    rng = np.random.default_rng([seed, 0])
+    scene = _make_scene(rng, frames, h, w)
+    for t in range(frames):
+        yield _render_frame(scene, t, h, w, rng)
 
 
 def _split_videos(ids: list[str]) -> dict[str, list[str]]:

@@ -51,7 +51,8 @@ EXTRA_KEYS: tuple[str, ...] = (
     "aAcc",
     "mAcc",
     "vc_windows",  # {"mVC8": windows scored, "mVC16": ...}
-    "mVC_video_mean",  # {"mVC8": mean over videos of each video's NaN-mean, ...}: the non-official average
+    "mVC_video_mean",
+    "profile_frames",  # profile only: "video" (rendered synthetic video) or "random" images  # {"mVC8": mean over videos of each video's NaN-mean, ...}: the non-official average
     "skipped_videos",  # videos the metric preset dropped (cffm: T <= 16)
     "num_classes",
     "input_size",  # [h, w] of the frames fed to the model (after the keep-ratio resize)

@@ -53,6 +53,8 @@ METRIC_PRESETS: tuple[str, ...] = ("vspw", "cffm")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: ``dataset`` value of a record made on the embedded synthetic VSPW-mini (``--data`` omitted).
 SYNTHETIC_DATASET = "synthetic-vspw-mini"
+#: Input frames of ``vssbench profile``: a rendered synthetic video, or independent random images.
+PROFILE_FRAMES: tuple[str, ...] = ("video", "random")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,15 +669,19 @@ def _error_record(config: RunConfig, exc: BaseException, out: str | Path | None)
 # Profile (no data)
 
 
-def profile_method(config: RunConfig) -> dict[str, Any]:
-    """Params, GMACs and per-interval FPS of a method on random frames, without data.
+def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
+    """Params, GMACs and per-interval FPS of a method without data.
 
-    ``config.resolution`` is the input size itself (rounded up to ``size_divisor`` if set);
-    the frames are ``interval`` independent standard-normal images (seeded), i.e. a scene that
-    changes completely every frame: for methods whose non-keyframe work depends on content (TFC's
-    sparse update) this is the costly end, and ``diagnostics`` shows how much was updated.
-    Returns a record with the same keys as :func:`run_evaluation`'s, accuracy keys null.
+    ``config.resolution`` is the input size itself (rounded up to ``size_divisor`` if set).
+    ``frames`` picks the ``interval`` input frames (seeded): ``"video"`` (default) renders a
+    synthetic video in memory (:func:`vssbench.data.render_video`: moving objects, camera pan),
+    so content-dependent methods (TFC's sparse update) cost what they cost on a real-looking
+    video; ``"random"`` uses independent standard-normal images, a scene that changes completely
+    every frame: their costly end. ``diagnostics`` shows how much was updated. Returns a record
+    with the same keys as :func:`run_evaluation`'s, accuracy keys null.
     """
+    if frames not in PROFILE_FRAMES:
+        raise OptionError(f"profile frames must be one of {', '.join(PROFILE_FRAMES)}, got {frames!r}")
     config = normalize_config(config)
     ctx = DistContext(device=resolve_device(config.device))
     from vssbench.metrics.efficiency import environment
@@ -686,13 +692,12 @@ def profile_method(config: RunConfig) -> dict[str, Any]:
         if config.size_divisor:
             d = config.size_divisor
             h, w = -(-h // d) * d, -(-w // d) * d
-        generator = torch.Generator().manual_seed(config.seed)
-        frames = [torch.randn(1, 3, h, w, generator=generator) for _ in range(config.interval)]
+        images = _profile_frames(frames, config.interval, (h, w), config.seed)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         with torch.no_grad():
             adapter.reset()
-            for frame in frames:
+            for frame in images:
                 adapter.step(frame.to(device=ctx.device, dtype=DTYPES[config.dtype]))
                 _accumulate_diagnostics(sums, counts, adapter.last_step_info)
         record = empty_record(config)
@@ -708,17 +713,32 @@ def profile_method(config: RunConfig) -> dict[str, Any]:
             vssbench_version=vssbench.__version__,
         )
         record.update(_environment_fields(environment(str(ctx.device))))
-        record.update(_efficiency(adapter, frames, config, ctx, f"{config.interval} random frames", None))
+        where = f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
+        record.update(_efficiency(adapter, images, config, ctx, where, None))
+        record["profile_frames"] = frames
     record["created"] = _now()
     return to_jsonable(record)
 
 
-def profile_sweep(configs: Sequence[RunConfig]) -> list[dict[str, Any]]:
+def _profile_frames(kind: str, count: int, size: tuple[int, int], seed: int) -> list[torch.Tensor]:
+    """``count`` normalized 1 x 3 x H x W frames: a rendered synthetic video, or random images."""
+    if kind == "random":
+        generator = torch.Generator().manual_seed(seed)
+        return [torch.randn(1, 3, *size, generator=generator) for _ in range(count)]
+    from PIL import Image
+
+    from vssbench.data import TestTransform, render_video
+
+    transform = TestTransform(resolution=size, keep_ratio=False)
+    return [transform(Image.fromarray(rgb)) for rgb, _ in render_video(count, size, seed=seed)]
+
+
+def profile_sweep(configs: Sequence[RunConfig], frames: str = "video") -> list[dict[str, Any]]:
     """:func:`profile_method` for each config; a failure becomes an error row and the sweep goes on."""
     records = []
     for config in configs:
         try:
-            records.append(profile_method(config))
+            records.append(profile_method(config, frames=frames))
         except Exception as exc:
             records.append(_error_record(config, exc, None))
     return records
