@@ -90,6 +90,17 @@ class VideoSegmenter(nn.Module):
         return self.step(image)
 
 
+def check_training_clip(images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Validate a training clip: images N x T x 3 x H x W and labels N x T x H' x W' (clear errors)."""
+    if images.ndim != 5 or images.shape[2] != 3:
+        raise ValueError(f"forward_train expects images N x T x 3 x H x W, got {tuple(images.shape)}")
+    if labels.ndim != 4 or labels.shape[:2] != images.shape[:2]:
+        raise ValueError(
+            f"forward_train expects labels N x T x H x W matching images {tuple(images.shape[:2])}, "
+            f"got {tuple(labels.shape)}"
+        )
+
+
 Factory = Callable[..., VideoSegmenter]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, VideoSegmenter, register
+from vssbench.methods.base import MethodInfo, VideoSegmenter, check_training_clip, register
 from vssbench.models.decoder import SegFormerHead, resize_logits
 from vssbench.models.mit import MixTransformer
 
@@ -100,13 +100,7 @@ class SegFormer(VideoSegmenter):
         Every frame is segmented independently; the 1/4-resolution logits are upsampled to the
         label size and the CE is averaged over all non-ignored (255) pixels of all frames.
         """
-        if images.ndim != 5 or images.shape[2] != 3:
-            raise ValueError(f"forward_train expects images N x T x 3 x H x W, got {tuple(images.shape)}")
-        if labels.ndim != 4 or labels.shape[:2] != images.shape[:2]:
-            raise ValueError(
-                f"forward_train expects labels N x T x H x W matching images {tuple(images.shape[:2])}, "
-                f"got {tuple(labels.shape)}"
-            )
+        check_training_clip(images, labels)
         logits = self.decode_head(self.encode(images.flatten(0, 1)))
         loss = segmentation_loss(logits, labels.flatten(0, 1))
         return {"loss": loss, "loss_seg": loss}

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, register
+from vssbench.methods.base import MethodInfo, check_training_clip, register
 from vssbench.methods.segformer import SegFormer, SegFormerOptions, segmentation_loss
 from vssbench.models.decoder import resize_logits
 from vssbench.models.flow import CorrelationFlow, resize_flow, warp
@@ -361,13 +361,7 @@ class TFC(SegFormer):
         non-keyframes (the paper's Fig. 4; NaN without any). Every frame after the first is a
         non-keyframe of that keyframe (the adaptive schedule is an inference-time policy).
         """
-        if images.ndim != 5 or images.shape[2] != 3:
-            raise ValueError(f"forward_train expects images N x T x 3 x H x W, got {tuple(images.shape)}")
-        if labels.ndim != 4 or labels.shape[:2] != images.shape[:2]:
-            raise ValueError(
-                f"forward_train expects labels N x T x H x W matching images {tuple(images.shape[:2])}, "
-                f"got {tuple(labels.shape)}"
-            )
+        check_training_clip(images, labels)
         opts = self.options
         frames = images.shape[1]
         key_logits, key = self._keyframe(self.encode(images[:, 0], 4), tuple(images[:, 0].shape))
