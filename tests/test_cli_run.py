@@ -92,3 +92,16 @@ def test_bad_input_is_one_line_and_exit_2(data_root: Path, tmp_path: Path, args:
 def test_a_malformed_set_is_a_usage_error(data_root: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, run_args(data_root, tmp_path, "--method", "segformer", "--set", "interval"))
     assert result.exit_code == 2 and "expected KEY=VALUE, got 'interval'" in result.stderr
+
+
+def test_methods_lists_every_method_with_its_options() -> None:
+    result = CliRunner().invoke(main, ["methods", "--json"])
+    assert result.exit_code == 0, result.output
+    described = {d["name"]: d for d in json.loads(result.stdout)}
+    assert set(described) == {"segformer", "feature_reuse", "tfc"}
+    tfc = described["tfc"]
+    assert tfc["type"] == "E&S" and tfc["default_interval"] == 4
+    assert tfc["options"]["threshold"] == 0.8 and tfc["options"]["interp"] == "soft"
+    assert described["segformer"]["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1}
+    text = CliRunner().invoke(main, ["methods"]).stdout
+    assert "tfc  [E&S]  TFC (Lin et al., AAAI 2024)" in text and "threshold=0.8" in text

@@ -154,6 +154,20 @@ def _entry(name: str) -> _Entry:
         raise OptionError(f"unknown method {name!r}; available: {', '.join(available())}") from None
 
 
+def describe(name: str) -> dict[str, Any]:
+    """A method's metadata and options as plain data: name, paper, type, default interval,
+    description, and ``options`` mapping each option to its default (what ``--set`` accepts)."""
+    entry = _entry(name)
+    return {
+        "name": entry.info.name,
+        "paper": entry.info.paper,
+        "type": entry.info.type,
+        "default_interval": entry.info.default_interval,
+        "description": entry.info.description,
+        "options": {f.name: _default(f) for f in dataclasses.fields(entry.options)},
+    }
+
+
 def parse_options(name: str, options: dict[str, Any]) -> Any:
     """Validate ``options`` against method ``name``'s Options dataclass and build an instance.
 
