@@ -397,7 +397,9 @@ def _evaluate_video(
             logits = adapter.step(image)
             _sync(ctx.device)
             model_time += time.perf_counter() - start
-            pred = resize_logits(logits.float(), tuple(frame.label.shape)).argmax(dim=1)[0]
+            # max(dim).indices is argmax (first maximum on ties, as documented) and about twice as
+            # fast on CPU for N x C x H x W logits.
+            pred = resize_logits(logits.float(), tuple(frame.label.shape)).max(dim=1).indices[0]
             pred_np = pred.to(pred_dtype).cpu().numpy()
             evaluator.update(pred_np, frame.label)
             _accumulate_diagnostics(diag_sum, diag_count, adapter.last_step_info)
