@@ -36,7 +36,10 @@ class _Toy(base.VideoSegmenter):
         return image * self.scale
 
 
-if "_toy_registry" not in base.available():
+@pytest.fixture(autouse=True)
+def toy_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the toy method in a private copy of the registry (other tests never see it)."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
     base.register(_Toy.info, _ToyOptions)(lambda backbone, num_classes, options: _Toy(options))
 
 
