@@ -30,6 +30,15 @@ class ClipSampler(Protocol):
         ...
 
 
+def _window(num_frames: int, length: int, rng: np.random.Generator, what: str) -> list[int]:
+    """``length`` consecutive indices whose start is uniform in [0, T - length]; ValueError naming
+    ``what`` when the video is shorter than ``length``."""
+    if num_frames < length:
+        raise ValueError(f"{what} needs >= {length} frames, got {num_frames}")
+    start = int(rng.integers(0, num_frames - length + 1))
+    return list(range(start, start + length))
+
+
 class KeyframeClipSampler:
     """A keyframe ``k`` drawn uniformly from [0, T - interval] and the ``interval - 1`` frames after it."""
 
@@ -45,12 +54,7 @@ class KeyframeClipSampler:
 
     def sample(self, num_frames: int, rng: np.random.Generator) -> list[int]:
         """Indices [k, k+1, ..., k+interval-1]; ValueError for a video shorter than the interval."""
-        if num_frames < self.interval:
-            raise ValueError(
-                f"a keyframe clip of interval {self.interval} needs >= {self.interval} frames, got {num_frames}"
-            )
-        k = int(rng.integers(0, num_frames - self.interval + 1))
-        return list(range(k, k + self.interval))
+        return _window(num_frames, self.interval, rng, f"a keyframe clip of interval {self.interval}")
 
     def __repr__(self) -> str:
         return f"KeyframeClipSampler(interval={self.interval})"
@@ -134,12 +138,8 @@ class ConsecutiveClipSampler:
 
     def sample(self, num_frames: int, rng: np.random.Generator) -> list[int]:
         """Indices [t-length+1, ..., t]; ValueError for a video shorter than ``length``."""
-        if num_frames < self.length:
-            raise ValueError(
-                f"a clip of {self.length} consecutive frames needs >= {self.length} frames, got {num_frames}"
-            )
-        t = int(rng.integers(self.length - 1, num_frames))
-        return list(range(t - self.length + 1, t + 1))
+        # t uniform in [length-1, T-1] is the window start uniform in [0, T-length].
+        return _window(num_frames, self.length, rng, f"a clip of {self.length} consecutive frames")
 
     def __repr__(self) -> str:
         return f"ConsecutiveClipSampler(length={self.length})"
