@@ -371,9 +371,9 @@ def test_diagnostics_skip_nan_and_count_bools() -> None:
         {"keyframe": False, "similarity": 0.7, "updated": np.float32(0.75)},
     ]
     for info in infos:
-        runner_module._accumulate_diagnostics(sums, counts, info)
+        runner_module.accumulate_diagnostics(sums, counts, info)
     entry = {"diagnostics": {k: [sums[k], counts[k]] for k in sums}}
-    assert runner_module._combine_diagnostics([entry, entry]) == pytest.approx(
+    assert runner_module.combine_diagnostics([entry, entry]) == pytest.approx(
         {"keyframe": 1 / 3, "similarity": 0.6, "updated": 0.5}
     )
 

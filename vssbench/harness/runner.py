@@ -43,14 +43,19 @@ import vssbench
 from vssbench.config import RunConfig
 from vssbench.errors import DataError, OptionError, VssbenchError
 from vssbench.harness.distributed import DistContext, resolve_device, setup_distributed
+from vssbench.harness.evaluate import (
+    DTYPES,
+    METRIC_CLIPS,
+    accumulate_diagnostics,
+    combine_diagnostics,
+    evaluate_video,
+    frames_to_use,
+)
 from vssbench.harness.records import empty_record, to_jsonable
 from vssbench.harness.store import RunLog, RunStore
 from vssbench.methods.base import BACKBONES, available, coerce, create, method_info, parse_options
 
-#: VC window lengths evaluated in every run (record keys mVC8, mVC16).
-METRIC_CLIPS: tuple[int, ...] = (8, 16)
 METRIC_PRESETS: tuple[str, ...] = ("vspw", "cffm")
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: ``dataset`` value of a record made on the embedded synthetic VSPW-mini (``--data`` omitted).
 SYNTHETIC_DATASET = "synthetic-vspw-mini"
 #: Input frames of ``vssbench profile``: a rendered synthetic video, or independent random images.
@@ -186,11 +191,6 @@ def _build_adapter(config: RunConfig, device: torch.device) -> torch.nn.Module:
     return adapter.to(device=device, dtype=DTYPES[config.dtype]).eval()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -262,7 +262,7 @@ def _run(
         videos = videos[: config.max_videos]
     if not videos:
         raise DataError(root / f"{config.split}.txt", "lists no videos")
-    frame_counts = {v: _frames_to_use(dataset, v, config.max_frames) for v in videos}
+    frame_counts = {v: frames_to_use(dataset, v, config.max_frames) for v in videos}
     transform = TestTransform(resolution=config.resolution, keep_ratio=True, size_divisor=config.size_divisor)
 
     adapter = _build_adapter(config, ctx.device)
@@ -355,11 +355,6 @@ def _run(
     return record
 
 
-def _frames_to_use(dataset: Any, video: str, max_frames: int | None) -> int:
-    n = dataset.num_frames(video)
-    return n if max_frames is None else min(n, max_frames)
-
-
 def _evaluate_video(
     adapter: torch.nn.Module,
     dataset: Any,
@@ -372,81 +367,20 @@ def _evaluate_video(
     save_preds: str | Path | None,
     show: bool,
 ) -> dict[str, Any]:
-    """Stream one video through the adapter and the evaluator; returns its videos.jsonl entry."""
-    from vssbench.data import write_predictions_dir
-    from vssbench.models.decoder import resize_logits
+    """One video of a run through the shared loop (:func:`evaluate_video`); its videos.jsonl entry."""
+    sink = None
+    if save_preds is not None:
+        from vssbench.data import write_predictions_dir
 
-    dtype = DTYPES[config.dtype]
-    pred_dtype = torch.uint8 if config.num_classes <= 256 else torch.int64
-    adapter.reset()
-    evaluator.begin_video(video, num_frames)
-    diag_sum: dict[str, float] = {}
-    diag_count: dict[str, int] = {}
-    data_time = model_time = 0.0
-    seen = 0
-    frames = dataset.iter_video(video, transform)
-    try:
-        for frame in tqdm(
-            itertools.islice(frames, num_frames), total=num_frames, desc=video, unit="frame",
-            leave=False, file=sys.stderr, disable=not show,
-        ):
-            data_time += float(frame.load_time)
-            image = frame.image.to(device=ctx.device, dtype=dtype)
-            _sync(ctx.device)
-            start = time.perf_counter()
-            logits = adapter.step(image)
-            _sync(ctx.device)
-            model_time += time.perf_counter() - start
-            # max(dim).indices is argmax (first maximum on ties, as documented) and about twice as
-            # fast on CPU for N x C x H x W logits.
-            pred = resize_logits(logits.float(), tuple(frame.label.shape)).max(dim=1).indices[0]
-            pred_np = pred.to(pred_dtype).cpu().numpy()
-            evaluator.update(pred_np, frame.label)
-            _accumulate_diagnostics(diag_sum, diag_count, adapter.last_step_info)
-            if save_preds is not None:
-                write_predictions_dir(save_preds, video, frame.stem, pred_np)
-            seen += 1
-    finally:
-        frames.close()
-    if seen != num_frames:
-        raise DataError(dataset.root / "data" / video, f"expected {num_frames} frames, the reader gave {seen}")
-    state = evaluator.end_video()
-    return {
-        "video": video,
-        "num_frames": num_frames,
-        "state": to_jsonable(state.to_dict()),
-        "diagnostics": {k: [diag_sum[k], diag_count[k]] for k in sorted(diag_sum)},
-        "data_time_s": data_time,
-        "model_time_s": model_time,
-        "rank": ctx.rank,
-        "finished": _now(),
-    }
+        def sink(video: str, stem: str, pred: np.ndarray) -> None:
+            write_predictions_dir(save_preds, video, stem, pred)
 
-
-def _accumulate_diagnostics(sums: dict[str, float], counts: dict[str, int], info: dict[str, Any]) -> None:
-    """Add each finite numeric field of ``last_step_info`` (bools count as 0/1; NaN is skipped)."""
-    for key, value in (info or {}).items():
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                continue
-            value = value.item()
-        if not isinstance(value, (bool, int, float, np.number)):
-            continue
-        value = float(value)
-        if math.isfinite(value):
-            sums[key] = sums.get(key, 0.0) + value
-            counts[key] = counts.get(key, 0) + 1
-
-
-def _combine_diagnostics(entries: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Per-frame means of each diagnostic over all videos (frames where it was NaN left out)."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for entry in entries:
-        for key, (s, c) in entry.get("diagnostics", {}).items():
-            sums[key] = sums.get(key, 0.0) + s
-            counts[key] = counts.get(key, 0) + c
-    return {k: sums[k] / counts[k] for k in sorted(sums) if counts[k]}
+    entry = evaluate_video(
+        adapter, dataset, video, num_frames, transform, evaluator, device=ctx.device,
+        dtype=DTYPES[config.dtype], num_classes=config.num_classes, on_prediction=sink, show=show,
+    )
+    entry.update(rank=ctx.rank, finished=_now())
+    return entry
 
 
 def _finalize(
@@ -494,7 +428,7 @@ def _finalize(
         skipped_videos=metrics.get("skipped_videos"),
         data_time_per_frame=sum(e["data_time_s"] for e in ordered) / num_frames,
         model_time_per_frame=sum(e["model_time_s"] for e in ordered) / num_frames,
-        diagnostics=_combine_diagnostics(ordered),
+        diagnostics=combine_diagnostics(ordered),
         world_size=ctx.world_size,
         resumed_videos=resumed,
         vssbench_version=vssbench.__version__,
@@ -534,7 +468,7 @@ def _environment_fields(env: dict[str, Any]) -> dict[str, Any]:
 
 def _interval_frames(dataset: Any, video: str, transform: Any, interval: int, max_frames: int | None) -> list[torch.Tensor]:
     """The first ``interval`` frames of ``video`` (cycled when the video is shorter), on the CPU."""
-    available_frames = min(interval, _frames_to_use(dataset, video, max_frames))
+    available_frames = min(interval, frames_to_use(dataset, video, max_frames))
     frames_iter = dataset.iter_video(video, transform)
     try:
         images = [frame.image for frame in itertools.islice(frames_iter, available_frames)]
@@ -701,7 +635,7 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
             adapter.reset()
             for frame in images:
                 adapter.step(frame.to(device=ctx.device, dtype=DTYPES[config.dtype]))
-                _accumulate_diagnostics(sums, counts, adapter.last_step_info)
+                accumulate_diagnostics(sums, counts, adapter.last_step_info)
         record = empty_record(config)
         record.update(
             kind="profile",

@@ -14,7 +14,13 @@ Protocol (online and causal):
   for a clip: images N×T×3×H×W, labels N×T×H×W int64 with 255 ignored;
 * ``last_step_info``: diagnostics of the last ``step`` (``keyframe`` and method-specific values);
 * ``state_tensors()``: the tensors cached for later frames (counted by the GMAC counter);
-* ``parameter_groups()``: named sub-modules for grouped parameter counts.
+* ``parameter_groups()``: named sub-modules for grouped parameter counts and for the trainer's
+  learning-rate rule: the group named ``"encoder"`` (the MiT backbone) trains at the base lr,
+  every other group (decoder, method modules) at ``head_lr_mult`` times it (SegFormer's recipe);
+* ``train_sampler()``: the :class:`~vssbench.data.samplers.ClipSampler` that draws this method's
+  training clips (frame indices, target last); ``forward_train`` receives clips drawn by it.
+
+The trainer never names a method: everything it needs is one of these calls.
 """
 
 from __future__ import annotations
@@ -83,8 +89,23 @@ class VideoSegmenter(nn.Module):
         return []
 
     def parameter_groups(self) -> dict[str, nn.Module]:
-        """Named sub-modules whose parameters are counted separately (encoder, decoder, ...)."""
+        """Named sub-modules whose parameters are counted separately (encoder, decoder, ...).
+
+        The trainer trains the group named ``"encoder"`` at the base learning rate and every
+        other group at ``head_lr_mult`` x it; parameters in no group count as "other" (head lr).
+        """
         return {"model": self}
+
+    #: Learning-rate multiplier of every parameter group except ``"encoder"`` (SegFormer: 10).
+    head_lr_mult: ClassVar[float] = 10.0
+
+    def train_sampler(self) -> Any:
+        """The clip sampler of training (a :class:`vssbench.data.samplers.ClipSampler`).
+
+        Its clips (frame indices in the order ``forward_train`` consumes them, target last) are
+        what ``forward_train(images, labels)`` receives, N x T x ... with T the clip length.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not declare a training clip sampler")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # nn.Module entry point = one step
         return self.step(image)

@@ -109,6 +109,16 @@ class SegFormer(VideoSegmenter):
         """Encoder (MiT) and decoder (MLP head) for grouped parameter counts."""
         return {"encoder": self.backbone, "decoder": self.decode_head}
 
+    def train_sampler(self) -> Any:
+        """``interval`` consecutive frames (one keyframe interval), each with its own CE.
+
+        The same frames per clip as the keyframe methods, so every method of a comparison sees the
+        same number of labelled frames per iteration.
+        """
+        from vssbench.data.samplers import KeyframeClipSampler
+
+        return KeyframeClipSampler(self.options.interval)
+
 
 def segmentation_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Pixel-wise CE of B x K x h x w logits upsampled to B x H x W int64 labels (255 ignored).
