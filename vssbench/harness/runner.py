@@ -113,7 +113,8 @@ def normalize_config(config: RunConfig) -> RunConfig:
     Method options are coerced to their declared types (``"0.5"`` from ``--set`` and ``0.5``
     from Python become the same value); the keyframe interval lives in ``config.interval`` only
     (``--set interval=N`` is moved there; a conflicting ``--interval`` is an error) and ``None``
-    becomes the method's default; data and checkpoint paths become absolute.
+    becomes the method's default; an unset ``size_divisor`` becomes the method's declared one
+    (``MethodInfo.size_divisor``, e.g. 32 for CFFM/MRCFA); data and checkpoint paths become absolute.
     """
     method_info(config.method)  # unknown method -> OptionError listing the available ones
     if config.backbone not in BACKBONES:
@@ -141,9 +142,13 @@ def normalize_config(config: RunConfig) -> RunConfig:
         raise OptionError(f"interval must be >= 1, got {interval}")
     parsed = parse_options(config.method, {**options, "interval": interval})
     coerced = {k: getattr(parsed, k) for k in options}
+    size_divisor = config.size_divisor
+    if size_divisor is None:
+        size_divisor = method_info(config.method).size_divisor
     return config.replace(
         options=coerced,
         interval=interval,
+        size_divisor=size_divisor,
         data=_absolute(config.data),
         checkpoint=_absolute(config.checkpoint),
     )

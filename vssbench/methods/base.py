@@ -45,7 +45,9 @@ class MethodInfo:
 
     ``type`` follows the TFC paper's Table 1: Image (per-frame), E (efficiency), S (stability)
     or E&S. ``default_interval`` is the keyframe interval, and for every method the window over
-    which GMACs and FPS are averaged.
+    which GMACs and FPS are averaged. ``size_divisor`` is the test-time alignment the method's
+    own protocol uses (CFFM/MRCFA: 32); the harness applies it when ``--size-divisor`` is not
+    given, and records it in the config like any other condition.
     """
 
     name: str
@@ -53,6 +55,7 @@ class MethodInfo:
     type: str
     default_interval: int = 4
     description: str = ""
+    size_divisor: int | None = None
 
     def __post_init__(self) -> None:
         if self.type not in METHOD_TYPES:
@@ -184,6 +187,7 @@ def describe(name: str) -> dict[str, Any]:
         "paper": entry.info.paper,
         "type": entry.info.type,
         "default_interval": entry.info.default_interval,
+        "size_divisor": entry.info.size_divisor,
         "description": entry.info.description,
         "options": {f.name: _default(f) for f in dataclasses.fields(entry.options)},
     }
