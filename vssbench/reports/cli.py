@@ -1,0 +1,298 @@
+"""``vssbench table``, ``vssbench compare`` and ``vssbench plot``: thin click commands over
+:mod:`vssbench.reports` (each one library call). Registered in :mod:`vssbench.cli`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vssbench.errors import DataError, OptionError
+
+
+def _write(text: str, out: Path | None) -> None:
+    """Print ``text`` or write it to ``out`` (and say where on stderr)."""
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}", err=True)
+
+
+def _format_for(fmt: str | None, out: Path | None) -> str:
+    if fmt:
+        return fmt
+    suffix = out.suffix.lower() if out else ""
+    return {".csv": "csv", ".tex": "latex", ".html": "html", ".htm": "html"}.get(suffix, "md")
+
+
+_FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["md", "csv", "latex", "html"]), default=None,
+    help="Output format (default: from --out's suffix, else md).",
+)
+_OUT = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE instead of stdout.")
+_WITH_PAPER = click.option("--with-paper", is_flag=True, help="Show the paper's numbers next to ours ('ours | paper').")
+
+
+@click.group("table")
+def table() -> None:
+    """The paper's tables (1: main, 2: ablation, 3: speed) from result records."""
+
+
+@table.command("main")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_WITH_PAPER
+@click.option("--ci", is_flag=True, help="Add 95% paired-bootstrap intervals over videos to the deltas.")
+@click.option("--samples", type=int, default=2000, show_default=True, help="Bootstrap resamples (with --ci).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (with --ci).")
+@_FORMAT
+@_OUT
+def table_main(runs: tuple[Path, ...], with_paper: bool, ci: bool, samples: int, seed: int, fmt: str | None, out: Path | None) -> None:
+    """Table 1: Methods, Backbone, Type, mIoU, mVC8, mVC16, Params, FPS, GMACs/frame.
+
+    RUNS are run folders, folders searched recursively for record.json, or record files. Rows
+    are grouped by backbone; non-image methods show the difference to SegFormer on the same
+    backbone under the same conditions, e.g. 85.3 (+2.6). Rows whose conditions differ are
+    marked † with the differing fields; randomly initialized rows *.
+
+    \b
+    Examples:
+      vssbench table main runs/ --with-paper
+      vssbench table main runs/ --ci --format latex --out table1.tex
+    """
+    from vssbench.reports.tables import load_records, main_table, main_table_ci, render
+
+    records = load_records(runs)
+    intervals, notes = (main_table_ci(records, samples=samples, seed=seed) if ci else (None, []))
+    result = main_table(records, with_paper=with_paper, ci=intervals)
+    result.notes.extend(notes)
+    _write(render(result, _format_for(fmt, out)), out)
+
+
+@table.command("ablation")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_WITH_PAPER
+@_FORMAT
+@_OUT
+def table_ablation(runs: tuple[Path, ...], with_paper: bool, fmt: str | None, out: Path | None) -> None:
+    """Table 2: ablation groups recognised from each record's options.
+
+    \b
+    Rows (TFC options as `vssbench run --set`; the interval with --interval):
+      Linear Interp.     feature_reuse | tfc update=none | + interp=hard | + interp=fixed
+      Sparse MSDA        feature_reuse | tfc interp=none [threshold=1.0|0.5] | interp=none update=flow
+      Cosine Similarity  tfc (defaults) | tfc similarity_level=1
+      Focal Loss         tfc (defaults) | tfc focal=false (the checkpoint trained without it)
+      Frame Interval     tfc --interval 4 .. 9
+    Rows without a record are left out.
+
+    \b
+    Example:
+      vssbench table ablation runs/ablation --with-paper
+    """
+    from vssbench.reports.tables import ablation_table, load_records, render
+
+    _write(render(ablation_table(load_records(runs), with_paper=with_paper), _format_for(fmt, out)), out)
+
+
+@table.command("speed")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_WITH_PAPER
+@click.option("--core", default=None, help="Sparse MSDA sampling core of the CSV (default embedding_bag).")
+@_FORMAT
+@_OUT
+def table_speed(inputs: tuple[Path, ...], with_paper: bool, core: str | None, fmt: str | None, out: Path | None) -> None:
+    """Table 3: sparse MSDA against MiT stages 3-4, from bench_sparse_msda.py CSVs and/or records.
+
+    \b
+    Example:
+      vssbench table speed benchmarks/results/sparse_msda_cpu.csv --with-paper
+      vssbench table speed benchmarks/results/sparse_msda_cpu.csv runs/profile/
+    """
+    from vssbench.reports.tables import load_records, read_speed_csv, render, speed_table
+
+    csv_rows: list[dict[str, str]] = []
+    record_paths = []
+    for p in inputs:
+        if p.suffix.lower() == ".csv":
+            csv_rows.extend(read_speed_csv(p))
+        else:
+            record_paths.append(p)
+    records = load_records(record_paths) if record_paths else []
+    _write(render(speed_table(csv_rows, records, with_paper=with_paper, core=core), _format_for(fmt, out)), out)
+
+
+@click.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--metric", default="mIoU,mVC8,mVC16", show_default=True, help="Comma list of metrics.")
+@click.option("--samples", type=int, default=2000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the percentile interval.")
+@click.option("--json", "as_json", is_flag=True, help='Print {metric: {"diff", "low", "high", "a", "b"}} (fractions).')
+def compare(run_a: Path, run_b: Path, metric: str, samples: int, seed: int, level: float, as_json: bool) -> None:
+    """Paired bootstrap over videos of RUN_A - RUN_B (run folders with videos.jsonl).
+
+    Each resample draws the videos with replacement and pools them as the official metrics do
+    (IoU from the summed confusion matrices, VC from the summed window scores). Refused when
+    the runs' videos or conditions differ.
+
+    \b
+    Example:
+      vssbench compare runs/tfc-b0-<hash> runs/segformer-b0-<hash>
+    """
+    from vssbench.harness.records import to_jsonable
+    from vssbench.reports.stats import compare_runs, intervals_to_json
+
+    metrics = [m.strip() for m in metric.split(",") if m.strip()]
+    intervals = compare_runs(run_a, run_b, metrics, samples=samples, seed=seed, level=level)
+    if as_json:
+        click.echo(json.dumps(to_jsonable(intervals_to_json(intervals)), indent=2, allow_nan=False))
+        return
+    click.echo(f"A = {run_a}\nB = {run_b}\nA - B, {100 * level:g}% paired-bootstrap interval ({samples} resamples over videos, seed {seed}):")
+    for name, iv in intervals.items():
+        click.echo(f"  {name:<7} {iv.format()}   (A {100 * iv.a:.1f}, B {100 * iv.b:.1f})")
+
+
+@click.group("plot")
+def plot() -> None:
+    """Figures: mask-accuracy (Fig. 4), masks (Fig. 3), tradeoff, curves."""
+
+
+_FIG_OUT = click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.png, .pdf or .svg")
+
+
+def _saved(fig: Any, out: Path) -> None:
+    from vssbench.reports.plots import save_figure
+
+    click.echo(f"wrote {save_figure(fig, out)}", err=True)
+
+
+@plot.command("mask-accuracy")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window (log points).")
+@click.option("--trivial", default="auto", show_default=True,
+              help="Dashed all-consistent reference: auto (from the first log's training data), none, or a fraction.")
+@click.option("--trivial-videos", type=int, default=20, show_default=True, help="Videos read for --trivial auto.")
+@_FIG_OUT
+def plot_mask_accuracy(logs: tuple[Path, ...], window: int, trivial: str, trivial_videos: int, out: Path) -> None:
+    """Fig. 4: binary-mask accuracy against iteration from training logs (DIR or DIR/log.jsonl).
+
+    \b
+    Example:
+      vssbench plot mask-accuracy train/tfc-b0 train/tfc-b0-nofocal --smooth 20 --out fig4.png
+    """
+    from vssbench.reports.plots import consistent_share, mask_accuracy_figure, read_logs
+
+    read = read_logs(logs)
+    reference: float | None
+    if trivial == "none":
+        reference = None
+    elif trivial == "auto":
+        config = read[0].config
+        interval = (config.get("options") or {}).get("interval") or config.get("interval") or 4
+        reference = consistent_share(config.get("data"), config.get("split", "train"), int(interval), trivial_videos)
+        click.echo(f"all-consistent mask accuracy on the training data: {100 * reference:.1f}%", err=True)
+    else:
+        try:
+            reference = float(trivial)
+        except ValueError:
+            raise OptionError(f"--trivial must be auto, none or a fraction, got {trivial!r}") from None
+    _saved(mask_accuracy_figure(read, window=window, trivial=reference), out)
+
+
+@plot.command("curves")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--keys", default=None, help="Comma list of log keys (default: every numeric key).")
+@click.option("--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window of training keys.")
+@_FIG_OUT
+def plot_curves(logs: tuple[Path, ...], keys: str | None, window: int, out: Path) -> None:
+    """Training loss terms and validation metrics against iteration.
+
+    \b
+    Example:
+      vssbench plot curves train/tfc-b0 --keys loss,loss_seg,loss_bce,val_mIoU --out curves.png
+    """
+    from vssbench.reports.plots import curves_figure, read_logs
+
+    chosen = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+    _saved(curves_figure(read_logs(logs), keys=chosen, window=window), out)
+
+
+@plot.command("tradeoff")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--x", "x", default="fps", show_default=True, help="fps, gmacs_per_frame, gmacs_nonkeyframe or params.")
+@click.option("--y", "y", default="mVC8", show_default=True, help="Any record metric (mVC8, mVC16, mIoU, ...).")
+@click.option("--size", default="mIoU", show_default=True, help="Record metric for the marker area.")
+@_WITH_PAPER
+@_FIG_OUT
+def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper: bool, out: Path) -> None:
+    """Stability (mVC8) against speed (FPS) or cost (GMACs/frame), one colour per method.
+
+    \b
+    Example:
+      vssbench plot tradeoff runs/ --x gmacs_per_frame --y mVC16 --out tradeoff.png
+    """
+    from vssbench.reports.plots import tradeoff_figure
+    from vssbench.reports.tables import load_records
+
+    _saved(tradeoff_figure(load_records(runs), x=x, y=y, size=size, with_paper=with_paper), out)
+
+
+@plot.command("masks")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--video", default=None, help="Video id (default: the split's first).")
+@click.option("--frames", default="1,2,3", show_default=True, help="Comma list of non-keyframe indices.")
+@click.option("--method", default=None, help="Method of a checkpoint (default: from the run/checkpoint).")
+@click.option("--backbone", default=None, help="Backbone of a checkpoint (default: from the run/checkpoint).")
+@click.option("--data", "data_root", default=None, help="VSPW root (default: the run's, else the embedded synthetic one).")
+@click.option("--split", default=None, help="Split (default: the run's, else val).")
+@click.option("--size", default=None, help="Test resolution HxW (default: the run's, else 480x853).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable), e.g. threshold=0.5.")
+@_FIG_OUT
+def plot_masks(
+    source: Path, video: str | None, frames: str, method: str | None, backbone: str | None,
+    data_root: str | None, split: str | None, size: str | None, sets: tuple[str, ...], out: Path,
+) -> None:
+    """Fig. 3: keyframe, frame, predicted mask (w < threshold) and true label-change mask.
+
+    SOURCE is a run folder (config.json: method, backbone, options, checkpoint, data), a
+    training folder (config.json + model.pth) or a checkpoint file. This plot runs the model.
+
+    \b
+    Examples:
+      vssbench plot masks runs/tfc-b5-<hash> --video 1001_xyz --frames 2,5,7 --out fig3.png
+      vssbench plot masks tfc_b0.pth --method tfc --backbone b0 --frames 1,2,3 --out fig3.png
+    """
+    from vssbench.cli import parse_sets, parse_size
+    from vssbench.reports.masks import load_mask_source, render_masks
+
+    source_info = load_mask_source(source, method=method, backbone=backbone)
+    fig = render_masks(
+        source_info,
+        video=video,
+        frames=_parse_frames(frames),
+        data=data_root,
+        split=split,
+        size=parse_size(size) if size else None,
+        options=parse_sets(sets),
+    )
+    _saved(fig, out)
+
+
+def _parse_frames(text: str) -> list[int]:
+    try:
+        frames = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise OptionError(f"--frames must be a comma list of frame indices, got {text!r}") from None
+    if not frames:
+        raise OptionError("--frames is empty")
+    return frames
+
+
+COMMANDS = (table, compare, plot)
+
+__all__ = ["COMMANDS", "compare", "plot", "table", "DataError"]

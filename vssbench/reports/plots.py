@@ -1,0 +1,563 @@
+"""Figures from training logs and result records (matplotlib object API, no pyplot state).
+
+* :func:`mask_accuracy_figure` (the paper's Fig. 4): binary-mask accuracy against iteration,
+  one line per run, with the accuracy of the trivial "everything consistent" mask dashed.
+* :func:`masks_figure` (Fig. 3): keyframe, frame, predicted low-similarity mask (w < threshold)
+  and the true label-change mask, per requested non-keyframe; :func:`similarity_masks` runs the
+  model that fills it (the one figure whose inputs come from a model).
+* :func:`tradeoff_figure`: a stability metric against FPS or GMACs per frame, marker area =
+  mIoU, one colour per method, backbones connected.
+* :func:`curves_figure`: training loss terms and validation metrics against iteration.
+
+Every figure is a :class:`matplotlib.figure.Figure` of a fixed size in inches at :data:`DPI`
+(``layout="constrained"``, legends outside the axes), drawn under one style (:data:`STYLE`),
+and :func:`save_figure` writes PNG/PDF/SVG without timestamps or software versions, so the same
+inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; harmless when a backend is already chosen by the caller
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from vssbench.errors import DataError, OptionError  # noqa: E402
+from vssbench.reports import paper  # noqa: E402
+
+#: Resolution of every saved figure (dots per inch).
+DPI = 200
+#: Width of a figure in inches (a two-column paper's full width is ~7 in).
+WIDTH = 6.4
+#: The one style of every figure (applied with ``matplotlib.rc_context`` around drawing and saving).
+STYLE: dict[str, Any] = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.4,
+    "savefig.dpi": DPI,
+    "svg.hashsalt": "vssbench",
+    "svg.fonttype": "path",
+    "pdf.fonttype": 42,
+    "image.interpolation": "nearest",
+}
+#: One colour per method, the same in every figure (tab10, in Table 1's order).
+METHOD_COLORS: dict[str, str] = {
+    "segformer": "#1f77b4",
+    "tfc": "#d62728",
+    "feature_reuse": "#ff7f0e",
+    "tdnet": "#8c564b",
+    "mrcfa": "#9467bd",
+    "cffm": "#2ca02c",
+}
+_EXTRA_COLORS = ("#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+#: A line colour per run (by position) where runs, not methods, are told apart.
+RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+FORMATS = ("png", "pdf", "svg")
+#: Record keys that hold fractions (plotted as percent).
+_FRACTIONS = frozenset({"mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc"})
+#: Axis labels (with units) of record keys.
+AXIS_LABELS: dict[str, str] = {
+    "fps": "FPS (frames/s, per keyframe interval)",
+    "gmacs_per_frame": "GMACs per frame",
+    "gmacs_nonkeyframe": "GMACs per non-keyframe",
+    "gmacs_keyframe": "GMACs per keyframe",
+    "params": "parameters (M)",
+    "mIoU": "mIoU (%)",
+    "wIoU": "wIoU (%)",
+    "mVC8": "mVC$_8$ (%)",
+    "mVC16": "mVC$_{16}$ (%)",
+}
+
+
+def method_color(method: str) -> str:
+    """The colour of a method (unknown methods get a stable extra colour from their name)."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _EXTRA_COLORS[sum(map(ord, method)) % len(_EXTRA_COLORS)]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure of ``width`` x ``height`` inches at :data:`DPI` (no pyplot)."""
+    with matplotlib.rc_context(STYLE):
+        return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (.png, .pdf or .svg) deterministically; returns the path.
+
+    No software version, creation date or random ids are written, so equal figures give equal
+    files. The pixel size of a PNG is the figure size in inches x :data:`DPI`.
+    """
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise OptionError(f"{path}: unknown figure format {path.suffix!r}; use one of .png, .pdf, .svg")
+    metadata: dict[str, Any] = {
+        "png": {"Software": None},
+        "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+        "svg": {"Creator": None, "Date": None},
+    }[fmt]
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(path, format=fmt, dpi=DPI, metadata=metadata)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Training logs
+
+
+@dataclass
+class TrainingLog:
+    """One training run's log: ``entries`` (the JSON objects of ``log.jsonl``, in order),
+    ``config`` (``config.json`` beside it, ``{}`` when absent) and ``path``."""
+
+    path: Path
+    entries: list[dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method", "?"))
+
+    @property
+    def backbone(self) -> str:
+        return str(self.config.get("backbone", "?"))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.config.get("options") or {})
+
+    def label(self) -> str:
+        """Legend text: method, backbone and (for methods with a ``focal`` option) the focal loss."""
+        name = paper.METHOD_LABELS.get(self.method, self.method).replace("SegFormer + ", "")
+        text = f"{name} MiT-{self.backbone.upper()}" if self.backbone != "?" else name
+        focal = self.options.get("focal")
+        if focal is None and self.method == "tfc":
+            focal = True  # TFC's default
+        if focal is not None:
+            on = focal if isinstance(focal, bool) else str(focal).lower() in ("1", "true", "yes", "on")
+            text += " (focal BCE)" if on else " (no BCE supervision)"
+        return text
+
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(iterations, values) of every entry that holds a finite ``key``."""
+        its, vals = [], []
+        for e in self.entries:
+            v = e.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and "iter" in e:
+                its.append(float(e["iter"]))
+                vals.append(float(v))
+        return np.asarray(its), np.asarray(vals)
+
+
+def read_log(path: str | Path) -> TrainingLog:
+    """Read a training log: a training folder (``log.jsonl`` + ``config.json``) or a ``log.jsonl``.
+
+    A truncated final line (a run killed mid-write) is ignored; any other unparseable line
+    raises :class:`DataError` naming the file and line.
+    """
+    p = Path(path)
+    log = p / "log.jsonl" if p.is_dir() else p
+    if not log.is_file():
+        raise DataError(log, "no training log here (expected DIR/log.jsonl or a .jsonl file)")
+    lines = log.read_text(encoding="utf-8").split("\n")
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue  # cut off mid-write
+            raise DataError(log, f"line {number} is not valid JSON") from None
+        if not isinstance(entry, dict):
+            raise DataError(log, f"line {number} is not a JSON object")
+        entries.append(entry)
+    config: dict[str, Any] = {}
+    config_path = log.parent / "config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(config_path, f"not valid JSON ({exc})") from None
+    return TrainingLog(log, entries, config)
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over ``window`` points (the first points average what exists)."""
+    if window <= 1 or values.size == 0:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, values.size + 1)
+    lo = np.maximum(idx - window, 0)
+    return (cumsum[idx] - cumsum[lo]) / (idx - lo)
+
+
+def mask_accuracy_figure(
+    logs: Sequence[TrainingLog], window: int = 1, trivial: float | None = None, key: str = "mask_acc"
+) -> Figure:
+    """Fig. 4: binary-mask accuracy (%) against iteration, one line per log.
+
+    ``trivial`` is the accuracy of the mask that calls every point consistent (the share of
+    consistent points, ~0.9 on VSPW), drawn dashed so that the curves' height can be read
+    against it; ``window`` smooths with a trailing moving average. A log without ``key`` is an
+    error naming it.
+    """
+    fig = new_figure(WIDTH, 3.6)
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        for i, log in enumerate(logs):
+            its, vals = log.series(key)
+            if its.size == 0:
+                raise DataError(log.path, f"no {key!r} values in this log (is it a TFC training log?)")
+            ax.plot(its, 100.0 * smooth(vals, window), color=RUN_COLORS[i % len(RUN_COLORS)], label=log.label())
+        if trivial is not None:
+            ax.axhline(100.0 * trivial, color="black", linestyle="--", linewidth=1.0,
+                       label=f"all-consistent mask ({100.0 * trivial:.1f}%)")
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("binary-mask accuracy (%)")
+        title = "Accuracy of the binary mask (w >= threshold vs. label consistency)"
+        ax.set_title(title + (f", moving average of {window}" if window > 1 else ""))
+        fig.legend(loc="outside right upper")
+    return fig
+
+
+def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None, window: int = 1) -> Figure:
+    """Training curves: one panel per key (loss terms, ``mask_acc``, ``lr``, validation metrics),
+    one line per log, against iteration. ``keys`` defaults to every numeric key of the logs in
+    a fixed order (losses, mask accuracy, learning rate, validation metrics)."""
+    if keys is None:
+        found: set[str] = set()
+        for log in logs:
+            for e in log.entries:
+                found.update(k for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        found.discard("iter")
+        keys = sorted(found, key=_curve_order)
+    keys = list(keys)
+    if not keys:
+        raise DataError(logs[0].path if logs else Path("."), "no numeric values to plot in the log(s)")
+    cols = 2 if len(keys) > 1 else 1
+    rows = math.ceil(len(keys) / cols)
+    fig = new_figure(WIDTH, 2.4 * rows)
+    with matplotlib.rc_context(STYLE):
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax, key in zip(axes.flat, keys):
+            percent = key.startswith("val_") or key == "mask_acc"
+            for i, log in enumerate(logs):
+                its, vals = log.series(key)
+                if its.size == 0:
+                    continue
+                scale = 100.0 if percent else 1.0
+                style = {"marker": "o", "markersize": 3} if key.startswith("val_") else {}
+                ax.plot(its, scale * (vals if key.startswith("val_") else smooth(vals, window)),
+                        color=RUN_COLORS[i % len(RUN_COLORS)], label=log.label() if ax is axes.flat[0] else None, **style)
+            ax.set_title(key)
+            ax.set_xlabel("training iteration")
+            ax.set_ylabel(_curve_unit(key))
+            if key == "lr":
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        for ax in list(axes.flat)[len(keys):]:
+            ax.set_visible(False)
+        fig.legend(loc="outside upper center", ncols=min(len(logs), 3))
+    return fig
+
+
+def _curve_order(key: str) -> tuple[int, str]:
+    if key == "loss":
+        return (0, key)
+    if key.startswith("loss"):
+        return (1, key)
+    if key == "mask_acc":
+        return (2, key)
+    if key == "lr":
+        return (3, key)
+    if key.startswith("val_"):
+        return (4, key)
+    return (5, key)
+
+
+def _curve_unit(key: str) -> str:
+    if key.startswith("loss"):
+        return "loss (nats)" if key != "loss_bce" else "focal BCE"
+    if key == "mask_acc":
+        return "accuracy (%)"
+    if key == "lr":
+        return "learning rate"
+    if key.startswith("val_"):
+        return f"{key[4:]} (%)"
+    return key
+
+
+# ---------------------------------------------------------------------------------------------
+# Trade-off
+
+
+def _metric(record: Mapping[str, Any], key: str) -> float | None:
+    v = record.get(key)
+    if key == "params" and isinstance(v, (int, float)):
+        return float(v) / 1e6
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        return None
+    return 100.0 * float(v) if key in _FRACTIONS else float(v)
+
+
+def tradeoff_figure(
+    records: Sequence[Mapping[str, Any]], x: str = "fps", y: str = "mVC8", size: str = "mIoU", with_paper: bool = False
+) -> Figure:
+    """``y`` (e.g. mVC8) against ``x`` (fps or gmacs_per_frame), marker area proportional to
+    ``size`` (mIoU), one colour per method, a method's backbones connected in backbone order.
+    ``with_paper`` adds the paper's Table 1 points (hollow markers; only for ``x="fps"``, the
+    paper's GPU)."""
+    from vssbench.reports.tables import BACKBONE_ORDER, variant_of
+
+    by_method: dict[str, list[tuple[str, float, float, float]]] = {}
+    for r in records:
+        if r.get("error"):
+            continue
+        xv, yv = _metric(r, x), _metric(r, y)
+        if xv is None or yv is None:
+            continue
+        sv = _metric(r, size) or 0.0
+        name = str(r["method"]) + (f" [{variant_of(r)}]" if variant_of(r) else "")
+        by_method.setdefault(name, []).append((str(r["backbone"]), xv, yv, sv))
+    if not by_method:
+        raise DataError(Path("."), f"no record has both {x!r} and {y!r} (profile records have no accuracy)")
+    fig = new_figure(WIDTH, 3.8)
+    with matplotlib.rc_context(STYLE):
+        ax = fig.add_subplot()
+        order = lambda b: BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else 9  # noqa: E731
+        for name in sorted(by_method, key=lambda n: (list(METHOD_COLORS).index(n.split(" ")[0]) if n.split(" ")[0] in METHOD_COLORS else 9, n)):
+            points = sorted(by_method[name], key=lambda p: order(p[0]))
+            color = method_color(name.split(" ")[0])
+            xs, ys = [p[1] for p in points], [p[2] for p in points]
+            ax.plot(xs, ys, color=color, linewidth=1.0, alpha=0.7, zorder=1)
+            ax.scatter(xs, ys, s=[12 + 4 * max(p[3], 0.0) for p in points], color=color, edgecolor="black",
+                       linewidth=0.5, zorder=2, label=paper.METHOD_LABELS.get(name.split(" ")[0], name) + name[len(name.split(" ")[0]):])
+            for b, px, py, _ in points:
+                ax.annotate(b.upper(), (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if with_paper and x == "fps":
+            methods = sorted({v.method for v in paper.PAPER_VALUES if v.table == "table1"},
+                             key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9)
+            for m in methods:
+                pts = []
+                for b in BACKBONE_ORDER:
+                    px = paper.paper_value("table1", m, b, "fps")
+                    py = paper.paper_value("table1", m, b, y)
+                    ps = paper.paper_value("table1", m, b, size)
+                    if px is not None and py is not None:
+                        pts.append((px, py, ps or 0.0))
+                if pts:
+                    color = method_color(m)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=":", linewidth=1.0, zorder=1)
+                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=[12 + 4 * p[2] for p in pts],
+                               facecolor="none", edgecolor=color, linewidth=1.0, zorder=2,
+                               label=f"{paper.METHOD_LABELS[m]} (paper)")
+        ax.set_xlabel(AXIS_LABELS.get(x, x))
+        ax.set_ylabel(AXIS_LABELS.get(y, y))
+        ax.set_title(f"marker area ~ {size}; lines join a method's backbones")
+        legend = fig.legend(loc="outside right upper")
+        for handle in legend.legend_handles:
+            if hasattr(handle, "set_sizes"):
+                handle.set_sizes([30.0])
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicted masks (Fig. 3)
+
+
+@dataclass
+class MaskPanel:
+    """One non-keyframe of :func:`masks_figure`: frame ``t`` and its keyframe ``k`` (RGB uint8
+    H x W x 3), ``similarity`` w_t (h x w), ``changed`` (h x w bool: keyframe label != frame
+    label at the similarity's resolution, nearest), ``valid`` (neither label is 255),
+    ``threshold`` and ``accuracy`` ((ŵ >= threshold) == consistent over valid points)."""
+
+    video: str
+    t: int
+    k: int
+    image: np.ndarray
+    key_image: np.ndarray
+    similarity: np.ndarray
+    changed: np.ndarray
+    valid: np.ndarray
+    threshold: float
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Points predicted to change: clamp(w, 0, 1) < threshold."""
+        return np.clip(self.similarity, 0.0, 1.0) < self.threshold
+
+    @property
+    def accuracy(self) -> float:
+        """Binary-mask accuracy over valid points (NaN if none)."""
+        if not self.valid.any():
+            return float("nan")
+        return float(((~self.predicted) == (~self.changed))[self.valid].mean())
+
+
+def similarity_masks(model: Any, dataset: Any, video: str, frames: Sequence[int], transform: Any) -> list[MaskPanel]:
+    """Run ``video``'s frames 0..max(frames) through ``model.step`` and collect a
+    :class:`MaskPanel` for each requested frame.
+
+    The model must expose ``last_similarity`` (N x h x w, None on keyframes: TFC does) and
+    ``options.threshold``; a requested keyframe, a frame beyond the video, or a model without a
+    similarity map raises :class:`OptionError` naming it.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not hasattr(model, "last_similarity"):
+        raise OptionError(f"{type(model).__name__} exposes no similarity map (last_similarity); TFC does")
+    threshold = float(getattr(getattr(model, "options", None), "threshold", 0.8))
+    count = dataset.num_frames(video)
+    wanted = sorted(set(int(f) for f in frames))
+    if not wanted or wanted[0] < 0 or wanted[-1] >= count:
+        raise OptionError(f"--frames {','.join(map(str, frames))}: video {video!r} has frames 0..{count - 1}")
+    stems = dataset.frame_stems(video)
+    panels = []
+    key_index, key_label, key_rgb = -1, None, None
+    model.reset()
+    with torch.inference_mode():
+        for t in range(wanted[-1] + 1):
+            frame = dataset.load_frame(video, t, transform)
+            model.step(frame.image)
+            similarity = model.last_similarity
+            if similarity is None:
+                key_index, key_label = t, frame.label
+                key_rgb = None
+                if t in wanted:
+                    raise OptionError(f"--frames: frame {t} of {video!r} is a keyframe (no similarity); pick non-keyframes")
+                continue
+            if t not in wanted:
+                continue
+            if key_rgb is None:
+                key_rgb = np.asarray(dataset.read_frame(video, stems[key_index])[0])
+            sim = similarity[0].float().cpu()
+            size = tuple(sim.shape)
+            both = torch.stack([torch.from_numpy(key_label.astype(np.int64)), torch.from_numpy(frame.label.astype(np.int64))])
+            small = F.interpolate(both[None].float(), size=size, mode="nearest")[0].long().numpy()
+            valid = (small[0] != 255) & (small[1] != 255)
+            panels.append(
+                MaskPanel(
+                    video=video,
+                    t=t,
+                    k=key_index,
+                    image=np.asarray(dataset.read_frame(video, stems[t])[0]),
+                    key_image=key_rgb,
+                    similarity=sim.numpy(),
+                    changed=small[0] != small[1],
+                    valid=valid,
+                    threshold=threshold,
+                )
+            )
+    return panels
+
+
+def masks_figure(panels: Sequence[MaskPanel], title: str | None = None) -> Figure:
+    """Fig. 3: per panel a row of keyframe, frame, predicted mask (w < threshold, white) and the
+    true label-change mask (white; gray where a label is 255), titled with the mask accuracy."""
+    if not panels:
+        raise OptionError("no frames to show")
+    h, w = panels[0].image.shape[:2]
+    cell = WIDTH / 4
+    fig = new_figure(WIDTH, len(panels) * (cell * h / w + 0.45) + (0.3 if title else 0.0))
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        axes = fig.subplots(len(panels), 4, squeeze=False)
+        for row, p in zip(axes, panels):
+            true = np.where(p.valid, p.changed.astype(float), 0.5)
+            images = [
+                (p.key_image, f"keyframe {p.k}"),
+                (p.image, f"frame {p.t}"),
+                (p.predicted.astype(float), f"w < {p.threshold:g} (predicted)\nacc. {100 * p.accuracy:.1f}%"),
+                (true, "label changed (true)"),
+            ]
+            for ax, (img, label) in zip(row, images):
+                if img.ndim == 2:
+                    ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, extent=(0, w, h, 0))
+                else:
+                    ax.imshow(img, extent=(0, w, h, 0))
+                ax.set_title(label, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def consistent_share(root: str | Path | None, split: str = "train", interval: int = 4, max_videos: int | None = 20) -> float:
+    """Share of labelled points whose label equals their keyframe's (frames k+1..k+interval-1 of
+    every keyframe k = 0, interval, ...): the accuracy of the trivial "everything consistent" mask
+    on that data (at label resolution). ``root=None`` is the embedded synthetic dataset."""
+    from vssbench.data import VSPWDataset, default_dataset
+
+    dataset = VSPWDataset(default_dataset() if root is None else root, split)
+    same = total = 0
+    for video in dataset.videos[: max_videos or None]:
+        key = None
+        for t, stem in enumerate(dataset.frame_stems(video)):
+            label = dataset.read_label(video, stem)
+            if t % interval == 0:
+                key = label
+                continue
+            valid = (key != 255) & (label != 255)
+            same += int((key == label)[valid].sum())
+            total += int(valid.sum())
+    if total == 0:
+        raise DataError(dataset.root, f"no labelled non-keyframe points in split {split!r}")
+    return same / total
+
+
+def read_logs(paths: Iterable[str | Path]) -> list[TrainingLog]:
+    """:func:`read_log` of each path (at least one)."""
+    logs = [read_log(p) for p in paths]
+    if not logs:
+        raise OptionError("give at least one training log (a training folder or its log.jsonl)")
+    return logs
+
+
+__all__ = [
+    "AXIS_LABELS",
+    "DPI",
+    "FORMATS",
+    "METHOD_COLORS",
+    "MaskPanel",
+    "STYLE",
+    "TrainingLog",
+    "consistent_share",
+    "curves_figure",
+    "mask_accuracy_figure",
+    "masks_figure",
+    "method_color",
+    "new_figure",
+    "read_log",
+    "read_logs",
+    "save_figure",
+    "similarity_masks",
+    "smooth",
+    "tradeoff_figure",
+]
