@@ -50,6 +50,8 @@ FREE_OPS: tuple[str, ...] = (
     "aten::repeat", "aten::repeat_interleave", "aten::expand_as", "aten::flip", "aten::fill_", "aten::zero_",
     "aten::ones_like", "aten::linspace", "aten::meshgrid", "aten::pad", "aten::clone", "aten::view_as",
     "aten::unflatten", "aten::movedim", "aten::feature_dropout", "aten::max_pool2d", "aten::one_hot",
+    # unfold (gathers neighbourhoods, e.g. CFFM's pooled-window keys) and a tensor made from a constant
+    "aten::im2col", "aten::lift_fresh",
 )
 
 
