@@ -327,5 +327,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+# Reports (vssbench/reports/cli.py): tables, paired bootstrap, figures.
+from vssbench.reports.cli import compare as _compare_cmd, plot as _plot_group, table as _table_group  # noqa: E402
+
+main.add_command(_table_group)
+main.add_command(_compare_cmd)
+main.add_command(_plot_group)
+
+from vssbench.training.cli import train_cmd as _train_cmd  # noqa: E402
+
+main.add_command(_train_cmd)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
