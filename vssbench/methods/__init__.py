@@ -16,6 +16,7 @@ from vssbench.methods.base import (
 from vssbench.methods import feature_reuse, segformer  # noqa: F401
 from vssbench.methods import tfc  # noqa: F401
 from vssbench.methods import cffm  # noqa: F401
+from vssbench.methods import mrcfa  # noqa: F401
 
 __all__ = [
     "BACKBONES",
