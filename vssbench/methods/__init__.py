@@ -15,6 +15,7 @@ from vssbench.methods.base import (
 # Built-in adapters register themselves on import; keep this list complete (a test checks it).
 from vssbench.methods import feature_reuse, segformer  # noqa: F401
 from vssbench.methods import tfc  # noqa: F401
+from vssbench.methods import tdnet  # noqa: F401
 from vssbench.methods import cffm  # noqa: F401
 from vssbench.methods import mrcfa  # noqa: F401
 
