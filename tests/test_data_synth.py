@@ -153,3 +153,51 @@ def test_default_dataset_concurrent(tiny_default: Path) -> None:
     assert synth_module.read_marker(tiny_default) is not None
     assert sorted(p.name for p in tiny_default.parent.iterdir()) == [tiny_default.name]
     assert len(VSPWDataset(tiny_default, "val").videos) == 3
+
+
+# --- `vssbench data synth`: bad arguments are one line, exit 2, no traceback (issue 9) ---------------
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--videos", "0"), ("--frames", "0"), ("--size", "10x10"), ("--seed", "-1"), ("--size", "abc")],
+)
+def test_cli_synth_bad_argument_is_one_line(tmp_path: Path, flag: str, value: str) -> None:
+    from click.testing import CliRunner
+
+    from vssbench.cli import main
+
+    out = tmp_path / "never"
+    result = CliRunner().invoke(main, ["data", "synth", "--out", str(out), "--videos", "1", flag, value])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{flag} {value}" in lines[0]
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-made
+
+
+def test_cli_synth_bad_argument_subprocess(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "vssbench.cli", "data", "synth", "--out", str(tmp_path / "x"), "--seed", "-1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip() == "error: --seed -1: must be >= 0"
+
+
+def test_library_bad_parameters_are_option_errors(tmp_path: Path) -> None:
+    from vssbench.errors import OptionError
+
+    for kwargs, text in [
+        (dict(videos=0), "--videos 0"),
+        (dict(frames=-2), "--frames -2"),
+        (dict(size=(15, 40)), "--size 15x40"),
+        (dict(seed=-3), "--seed -3"),
+    ]:
+        with pytest.raises(OptionError, match=text):
+            synthesize(tmp_path / "x", **{**SMALL, **kwargs})
+    with pytest.raises(ValueError):  # OptionError stays a ValueError for older callers
+        synthesize(tmp_path / "x", **{**SMALL, "videos": 0})

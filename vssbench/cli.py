@@ -70,21 +70,55 @@ def data() -> None:
 
 @data.command("synth")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--videos", type=int, default=4, show_default=True, help="Number of videos (split over train/val).")
-@click.option("--frames", type=int, default=20, show_default=True, help="Frames per video.")
-@click.option("--size", default="180x320", show_default=True, help="Frame size HxW.")
+@click.option("--difficulty", default="easy", show_default=True,
+              help="Preset: easy (the original scenes), medium, hard, or study (the synthetic study's data: "
+                   "small frames, few classes, calibrated so that per-frame SegFormer-B0 flickers).")
+@click.option("--knob", "knobs", multiple=True, metavar="KEY=VALUE",
+              help="Override one difficulty knob (repeatable), e.g. --knob noise=8 --knob lookalike=0.5. "
+                   "Knobs: noise, jpeg_quality, jpeg_jitter, brightness_flicker, white_balance_flicker, motion_blur, "
+                   "shake, speed, min_objects, max_objects, object_scale, lookalike, thin, object_classes, band_choices.")
+@click.option("--videos", type=int, default=None, help="Number of videos (split over train/val)  [default: 4; study: 12]")
+@click.option("--frames", type=int, default=None, help="Frames per video  [default: 20; study: 24]")
+@click.option("--size", default=None, help="Frame size HxW  [default: 180x320; study: 96x160]")
 @click.option("--seed", type=int, default=0, show_default=True)
-def data_synth(out: Path, videos: int, frames: int, size: str, seed: int) -> None:
+def data_synth(
+    out: Path, difficulty: str, knobs: tuple[str, ...], videos: int | None, frames: int | None, size: str | None, seed: int
+) -> None:
     """Write a synthetic dataset in the exact VSPW layout.
 
     \b
     Example:
       vssbench data synth --out /tmp/vspw-mini --videos 6 --frames 24 --size 240x427
+      vssbench data synth --out /tmp/vspw-study --difficulty study
+      vssbench data synth --out /tmp/vspw-noisy --knob noise=10 --knob jpeg_quality=40
     """
-    from vssbench.data.synth import synthesize
+    from vssbench.data.synth import PRESET_SHAPES, write_dataset
+    from vssbench.errors import OptionError
 
-    root = synthesize(out, videos=videos, frames=frames, size=parse_size(size), seed=seed)
-    click.echo(f"wrote synthetic VSPW-mini to {root}")
+    overrides: dict[str, str] = {}
+    for item in knobs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--knob {item!r}: expected KEY=VALUE, e.g. noise=8")
+        overrides[key.strip()] = value.strip()
+    shape = PRESET_SHAPES.get(difficulty, {})
+    if size is not None:
+        try:
+            hw = parse_size(size)
+        except click.BadParameter as exc:
+            raise OptionError(f"--size {size}: {exc.message}") from None
+    else:
+        hw = tuple(shape.get("size", (180, 320)))  # type: ignore[assignment]
+    root = write_dataset(
+        out,
+        difficulty=difficulty,
+        videos=int(shape.get("videos", 4)) if videos is None else videos,  # type: ignore[call-overload]
+        frames=int(shape.get("frames", 20)) if frames is None else frames,  # type: ignore[call-overload]
+        size=hw,
+        seed=seed,
+        **overrides,
+    )
+    click.echo(f"wrote synthetic VSPW-mini ({difficulty}) to {root}")
 
 
 @data.command("check")

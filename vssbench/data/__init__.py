@@ -19,7 +19,15 @@ from vssbench.data.samplers import (
     ReferenceClipSampler,
     VSPWClipDataset,
 )
-from vssbench.data.synth import cache_dir, default_dataset, render_video, synthesize
+from vssbench.data.synth import (
+    PRESETS as SYNTH_PRESETS,
+    Difficulty,
+    cache_dir,
+    default_dataset,
+    render_video,
+    synthesize,
+    write_dataset,
+)
 from vssbench.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -38,12 +46,14 @@ __all__ = [
     "PALETTE",
     "PROBLEM_KINDS",
     "CheckReport",
+    "Difficulty",
     "ClipAugment",
     "ConsecutiveClipSampler",
     "Frame",
     "KeyframeClipSampler",
     "Problem",
     "ReferenceClipSampler",
+    "SYNTH_PRESETS",
     "TestTransform",
     "VSPWClipDataset",
     "VSPWDataset",
@@ -59,5 +69,6 @@ __all__ = [
     "save_prediction",
     "render_video",
     "synthesize",
+    "write_dataset",
     "write_predictions_dir",
 ]
