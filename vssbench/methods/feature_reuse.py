@@ -28,7 +28,8 @@ class FeatureReuseOptions(SegFormerOptions):
     first frame); K = 1 is plain SegFormer. ``cache_fuse``: keep the keyframe levels' share of
     the decoder's fuse conv (:meth:`SegFormerHead.fuse_term`) instead of recomputing x̂_k^3, x̂_k^4
     and the full 4E -> E conv on every frame; identical in real arithmetic (float rounding
-    differs, ~1e-6), and for B0 at 480x853 about 4.5 of a non-keyframe's ~10 GMACs cheaper.
+    differs, ~1e-6), and for B0 at 480x853 about 4.5 of a non-keyframe's ~10 GMACs cheaper
+    (reference decoder; the folded decoder computes each level's term from x^l directly).
     ``decoder_dim`` and ``drop_path_rate`` as for SegFormer (the same weights load into both).
     """
 
@@ -53,6 +54,7 @@ class FeatureReuse(SegFormer):
         # Keyframe state: (x_k^3, x_k^4), or with cache_fuse their fuse terms' sum at 1/4.
         self._key_feats: tuple[Tensor, ...] | None = None
         self._key_shape: tuple[int, ...] | None = None
+        self._key_folded = False
 
     def reset(self) -> None:
         """Start a new video: forget the keyframe features."""
@@ -68,14 +70,23 @@ class FeatureReuse(SegFormer):
         """1/4-resolution logits: full encoder on keyframes, stages 1-2 + cached x^3, x^4 otherwise."""
         head = self.decode_head
         keyframe = self.t % self.options.interval == 0 or self._key_feats is None
+        # A cached fuse term made in the other decoder mode is the same function but is not
+        # reused across a mode switch, so that each mode's cost is its own.
+        keyframe = keyframe or (self.options.cache_fuse and self._key_folded != head.folded)
         if keyframe:
             feats = self.encode(image, 4)
             size = tuple(feats[0].shape[-2:])
             # Detached: the cache is inference state, and must not keep an old frame's graph alive.
             self._key_shape = tuple(image.shape)
+            self._key_folded = head.folded
             if not self.options.cache_fuse:
                 self._key_feats = (feats[2].detach(), feats[3].detach())
                 return head(feats), {"keyframe": True}
+            if head.folded:
+                # The same ops as head(feats); levels 3-4's folded terms are the cached fuse term.
+                terms = head.folded_terms(feats, size)
+                self._key_feats = ((terms[2] + terms[3]).detach(),)
+                return head.classify(head.fuse_terms(terms)), {"keyframe": True}
             # The same ops as head(feats), keeping the native projections for the fuse terms.
             native = [getattr(head, f"linear_c{level}")(x) for level, x in enumerate(feats, start=1)]
             logits = head.classify(head.fuse([resize_logits(x, size) for x in native]))
@@ -90,7 +101,10 @@ class FeatureReuse(SegFormer):
         if not self.options.cache_fuse:
             return head([x1, x2, *self._key_feats]), {"keyframe": False}
         size = tuple(x1.shape[-2:])
-        low = [head.fuse_term(1, head.linear_c1(x1), size), head.fuse_term(2, head.linear_c2(x2), size)]
+        if head.folded:
+            low = [head.folded_term(1, x1, size), head.folded_term(2, x2, size)]
+        else:
+            low = [head.fuse_term(1, head.linear_c1(x1), size), head.fuse_term(2, head.linear_c2(x2), size)]
         return head.classify(head.fuse_terms([self._key_feats[0], *low])), {"keyframe": False}
 
 

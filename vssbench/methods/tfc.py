@@ -19,13 +19,43 @@ parameter-free sine encoding of the point's position; each point's reference is 
 centre. The value projection of levels 3-4 is computed once per keyframe and cached.
 
 Ablations (Table 2) are options: ``interp`` soft / hard (ŵ = 1 where w >= threshold, else 0) /
-fixed (ŵ ≡ 0.1) / none (z'_t = z_t); ``update`` msda / none / flow (instead of MSDA, x̂_k^3 and
+fixed (ŵ ≡ ``fixed_weight``, 0.9 by default) / none (z'_t = z_t); ``update`` msda / none / flow (instead of MSDA, x̂_k^3 and
 x̂_k^4 are warped with the flow that :class:`vssbench.models.flow.CorrelationFlow` estimates
 between the keyframe's and the current frame's ``linear_c2`` maps at 1/8, upsampled to 1/4;
 the estimator is built only for this variant and is trained by the same losses); ``similarity_level``
 2 / 1; ``focal`` on/off; and ``keyframe="adaptive"``, where a frame becomes a keyframe when the
 share of points with ŵ < threshold exceeds ``budget`` (at most ``interval`` frames apart; the
 frame's stages 1-2 are reused and only stages 3-4 are added).
+
+The fixed interpolation weight. The paper: "approximately 10% of the feature points change
+between two frames, we set the weight to be 0.1". ŵ is the weight of z_k in Eq. 7, so the
+literal reading ŵ = 0.1 would keep 90% of the *current* frame, nearly plain feature reuse; but
+Table 2's fixed row is more stable than soft interpolation (mVC8 85.9 vs 85.0) and less accurate
+(31.0), which only a keyframe-heavy blend gives. So 0.1 is read as the weight of the current
+frame (the share of points that change): ŵ = ``fixed_weight`` = 0.9 on z_k by default, an option.
+
+Decoder modes (:func:`vssbench.models.decoder.set_decoder_mode`). In ``"folded"`` mode (the
+harness default) every linear map that consumes a ``linear_c{l}`` output is composed with it
+and applied at the level's own resolution: the fuse conv's share of each level (as SegFormer),
+and the MSDA value projection of levels 1-2 at non-keyframes and of levels 3-4 at keyframes
+(value_proj·L_l, C_l x d MACs per position instead of a dense d x d). Only the similarity
+level's (and, for the flow variant, level 2's) ``linear_c`` map is still computed, for w_t.
+The logits equal the ``"reference"`` mode's (the literal architecture) in real arithmetic.
+
+Open choices (the paper leaves them open; decided here, with the alternative as an option
+where it is cheap):
+
+* Updated points leave the deformable layer through its post-norm (LayerNorm) while the other
+  points of z_t are post-ReLU BN outputs, so the two kinds of points are on different scales
+  until training aligns them. ``msda_output="residual"`` is the alternative: the layer's
+  residual branches without the two LayerNorms (z + MSDA, then + FFN), which keeps the query's
+  own scale; the default, ``"norm"``, is Deformable DETR's layer as it is.
+* MSDA attention weights are a softmax over levels x points *per head*, as in Deformable DETR
+  (the paper's Eq. 10 writes one sum over heads, levels and points).
+* The focal BCE has no alpha (class-balance) term: the paper gives only gamma = 1.
+* The label-consistency mask compares labels downsampled to 1/4 with nearest sampling.
+* Sampling locations, reference points and offset normalization are float32 whatever the
+  autocast dtype (bfloat16 would misplace 1/4-level samples by up to ~1.4 px).
 
 Training (:meth:`TFC.forward_train`): L = L_seg + L_bce, with L_seg the cross entropy averaged
 over the keyframe and the non-keyframes of a clip and L_bce the focal binary cross entropy
@@ -49,17 +79,19 @@ from torch import Tensor, nn
 
 from vssbench.methods.base import MethodInfo, check_training_clip, register
 from vssbench.methods.segformer import SegFormer, SegFormerOptions, segmentation_loss
-from vssbench.models.decoder import resize_logits
+from vssbench.models.decoder import compose_linear, resize_logits
 from vssbench.models.flow import CorrelationFlow, resize_flow, warp
 from vssbench.models.msda import DeformableEncoderLayer, flatten_levels, sparse_msda_update
 from vssbench.training.losses import binary_mask_accuracy, focal_bce, label_consistency
 
 Interp = Literal["soft", "hard", "fixed", "none"]
 Update = Literal["msda", "none", "flow"]
+MSDAOutput = Literal["norm", "residual"]
 KeyframePolicy = Literal["fixed", "adaptive"]
 
-#: ŵ of the "fixed" interpolation ablation: about 10% of the points change between frames.
-FIXED_WEIGHT = 0.1
+#: ŵ (the weight of z_k) of the "fixed" interpolation ablation: about 10% of the points change
+#: between frames, so the current frame gets 0.1 and the keyframe 0.9 (module docstring).
+FIXED_WEIGHT = 0.9
 #: The deformable layer of Table 1's +0.7M: Deformable DETR's encoder defaults.
 MSDA_HEADS, MSDA_LEVELS, MSDA_POINTS, MSDA_FFN, MSDA_DROPOUT = 8, 4, 4, 1024, 0.1
 #: Displacement radius of the flow ablation's cost volume, in 1/8-resolution pixels (±32 image px).
@@ -81,7 +113,10 @@ class TFCOptions(SegFormerOptions):
     share of the fuse conv (W_3·x̂_k^3 + W_4·x̂_k^4, :meth:`SegFormerHead.fuse_term`) instead of
     recomputing the full 4E -> E conv at every non-keyframe; identical in real arithmetic (float
     rounding differs), and with ``update="flow"`` the cached term is warped (warping commutes
-    with the 1x1 conv). ``decoder_dim``, ``drop_path_rate``: as SegFormer.
+    with the 1x1 conv). ``fixed_weight``: ŵ of ``interp="fixed"``, the weight of z_k (0.9: the
+    current frame gets the 10% of points that change). ``msda_output``: norm (updated points are
+    the deformable layer's post-norm output) | residual (its residual branches without the
+    LayerNorms). ``decoder_dim``, ``drop_path_rate``: as SegFormer.
     """
 
     threshold: float = 0.8
@@ -93,6 +128,8 @@ class TFCOptions(SegFormerOptions):
     focal: bool = True
     gamma: float = 1.0
     cache_fuse: bool = True
+    fixed_weight: float = FIXED_WEIGHT
+    msda_output: MSDAOutput = "norm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +141,8 @@ class TFCOptions(SegFormerOptions):
             ("keyframe", self.keyframe in ("fixed", "adaptive"), "one of fixed, adaptive"),
             ("budget", 0.0 <= self.budget <= 1.0, "a number in [0, 1]"),
             ("gamma", self.gamma >= 0.0 and math.isfinite(self.gamma), "a finite number >= 0"),
+            ("fixed_weight", 0.0 <= self.fixed_weight <= 1.0, "a number in [0, 1]"),
+            ("msda_output", self.msda_output in ("norm", "residual"), "one of norm, residual"),
             ("decoder_dim", self.decoder_dim % 8 == 0, "a multiple of 8 (8 MSDA heads, 2-D sine encoding)"),
         ]
         for key, ok, want in checks:
@@ -127,25 +166,37 @@ def select_points(similarity: Tensor, threshold: float) -> Tensor:
     return similarity.clamp(0.0, 1.0) < threshold
 
 
-def interpolation_weight(similarity: Tensor, mode: Interp, threshold: float) -> Tensor | None:
-    """ŵ (N x h x w) of Eq. 7 for an interpolation mode; None for ``"none"`` (no interpolation)."""
+def interpolation_weight(
+    similarity: Tensor, mode: Interp, threshold: float, fixed_weight: float = FIXED_WEIGHT
+) -> Tensor | None:
+    """ŵ (N x h x w, the weight of z_k) of Eq. 7 for an interpolation mode; None for ``"none"``.
+
+    ``fixed_weight`` is ŵ everywhere for ``mode="fixed"``.
+    """
     if mode == "soft":
         return similarity.clamp(0.0, 1.0)
     if mode == "hard":
         return (similarity >= threshold).to(similarity.dtype)
     if mode == "fixed":
-        return torch.full_like(similarity, FIXED_WEIGHT)
+        return torch.full_like(similarity, fixed_weight)
     if mode == "none":
         return None
     raise ValueError(f"unknown interpolation mode {mode!r}; modes: soft, hard, fixed, none")
 
 
-def interpolate_features(z_key: Tensor, z_cur: Tensor, similarity: Tensor, mode: Interp, threshold: float) -> Tensor:
+def interpolate_features(
+    z_key: Tensor,
+    z_cur: Tensor,
+    similarity: Tensor,
+    mode: Interp,
+    threshold: float,
+    fixed_weight: float = FIXED_WEIGHT,
+) -> Tensor:
     """z'_t = ŵ ⊙ z_k + (1 − ŵ) ⊙ z_t (Eq. 7) with ŵ from :func:`interpolation_weight`.
 
     z_key, z_cur: N x C x h x w; similarity: N x h x w. ``mode="none"`` returns z_cur itself.
     """
-    weight = interpolation_weight(similarity, mode, threshold)
+    weight = interpolation_weight(similarity, mode, threshold, fixed_weight)
     if weight is None:
         return z_cur
     weight = weight[:, None]
@@ -154,23 +205,33 @@ def interpolate_features(z_key: Tensor, z_cur: Tensor, similarity: Tensor, mode:
 
 @dataclass
 class _KeyframeState:
-    """What a keyframe leaves for the frames that follow it."""
+    """What a keyframe leaves for the frames that follow it (one decoder mode's layout)."""
 
     z: Tensor  # z_k, N x E x h x w (1/4)
-    projected: list[Tensor]  # x̂_k^1..x̂_k^4, N x E x h x w (projected and resized to 1/4)
-    native: list[Tensor]  # linear_c{l}(x_k^l) at each level's own resolution, N x E x H_l x W_l
-    value34: Tensor | None  # MSDA value_proj of native levels 3-4, N x S_34 x M x Dh
+    similarity_ref: Tensor  # x̂_k^s (s = similarity_level), N x E x h x w
+    flow_ref: Tensor | None  # linear_c2(x_k^2) at 1/8 (update="flow")
     fuse34: Tensor | None  # W_3·x̂_k^3 + W_4·x̂_k^4, the reused levels' fuse term (cache_fuse)
+    # Without cache_fuse: x̂_k^3, x̂_k^4 at 1/4 (reference) or the encoder maps x_k^3, x_k^4 (folded).
+    reused: list[Tensor]
+    value34: Tensor | None  # MSDA value of levels 3-4, N x S_34 x M x Dh (update="msda")
+    shapes34: list[tuple[int, int]]  # (H, W) of levels 3 and 4
     image_shape: tuple[int, ...]
+    folded: bool  # the decoder mode the state was made in
 
     def detached(self) -> "_KeyframeState":
+        def det(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.detach()
+
         return _KeyframeState(
             z=self.z.detach(),
-            projected=[x.detach() for x in self.projected],
-            native=[x.detach() for x in self.native],
-            value34=None if self.value34 is None else self.value34.detach(),
-            fuse34=None if self.fuse34 is None else self.fuse34.detach(),
+            similarity_ref=self.similarity_ref.detach(),
+            flow_ref=det(self.flow_ref),
+            fuse34=det(self.fuse34),
+            reused=[x.detach() for x in self.reused],
+            value34=det(self.value34),
+            shapes34=list(self.shapes34),
             image_shape=self.image_shape,
+            folded=self.folded,
         )
 
 
@@ -184,11 +245,13 @@ class _FrameResult:
 class TFC(SegFormer):
     """SegFormer + TFC: cosine-similarity interpolation and sparse MSDA at non-keyframes.
 
-    Diagnostics after each ``step``: ``last_step_info`` = {"keyframe", "updated_fraction" (share
-    of 1/4 points updated by MSDA; 0.0 on keyframes), "mean_similarity" (NaN on keyframes),
-    "low_similarity_fraction" (share with ŵ < threshold; NaN on keyframes), "promoted" (an
-    adaptive keyframe chosen by the budget)}; ``last_similarity`` is the w_t map N x h x w
-    (None on keyframes), e.g. for the paper's Fig. 3.
+    Diagnostics after each ``step``: ``last_step_info`` = {"keyframe" (its mean over frames is
+    the keyframe share), "updated_fraction" (share of 1/4 points updated by MSDA), "mean_similarity",
+    "low_similarity_fraction" (share with ŵ < threshold), "promoted" (an adaptive keyframe
+    chosen by the budget)}. The three per-point values describe non-keyframes only: they are
+    NaN on keyframes, which the harness's averages skip, so a record's ``updated_fraction`` and
+    ``low_similarity_fraction`` are both means over non-keyframes. ``last_similarity`` is the
+    w_t map N x h x w (None on keyframes), e.g. for the paper's Fig. 3.
     """
 
     info = MethodInfo(
@@ -221,12 +284,12 @@ class TFC(SegFormer):
         self.last_similarity = None
 
     def state_tensors(self) -> list[Tensor]:
-        """The keyframe state later frames use (z_k, x̂_k, native levels, cached projections)."""
+        """The keyframe state later frames use (z_k, x̂_k^s, cached terms and projections)."""
         key = self._key
         if key is None:
             return []
-        extra = [t for t in (key.value34, key.fuse34) if t is not None]
-        return [key.z, *key.projected, *key.native, *extra]
+        extra = [t for t in (key.flow_ref, key.fuse34, key.value34) if t is not None]
+        return [key.z, key.similarity_ref, *extra, *key.reused]
 
     def parameter_groups(self) -> dict[str, nn.Module]:
         """Encoder (MiT), decoder (MLP head) and tfc (the deformable layer, + the flow estimator)."""
@@ -235,63 +298,130 @@ class TFC(SegFormer):
 
     # ----------------------------------------------------------------------------- the two paths
 
-    def _keyframe(
-        self, feats: list[Tensor], image_shape: tuple[int, ...], native: Sequence[Tensor] = ()
-    ) -> tuple[Tensor, _KeyframeState]:
-        """SegFormer's decoder on [x^1..x^4] (bit-identical ops), plus the state later frames need.
+    def _folded_value(self, feats: Sequence[Tensor], levels: Sequence[int]) -> Tensor:
+        """MSDA value of encoder maps ``feats`` (levels ``levels``) through value_proj ∘ linear_c{l}, folded.
 
-        ``native`` may hold the already projected levels 1-2 (an adaptive keyframe reuses them).
+        value_proj(linear_c{l}(x)) is one C_l -> d map (V·L_l, V·b_l + b_v) applied per token at
+        the level's own resolution: C_l x d MACs per position instead of (C_l + d) x d.
+        Returns [N, S, M, Dh] in :func:`flatten_levels` order.
         """
+        attn = self.msda.self_attn
         head = self.decode_head
-        size = tuple(feats[0].shape[-2:])
-        given = list(native)
-        levels = given + [getattr(head, f"linear_c{i}")(x) for i, x in enumerate(feats, start=1) if i > len(given)]
-        projected = [resize_logits(x, size) for x in levels]
-        z = head.fuse(projected)
-        value34 = None
-        if self.options.update == "msda":
-            value34 = self.msda.self_attn.project_value(flatten_levels(levels[2:])[0])
-        fuse34 = None
-        if self.options.cache_fuse:
-            fuse34 = head.fuse_term(3, levels[2], size) + head.fuse_term(4, levels[3], size)
-        return head.classify(z), _KeyframeState(z, projected, levels, value34, fuse34, image_shape)
+        parts = []
+        for level, x in zip(levels, feats):
+            proj = getattr(head, f"linear_c{level}").proj
+            weight, bias = compose_linear(attn.value_proj.weight, proj.weight, proj.bias, attn.value_proj.bias)
+            parts.append(F.linear(x.flatten(2).transpose(1, 2), weight, bias))
+        tokens = torch.cat(parts, dim=1)
+        n, s, _ = tokens.shape
+        return tokens.view(n, s, attn.n_heads, attn.d_model // attn.n_heads)
 
-    def _project_current(self, x1: Tensor, x2: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Native (linear_c at own resolution) and 1/4-resolution projections of x_t^1, x_t^2."""
-        head = self.decode_head
-        native = [head.linear_c1(x1), head.linear_c2(x2)]
-        size = tuple(x1.shape[-2:])
-        return native, [resize_logits(x, size) for x in native]
+    def _keyframe(
+        self, feats: list[Tensor], image_shape: tuple[int, ...], native: dict[int, Tensor] | None = None
+    ) -> tuple[Tensor, _KeyframeState]:
+        """SegFormer's decoder on [x^1..x^4] (the same ops as SegFormer in either mode) and the state later frames need.
 
-    def _similarity(self, key: _KeyframeState, projected: list[Tensor]) -> Tensor:
-        level = self.options.similarity_level
-        return cosine_similarity_map(key.projected[level - 1], projected[level - 1])
-
-    def _non_keyframe(
-        self, key: _KeyframeState, native: list[Tensor], projected: list[Tensor], similarity: Tensor
-    ) -> _FrameResult:
-        """1/4-resolution logits of a non-keyframe from its projected x_t^1, x_t^2 and w_t."""
+        ``native`` may hold already computed ``linear_c{l}`` maps of levels 1-2 (an adaptive
+        keyframe reuses its own non-keyframe projections).
+        """
         opts = self.options
         head = self.decode_head
-        size = tuple(projected[0].shape[-2:])
-        reused = key.projected[2:] if key.fuse34 is None else [key.fuse34]
-        if opts.update == "flow":
-            assert self.flow is not None
-            flow = resize_flow(self.flow(key.native[1], native[1]), size)
-            reused = [warp(x, flow) for x in reused]
-        if key.fuse34 is None:
-            z = head.fuse([projected[0], projected[1], *reused])
+        given = dict(native or {})
+        size = tuple(feats[0].shape[-2:])
+        level = opts.similarity_level
+        shapes34 = [tuple(x.shape[-2:]) for x in feats[2:]]
+        if head.folded:
+            terms = head.folded_terms(feats, size)
+            z = head.fuse_terms(terms)
+            sim_native = given[level] if level in given else getattr(head, f"linear_c{level}")(feats[level - 1])
+            similarity_ref = resize_logits(sim_native, size)
+            flow_ref = None
+            if opts.update == "flow":
+                flow_ref = given[2] if 2 in given else (sim_native if level == 2 else head.linear_c2(feats[1]))
+            value34 = self._folded_value(feats[2:], (3, 4)) if opts.update == "msda" else None
+            fuse34 = terms[2] + terms[3] if opts.cache_fuse else None
+            reused = [] if opts.cache_fuse else [feats[2], feats[3]]
         else:
-            # x̂_t^1 is already at 1/4; level 2's term is computed at 1/8 and resized.
-            z = head.fuse_terms([*reused, head.fuse_term(1, native[0], size), head.fuse_term(2, native[1], size)])
+            levels = [
+                given[i] if i in given else getattr(head, f"linear_c{i}")(x) for i, x in enumerate(feats, start=1)
+            ]
+            projected = [resize_logits(x, size) for x in levels]
+            z = head.fuse(projected)
+            similarity_ref = projected[level - 1]
+            flow_ref = levels[1] if opts.update == "flow" else None
+            value34 = None
+            if opts.update == "msda":
+                value34 = self.msda.self_attn.project_value(flatten_levels(levels[2:])[0])
+            fuse34 = None
+            if opts.cache_fuse:
+                fuse34 = head.fuse_term(3, levels[2], size) + head.fuse_term(4, levels[3], size)
+            reused = [] if opts.cache_fuse else projected[2:]
+        state = _KeyframeState(
+            z, similarity_ref, flow_ref, fuse34, reused, value34, shapes34, image_shape, head.folded
+        )
+        return head.classify(z), state
+
+    def _project_current(self, x1: Tensor, x2: Tensor) -> dict[int, Tensor]:
+        """``linear_c{l}`` of x_t^1, x_t^2 at their own resolution, for the levels this mode needs.
+
+        Reference: both (they feed the fuse and the MSDA value). Folded: only the similarity
+        level's (and level 2 for the flow estimator); the fuse and the value take x_t^l directly.
+        """
+        head = self.decode_head
+        if not head.folded:
+            return {1: head.linear_c1(x1), 2: head.linear_c2(x2)}
+        need = {self.options.similarity_level} | ({2} if self.options.update == "flow" else set())
+        return {level: getattr(head, f"linear_c{level}")((x1, x2)[level - 1]) for level in sorted(need)}
+
+    def _similarity(self, key: _KeyframeState, native: dict[int, Tensor], size: tuple[int, int]) -> Tensor:
+        """w_t: cosine similarity of x̂_k^s and x̂_t^s at 1/4 resolution (N x h x w)."""
+        current = resize_logits(native[self.options.similarity_level], size)
+        return cosine_similarity_map(key.similarity_ref, current)
+
+    def _non_keyframe(
+        self, key: _KeyframeState, x1: Tensor, x2: Tensor, native: dict[int, Tensor], similarity: Tensor
+    ) -> _FrameResult:
+        """1/4-resolution logits of a non-keyframe from x_t^1, x_t^2, their projections and w_t."""
+        opts = self.options
+        head = self.decode_head
+        size = tuple(x1.shape[-2:])
+        flow = None
+        if opts.update == "flow":
+            assert self.flow is not None and key.flow_ref is not None
+            flow = resize_flow(self.flow(key.flow_ref, native[2]), size)
+        if key.folded:
+            if key.fuse34 is not None:
+                reused = key.fuse34
+            else:
+                reused = head.folded_term(3, key.reused[0], size) + head.folded_term(4, key.reused[1], size)
+            if flow is not None:
+                reused = warp(reused, flow)  # warping is linear: it commutes with the 1x1 maps
+            z = head.fuse_terms([reused, head.folded_term(1, x1, size), head.folded_term(2, x2, size)])
+        else:
+            reused_maps = key.reused if key.fuse34 is None else [key.fuse34]
+            if flow is not None:
+                reused_maps = [warp(x, flow) for x in reused_maps]
+            if key.fuse34 is None:
+                z = head.fuse([native[1], resize_logits(native[2], size), *reused_maps])
+            else:
+                # x̂_t^1 is already at 1/4; level 2's term is computed at 1/8 and resized.
+                terms = [head.fuse_term(1, native[1], size), head.fuse_term(2, native[2], size)]
+                z = head.fuse_terms([*reused_maps, *terms])
         selected = None
         if opts.update == "msda":
             assert key.value34 is not None
             selected = select_points(similarity.detach(), opts.threshold)
-            pyramid = [native[0], native[1], key.native[2], key.native[3]]
-            value = torch.cat([self.msda.self_attn.project_value(flatten_levels(native)[0]), key.value34], dim=1)
-            z = sparse_msda_update(self.msda, z, pyramid, selected, value=value)
-        z = interpolate_features(key.z, z, similarity, opts.interp, opts.threshold)
+            if key.folded:
+                current_value = self._folded_value([x1, x2], (1, 2))
+            else:
+                current_value = self.msda.self_attn.project_value(flatten_levels([native[1], native[2]])[0])
+            value = torch.cat([current_value, key.value34], dim=1)
+            shapes = torch.tensor([tuple(x1.shape[-2:]), tuple(x2.shape[-2:]), *key.shapes34], device=z.device)
+            post_norm = opts.msda_output == "norm"
+            z = sparse_msda_update(
+                self.msda, z, None, selected, value=value, spatial_shapes=shapes, post_norm=post_norm
+            )
+        z = interpolate_features(key.z, z, similarity, opts.interp, opts.threshold, opts.fixed_weight)
         return _FrameResult(head.classify(z), similarity, selected)
 
     # ----------------------------------------------------------------------------- inference
@@ -303,6 +433,8 @@ class TFC(SegFormer):
         since = self.t - self._key_t
         if self._key is None:
             due = True
+        elif self._key.folded != self.decode_head.folded:
+            due = True  # the decoder mode changed mid-video: the cached state has the other layout
         elif opts.keyframe == "fixed":
             due = self.t % opts.interval == 0
         else:
@@ -315,7 +447,7 @@ class TFC(SegFormer):
         self.last_similarity = None
         keyframe_info = {
             "keyframe": True,
-            "updated_fraction": 0.0,
+            "updated_fraction": math.nan,
             "mean_similarity": math.nan,
             "low_similarity_fraction": math.nan,
             "promoted": False,
@@ -328,8 +460,8 @@ class TFC(SegFormer):
         key = self._key
         assert key is not None
         x1, x2 = self.encode(image, 2)
-        native, projected = self._project_current(x1, x2)
-        similarity = self._similarity(key, projected)
+        native = self._project_current(x1, x2)
+        similarity = self._similarity(key, native, tuple(x1.shape[-2:]))
         low = float((similarity.clamp(0.0, 1.0) < opts.threshold).float().mean())
         if opts.keyframe == "adaptive" and low > opts.budget:
             # Too much changed: promote this frame to a keyframe, reusing its stages 1-2.
@@ -339,7 +471,7 @@ class TFC(SegFormer):
             self._key, self._key_t = key.detached(), self.t
             return logits, {**keyframe_info, "promoted": True}
 
-        result = self._non_keyframe(key, native, projected, similarity)
+        result = self._non_keyframe(key, x1, x2, native, similarity)
         self.last_similarity = similarity.detach()
         updated = 0.0 if result.selected is None else float(result.selected.float().mean())
         info = {
@@ -370,9 +502,9 @@ class TFC(SegFormer):
         similarities, targets, valids = [], [], []
         for t in range(1, frames):
             x1, x2 = self.encode(images[:, t], 2)
-            native, projected = self._project_current(x1, x2)
-            similarity = self._similarity(key, projected)
-            result = self._non_keyframe(key, native, projected, similarity)
+            native = self._project_current(x1, x2)
+            similarity = self._similarity(key, native, tuple(x1.shape[-2:]))
+            result = self._non_keyframe(key, x1, x2, native, similarity)
             seg_losses.append(segmentation_loss(result.logits, labels[:, t]))
             target, valid = label_consistency(labels[:, 0], labels[:, t], tuple(similarity.shape[-2:]))
             w_hat = similarity.clamp(0.0, 1.0)

@@ -5,6 +5,25 @@ paper), ``fuse`` concatenates them in the original order [x̂^4, x̂^3, x̂^2, x
 with a 1x1 conv + BN + ReLU into z, and ``classify`` turns z into 1/4-resolution logits. The
 module names match the NVlabs head (``linear_c{i}.proj``, ``linear_fuse.conv``, ``linear_fuse.bn``,
 ``linear_pred``); the official head's ``conv_seg`` is never used there and is not built here.
+
+Two decoder modes compute the same function (exactly in real arithmetic; float rounding differs,
+~1e-6 relative in float32) at different cost, switched for a whole model with
+:func:`set_decoder_mode`:
+
+* ``"reference"``: the literal architecture, ``linear_c{l}`` to E channels, bilinear resize to
+  1/4, concat, and the 4E -> E fuse conv at 1/4 resolution. Its GMACs are the published ones.
+* ``"folded"``: ``linear_c{l}`` (C_l -> E, with bias) composed with the fuse conv's columns W_l
+  of level l gives one C_l -> E map A_l = W_l·L_l with bias W_l·b_l, applied at the level's own
+  resolution and then resized (bilinear resizing commutes with a 1x1 map, and resizing a
+  constant gives the constant, since align_corners=False weights sum to 1 also at the borders).
+  The fuse conv's 4E x E per 1/4-resolution point becomes sum_l C_l x E per *native* point:
+  for B0 at 480x853, 6.7 GMACs become 0.4. The folded matrices are computed from the current
+  parameters at every call (E x E x C_l MACs, negligible), so checkpoints keep the published
+  layout, a loaded checkpoint or an optimizer step is always seen, and training works in
+  either mode.
+
+Modules are built in ``"reference"`` mode (what the names in a checkpoint describe);
+the harness switches every model it builds to the mode of ``--decoder`` (default ``folded``).
 """
 
 from __future__ import annotations
@@ -14,6 +33,52 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vssbench.errors import OptionError
+
+#: The decoder modes (see the module docstring); ``--decoder`` on ``run`` and ``profile``.
+DECODER_MODES: tuple[str, ...] = ("folded", "reference")
+
+
+def check_decoder_mode(mode: str) -> str:
+    """``mode`` itself if it is one of :data:`DECODER_MODES`, else an :class:`OptionError`."""
+    if mode not in DECODER_MODES:
+        raise OptionError(f"decoder mode must be one of {', '.join(DECODER_MODES)}, got {mode!r}")
+    return mode
+
+
+def set_decoder_mode(module: nn.Module, mode: str) -> int:
+    """Switch every submodule of ``module`` that has a ``decoder_mode`` attribute to ``mode``.
+
+    Works for any method alike: SegFormer heads (and any other head exposing ``decoder_mode``)
+    are found by walking ``module.modules()``; a model without one is left as it is. Returns the
+    number of modules switched. Keyframe methods notice the change at their next step (a state
+    cached under the other mode is not reused).
+    """
+    check_decoder_mode(mode)
+    switched = 0
+    for sub in module.modules():
+        if hasattr(sub, "decoder_mode"):
+            sub.decoder_mode = mode
+            switched += 1
+    return switched
+
+
+def compose_linear(
+    outer_weight: Tensor, inner_weight: Tensor, inner_bias: Tensor | None, outer_bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The affine map outer(inner(x)) as one (weight, bias): (W_o·W_i, W_o·b_i + b_o).
+
+    outer_weight is O x M, inner_weight M x I, biases M and O (None: zero). One matmul
+    (O x M x (I + 1) MACs) gives both, so the cost counter sees the folding work too.
+    """
+    if inner_bias is None:
+        inner_bias = inner_weight.new_zeros(inner_weight.shape[0])
+    both = outer_weight @ torch.cat([inner_weight, inner_bias[:, None]], dim=1)
+    weight, bias = both[:, :-1], both[:, -1]
+    if outer_bias is not None:
+        bias = bias + outer_bias
+    return weight, bias
 
 
 class LinearEmbed(nn.Module):
@@ -85,6 +150,57 @@ class SegFormerHead(nn.Module):
         self.linear_fuse = ConvBNReLU(4 * embed_dim, embed_dim)
         self.dropout = nn.Dropout2d(dropout)
         self.linear_pred = nn.Conv2d(embed_dim, num_classes, kernel_size=1)
+        self._decoder_mode = "reference"
+
+    @property
+    def decoder_mode(self) -> str:
+        """``"reference"`` (the literal architecture) or ``"folded"`` (same function, less work)."""
+        return self._decoder_mode
+
+    @decoder_mode.setter
+    def decoder_mode(self, mode: str) -> None:
+        self._decoder_mode = check_decoder_mode(mode)
+
+    @property
+    def folded(self) -> bool:
+        """Whether the head runs in ``"folded"`` mode."""
+        return self._decoder_mode == "folded"
+
+    def fuse_weight(self, level: int) -> Tensor:
+        """W_level: the fuse conv's E x E columns that multiply x̂^level (concat order 4, 3, 2, 1)."""
+        if not 1 <= level <= 4:
+            raise ValueError(f"decoder level must be 1..4, got {level}")
+        e = self.embed_dim
+        return self.linear_fuse.conv.weight[:, (4 - level) * e : (5 - level) * e, 0, 0]
+
+    def folded_projection(self, level: int) -> tuple[Tensor, Tensor]:
+        """(A_l, c_l) = (W_l·L_l, W_l·b_l): ``linear_c{level}`` followed by the fuse's level share, E x C_l and E."""
+        proj = getattr(self, f"linear_c{level}").proj
+        return compose_linear(self.fuse_weight(level), proj.weight, proj.bias)
+
+    def folded_term(self, level: int, x: Tensor, size: tuple[int, int] | Sequence[int]) -> Tensor:
+        """W_level·x̂^level computed from the encoder map x (B x C_l x h_l x w_l) -> B x E x size.
+
+        One C_l -> E 1x1 map at the level's own resolution, then a bilinear resize: equal to
+        :meth:`fuse_term` of ``linear_c{level}(x)`` in real arithmetic, at C_l/E of its cost
+        before the resize (and none of ``linear_c{level}``'s).
+        """
+        weight, bias = self.folded_projection(level)
+        return resize_logits(F.conv2d(x, weight[:, :, None, None], bias), size)
+
+    def folded_terms(self, feats: Sequence[Tensor], size: tuple[int, int] | Sequence[int] | None = None) -> list[Tensor]:
+        """[W_1·x̂^1 .. W_4·x̂^4] from encoder maps [x^1..x^4] via :meth:`folded_term`."""
+        if len(feats) != 4:
+            raise ValueError(f"SegFormerHead needs 4 feature maps, got {len(feats)}")
+        if size is None:
+            size = tuple(feats[0].shape[-2:])
+        return [self.folded_term(level, x, size) for level, x in enumerate(feats, start=1)]
+
+    def fused(self, feats: Sequence[Tensor]) -> Tensor:
+        """z (B x E x h x w at level-1 resolution) from encoder maps [x^1..x^4], in the current mode."""
+        if self.folded:
+            return self.fuse_terms(self.folded_terms(feats))
+        return self.fuse(self.project(feats))
 
     def project_level(self, level: int, x: Tensor, size: tuple[int, int] | Sequence[int]) -> Tensor:
         """x̂^level: ``linear_c{level}`` per token, then bilinear resize to ``size`` -> B x E x size.
@@ -119,11 +235,8 @@ class SegFormerHead(nn.Module):
         arithmetic (bilinear resizing and a 1x1 conv commute) and costs (h_l·w_l)/(h·w) as much.
         A keyframe method computes the reused levels' terms once per keyframe.
         """
-        if not 1 <= level <= 4:
-            raise ValueError(f"decoder level must be 1..4, got {level}")
-        e = self.embed_dim
-        weight = self.linear_fuse.conv.weight[:, (4 - level) * e : (5 - level) * e]
-        return resize_logits(F.conv2d(native, weight), size)
+        weight = self.fuse_weight(level)
+        return resize_logits(F.conv2d(native, weight[:, :, None, None]), size)
 
     def fuse_terms(self, terms: Sequence[Tensor]) -> Tensor:
         """z = ReLU(BN(sum of per-level ``fuse_term`` values)) -> B x E x h x w."""
@@ -137,5 +250,5 @@ class SegFormerHead(nn.Module):
         return self.linear_pred(self.dropout(z))
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
-        """Logits at level-1 resolution (1/4 of the image) from encoder maps [x^1..x^4]."""
-        return self.classify(self.fuse(self.project(feats)))
+        """Logits at level-1 resolution (1/4 of the image) from encoder maps [x^1..x^4] (either mode)."""
+        return self.classify(self.fused(feats))

@@ -34,6 +34,11 @@ __all__ = [
 ]
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32, or as it is when it is float64 (positions never go below float32)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _level_sizes(spatial_shapes: torch.Tensor) -> list[tuple[int, int]]:
     if spatial_shapes.dim() != 2 or spatial_shapes.shape[1] != 2:
         raise ValueError(f"spatial_shapes must be [L, 2] (H, W), got shape {tuple(spatial_shapes.shape)}")
@@ -246,13 +251,31 @@ class MSDeformAttn(nn.Module):
                 f"reference_points must be [N, Q, L, 2] or [N, Q, 2] = {(n, q, n_levels, 2)}, "
                 f"got {tuple(reference_points.shape)}"
             )
-        offsets = self.sampling_offsets(query).view(n, q, m, n_levels, n_points, 2)
+        locations, weights = self.sampling(query, reference_points, spatial_shapes)
+        out = ms_deform_attn(value, spatial_shapes, locations, weights)
+        return self.output_proj(out)
+
+    def sampling(
+        self, query: torch.Tensor, reference_points: torch.Tensor, spatial_shapes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampling locations [N, Q, M, L, P, 2] (float32) and attention weights [N, Q, M, L, P] of ``query``.
+
+        ``reference_points`` as in :meth:`attend` (here already [N, Q, L, 2]). The offsets are
+        level pixels divided by the level's (W, H) and added to the reference point, all in
+        float32 (float64 for a float64 model) whatever the autocast or parameter dtype: in bfloat16 (8-bit mantissa) a
+        location near x = 1 on a 214-px-wide 1/4 level is off by up to ~1.4 px (0.11 px in
+        float16). The attention weights are a softmax over levels x points per head, as in
+        Deformable DETR (normalized per head, not over all heads).
+        """
+        n, q, _ = query.shape
+        m, n_levels, n_points = self.n_heads, self.n_levels, self.n_points
+        offsets = _at_least_float32(self.sampling_offsets(query).view(n, q, m, n_levels, n_points, 2))
         weights = self.attention_weights(query).view(n, q, m, n_levels * n_points).softmax(-1)
         weights = weights.view(n, q, m, n_levels, n_points)
         normalizer = spatial_shapes.flip(-1).to(offsets.dtype)  # (W, H): offsets are in level pixels
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        out = ms_deform_attn(value, spatial_shapes, locations, weights)
-        return self.output_proj(out)
+        reference = reference_points.to(offsets.dtype)[:, :, None, :, None, :]
+        locations = reference + offsets / normalizer[None, None, None, :, None, :]
+        return locations, weights
 
     def forward(
         self,
@@ -308,13 +331,22 @@ class DeformableEncoderLayer(nn.Module):
         value: torch.Tensor,
         spatial_shapes: torch.Tensor,
         pos: torch.Tensor | None = None,
+        post_norm: bool = True,
     ) -> torch.Tensor:
-        """The layer on queries [N, Q, C] with an already projected value [N, S, M, Dh] -> [N, Q, C]."""
+        """The layer on queries [N, Q, C] with an already projected value [N, S, M, Dh] -> [N, Q, C].
+
+        ``post_norm=False`` skips the two LayerNorms and keeps only the residual branches,
+        q = query + MSDA; out = q + FFN(q), so that the output stays on the query's own scale
+        (TFC's ``msda_output="residual"`` variant; the norms' parameters are then unused).
+        """
         attn_query = query if pos is None else query + pos
         attended = self.self_attn.attend(attn_query, reference_points, value, spatial_shapes)
-        q = self.norm1(query + self.dropout1(attended))
+        q = query + self.dropout1(attended)
+        if post_norm:
+            q = self.norm1(q)
         ffn = self.linear2(self.dropout2(F.relu(self.linear1(q))))
-        return self.norm2(q + self.dropout3(ffn))
+        out = q + self.dropout3(ffn)
+        return self.norm2(out) if post_norm else out
 
     def forward(
         self,
@@ -369,10 +401,12 @@ def pixel_centre_reference(
 def sparse_msda_update(
     layer: DeformableEncoderLayer,
     z: torch.Tensor,
-    pyramid: list[torch.Tensor],
+    pyramid: list[torch.Tensor] | None,
     mask: torch.Tensor,
     pos: torch.Tensor | str | None = "sine",
     value: torch.Tensor | None = None,
+    spatial_shapes: torch.Tensor | None = None,
+    post_norm: bool = True,
 ) -> torch.Tensor:
     """Update only the selected points of the query map ``z`` with the deformable layer (sparse MSDA).
 
@@ -389,7 +423,11 @@ def sparse_msda_update(
     the selected points only, so they scale with their number. The value projection of the
     pyramid is dense (one Linear per level position) and does not depend on the queries; pass
     ``value`` [N, S, M, Dh] (``layer.self_attn.project_value`` of the flattened pyramid) to reuse
-    a projection computed earlier, e.g. cached levels of a keyframe. A batch with different counts
+    a projection computed earlier, e.g. cached levels of a keyframe, or a folded one; with
+    ``value`` given, ``pyramid`` may be None and ``spatial_shapes`` [L, 2] (H, W) give the
+    levels' sizes instead. ``post_norm`` is passed to the layer (see
+    :meth:`DeformableEncoderLayer.forward_with_value`). Reference points are float32 whatever
+    the autocast dtype. A batch with different counts
     per sample is padded to the largest count with unselected points whose results are dropped.
     No selected point returns ``z`` itself without any work.
     """
@@ -410,7 +448,8 @@ def sparse_msda_update(
     cols = order % w
     z_tokens = z.flatten(2).transpose(1, 2)  # [N, h*w, C]
     query = torch.gather(z_tokens, 1, order[..., None].expand(n, q_max, c))
-    reference = pixel_centre_reference(rows, cols, h, w, z.dtype)
+    # float32 whatever the dtype: a bfloat16 (j+.5)/w is off by up to ~0.4 px at w = 214.
+    reference = pixel_centre_reference(rows, cols, h, w, torch.promote_types(z.dtype, torch.float32))
     if pos is None:
         encoding = None
     elif isinstance(pos, str):
@@ -423,15 +462,22 @@ def sparse_msda_update(
         encoding = torch.gather(pos.flatten(2).transpose(1, 2), 1, order[..., None].expand(n, q_max, c))
 
     if value is None:
+        if pyramid is None:
+            raise ValueError("sparse_msda_update needs the pyramid, or a projected value with spatial_shapes")
         tokens, shapes = flatten_levels(pyramid)
         value = layer.self_attn.project_value(tokens)
     else:
-        shapes = torch.tensor([tuple(x.shape[-2:]) for x in pyramid], dtype=torch.long, device=z.device)
+        if spatial_shapes is not None:
+            shapes = spatial_shapes.to(device=z.device, dtype=torch.long)
+        elif pyramid is not None:
+            shapes = torch.tensor([tuple(x.shape[-2:]) for x in pyramid], dtype=torch.long, device=z.device)
+        else:
+            raise ValueError("sparse_msda_update with a projected value needs the pyramid or spatial_shapes")
         if value.shape[:2] != (n, int(shapes.prod(1).sum())):
             raise ValueError(
                 f"value {tuple(value.shape)} does not match the pyramid's {n} x {int(shapes.prod(1).sum())} positions"
             )
-    updated = layer.forward_with_value(query, reference, value, shapes, encoding)  # [N, Q, C]
+    updated = layer.forward_with_value(query, reference, value, shapes, encoding, post_norm)  # [N, Q, C]
 
     keep = torch.arange(q_max, device=z.device)[None, :] < counts[:, None]  # drop the padding
     batch_index = torch.arange(n, device=z.device)[:, None].expand(n, q_max)
