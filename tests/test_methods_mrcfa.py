@@ -9,7 +9,7 @@ import torch
 from vssbench.errors import CheckpointError
 from vssbench.methods import create, describe, method_info
 from vssbench.methods.mrcfa import MRCFA, MRCFAOptions
-from vssbench.metrics.efficiency import count_gmacs
+from vssbench.metrics.efficiency import count_gmacs, find_dead_parameters
 from vssbench.models.checkpoint import load_checkpoint
 from vssbench.models.decoder import resize_logits
 
@@ -223,6 +223,16 @@ def test_gmacs_count_everything_and_caching_saves_backbone_runs() -> None:
     assert 3.0 * fallback < temporal < 4.5 * fallback
     assert a["gmacs_per_step"][3] < 1.2 * fallback
     assert cached.state_tensors() == []  # count_gmacs resets
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_only_the_reference_classifiers_are_dead_at_inference(cache: bool) -> None:
+    # eval returns o4 only (as released), so deco1..3 never reach a prediction; everything a cached
+    # reference contributes (sr*, k*) must still count as alive through the cache
+    torch.manual_seed(0)
+    model = create("mrcfa", backbone="b0", cache=cache)
+    dead = find_dead_parameters(model, [torch.randn(1, 3, 64, 64) for _ in range(4)])
+    assert sorted(dead) == [f"decode_head.deco{i}.smalldecoder.1.{p}" for i in (1, 2, 3) for p in ("bias", "weight")]
 
 
 def test_forward_train_released_losses_and_gradients() -> None:

@@ -353,13 +353,15 @@ class MRCFA(VideoSegmenter):
         if self.options.cache:
             feats = self.encode(image)
             z = head.fused(feats)
-            # Detached: the cache is inference state and must not keep a frame's graph alive.
-            self._history[t] = tuple(x.detach() for x in head.reference_tokens(feats, z))
+            # Not detached: with autograd on (the dead-parameter search) gradients reach the key and
+            # value projections through the cache; at inference there is no graph to keep alive, and
+            # the ring buffer bounds what is kept either way.
+            self._history[t] = head.reference_tokens(feats, z)
             if not temporal:
                 return head.classify(z), info
             refs = tuple(torch.stack([self._history[i][j] for i in clip[:-1]], dim=1) for j in range(4))
         else:
-            self._history[t] = image.detach()
+            self._history[t] = image
             if not temporal:
                 return head.classify(head.fused(self.encode(image))), info
             frames = torch.stack([self._history[i] for i in clip], dim=1)
