@@ -14,7 +14,7 @@ from vssbench.errors import OptionError
 from vssbench.methods import available, create, method_info
 from vssbench.methods.tdnet import TDNet, TDNetOptions
 from vssbench.metrics.efficiency import count_parameters
-from vssbench.models.decoder import resize_logits
+from vssbench.models.decoder import resize_logits, set_decoder_mode
 
 
 def _frames(n: int, size: tuple[int, int] = (64, 64), seed: int = 0) -> list[torch.Tensor]:
@@ -50,8 +50,8 @@ def test_registered_as_efficiency_method_with_settable_options() -> None:
         create("tdnet", distill=True)
     with pytest.raises(OptionError, match=r"interval must be a positive multiple of num_paths \(4\).*got 6"):
         create("tdnet", interval=6)
-    with pytest.raises(OptionError, match=r"feature_stride \(4\) must not be finer than fuse_stride \(8\)"):
-        create("tdnet", fuse_stride=8, feature_stride=4)
+    with pytest.raises(OptionError, match=r"tdnet.feature_stride must be one of \[4, 8\], got '16'"):
+        create("tdnet", feature_stride="16")
 
 
 def test_parameter_count_b0_matches_table1() -> None:
@@ -108,6 +108,18 @@ def test_any_input_resolution(size: tuple[int, int]) -> None:
     q, k, v = model.state_tensors()[:3]
     n = math.ceil(h8 / 4) * math.ceil(w8 / 4)
     assert q.shape == (1, n, 64) and k.shape == (1, n, 64) and v.shape == (1, n, 256)
+
+
+def test_decoder_modes_compute_the_same_function() -> None:
+    model = _model()
+    frames = _frames(5, (64, 96))
+    reference, _, _ = _run(model, frames)
+    assert set_decoder_mode(model, "folded") == 1  # the MLP decoder follows --decoder like SegFormer's
+    model.reset()
+    folded, _, _ = _run(model, frames)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(reference, folded))
+    with pytest.raises(TypeError, match="no classifier"):
+        model.decode_head.classify(torch.zeros(1, 256, 2, 2))
 
 
 def _naive_frame_logits(model: TDNet, frames: list[torch.Tensor]) -> torch.Tensor:

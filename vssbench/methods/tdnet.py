@@ -27,12 +27,11 @@ This mapping (B0, 124 classes: 5.56M parameters; the TFC paper's 5.8M, within 0.
       would cost ~17M, far from the paper's 5.8M, so the TFC reimplementation cannot have used
       them; every frame therefore runs the whole MiT, and TDNet is slower than SegFormer here, as
       in the paper's Table 1 (14.1 vs 37.5 FPS). The share of frame t is its own path's modules.
-    * Resolution: the MLP decoder fuses at 1/``fuse_stride`` (default 4: SegFormer's decoder
-      unchanged) and z is then bilinearly resized to 1/``feature_stride`` (default 8: TDNet's
-      output stride, and where CFFM/MRCFA attend), where the APM and the head run.
-      ``fuse_stride=8`` projects the four levels straight to 1/8 and fuses there (the 1/4 fuse,
-      ~6.7 of SegFormer-B0's 14.2 GMACs at 480x853, is never computed); ``feature_stride=4``
-      runs APM and head at 1/4 (about 3x the GMACs of the default).
+    * Resolution: the MLP decoder is SegFormer's, unchanged, up to z at 1/4 (it follows the
+      harness's ``--decoder folded|reference`` like every SegFormer head); z is then bilinearly
+      resized to 1/``feature_stride`` (default 8: TDNet's output stride, and where CFFM/MRCFA
+      attend), where the APM and the head run. ``feature_stride=4`` runs them at 1/4 (the
+      attention over 16x more query-key pairs).
     * Key/value subsampling of cached frames: stride ``kv_stride`` = 4 (the original testing
       code; its training code uses 3). Subsampling keeps every ``kv_stride``-th position in both
       directions, which is what the original's MaxPool2d(kernel 1, stride s) computes.
@@ -78,7 +77,7 @@ from torch import Tensor, nn
 
 from vssbench.methods.base import MethodInfo, VideoSegmenter, check_training_clip, register
 from vssbench.methods.segformer import segmentation_loss
-from vssbench.models.decoder import ConvBNReLU, LinearEmbed, resize_logits
+from vssbench.models.decoder import SegFormerHead, resize_logits
 from vssbench.models.mit import MixTransformer
 
 #: A cached frame's encodings as token tensors: (query B x n x d or None, key B x n x d, value B x n x E).
@@ -94,9 +93,8 @@ class TDNetOptions:
     which the harness averages GMACs and FPS; must be a multiple of ``num_paths`` so that it covers
     whole cycles (default: one cycle). ``kv_stride``: spatial subsampling of cached frames'
     q/k/v (4 as in the original testing code; its training code used 3). ``key_dim``: query/key
-    width (64). ``fuse_stride``: resolution at which the MLP decoder fuses, 4 (SegFormer's) or 8.
-``feature_stride``: resolution of z, the APM and the head, 8 (1/8 of the input) or 4; not finer
-than ``fuse_stride``.
+    width (64). ``feature_stride``: resolution of z, the APM and the head, 8 (1/8 of the input)
+or 4.
     ``warmup``: prediction while the FIFO is not yet full, ``"current"`` (V_t only, as the
     original) or ``"partial"`` (APM over the frames cached so far). ``decoder_dim``: width E of
     the MLP decoder's fused feature, the value and the head input (256). ``dropout``: rate of the
@@ -110,7 +108,6 @@ than ``fuse_stride``.
     num_paths: int = 4
     kv_stride: int = 4
     key_dim: int = 64
-    fuse_stride: Literal[4, 8] = 4
     feature_stride: Literal[4, 8] = 8
     warmup: Literal["current", "partial"] = "current"
     decoder_dim: int = 256
@@ -130,14 +127,8 @@ than ``fuse_stride``.
             raise ValueError(f"kv_stride must be >= 1, got {self.kv_stride}")
         if self.key_dim < 1 or self.decoder_dim < 4:
             raise ValueError(f"key_dim must be >= 1 and decoder_dim >= 4, got {self.key_dim}, {self.decoder_dim}")
-        if self.fuse_stride not in (4, 8) or self.feature_stride not in (4, 8):
-            raise ValueError(
-                f"fuse_stride and feature_stride must be 4 or 8, got {self.fuse_stride}, {self.feature_stride}"
-            )
-        if self.feature_stride < self.fuse_stride:
-            raise ValueError(
-                f"feature_stride ({self.feature_stride}) must not be finer than fuse_stride ({self.fuse_stride})"
-            )
+        if self.feature_stride not in (4, 8):
+            raise ValueError(f"feature_stride must be 4 or 8, got {self.feature_stride}")
         if self.warmup not in ("current", "partial"):
             raise ValueError(f"warmup must be 'current' or 'partial', got {self.warmup!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -153,23 +144,24 @@ def _tokens(x: Tensor) -> Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
-class FeatureDecoder(nn.Module):
-    """The SegFormer MLP decoder up to its fused feature z (no classifier).
+class FeatureDecoder(SegFormerHead):
+    """The SegFormer MLP decoder up to its fused feature z: a :class:`SegFormerHead` without classifier.
 
-    Module names match :class:`~vssbench.models.decoder.SegFormerHead` (``linear_c{i}.proj``,
-    ``linear_fuse.conv/bn``), so a SegFormer decoder's weights load into it (minus ``linear_pred``).
+    Same module names (``linear_c{i}.proj``, ``linear_fuse.conv/bn``), so a SegFormer decoder's
+    weights load into it (minus ``linear_pred``), and the same ``decoder_mode`` switch.
     """
 
     def __init__(self, in_channels: Sequence[int], embed_dim: int) -> None:
-        super().__init__()
-        for level, channels in enumerate(in_channels, start=1):
-            setattr(self, f"linear_c{level}", LinearEmbed(int(channels), embed_dim))
-        self.linear_fuse = ConvBNReLU(4 * embed_dim, embed_dim)
+        super().__init__(in_channels, embed_dim, num_classes=1)
+        # TDNet classifies with its per-path FCN heads: SegFormer's classifier would be dead weight.
+        del self.linear_pred, self.dropout
 
-    def forward(self, feats: Sequence[Tensor], size: Sequence[int]) -> Tensor:
-        """z = fuse(concat[x̂^4..x̂^1]) at ``size`` from encoder maps [x^1..x^4] -> B x E x size."""
-        projected = [resize_logits(getattr(self, f"linear_c{i}")(x), size) for i, x in enumerate(feats, start=1)]
-        return self.linear_fuse(torch.cat(projected[::-1], dim=1))
+    def classify(self, z: Tensor) -> Tensor:
+        raise TypeError("FeatureDecoder has no classifier; TDNet's per-path heads classify z")
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        """z at 1/4 resolution (B x E x h x w) from encoder maps [x^1..x^4], in the current decoder mode."""
+        return self.fused(feats)
 
 
 class Encoding(nn.Module):
@@ -287,13 +279,11 @@ class TDNet(VideoSegmenter):
     def features(self, images: Tensor) -> Tensor:
         """z: the fused E-channel feature at 1/``feature_stride`` of images B x 3 x H x W.
 
-        The MLP decoder fuses at the size of MiT's 1/``fuse_stride`` map; z is then resized
-        (bilinear) to the 1/``feature_stride`` map's size (MiT's ceil-division sizes).
+        The MLP decoder gives z at the 1/4 map's size; it is resized (bilinear) to the size of
+        MiT's 1/``feature_stride`` map (ceil-division sizes).
         """
         feats = self.backbone(images)
-        level = {4: 0, 8: 1}
-        z = self.decode_head(feats, feats[level[self.options.fuse_stride]].shape[-2:])
-        return resize_logits(z, feats[level[self.options.feature_stride]].shape[-2:])
+        return resize_logits(self.decode_head(feats), feats[0 if self.options.feature_stride == 4 else 1].shape[-2:])
 
     def propagate(self, path: int, cache: Sequence[Encoded], query: Tensor) -> Tensor:
         """The APM of ``path``: hops from the oldest of ``cache`` (oldest first) to ``query`` (frame t).
@@ -353,9 +343,11 @@ class TDNet(VideoSegmenter):
         logits, sub = self.predict(path, z, cache)
         if logits is None:
             logits = sub
-        # Detached: the FIFO is inference state and must not keep an old frame's graph alive.
+        # Not detached: an entry's graph (if grad is on) reaches back to its own frame only, so
+        # memory stays bounded by the FIFO, and autograd-based tools (the dead-parameter search)
+        # see the caching convs as used.
         entry = self.encodings[path].cached(z, self.options.kv_stride)
-        self._fifo = [*self._fifo, tuple(x.detach() for x in entry if x is not None)][-(self.num_paths - 1) :]
+        self._fifo = [*self._fifo, entry][-(self.num_paths - 1) :]
         self._shape = tuple(image.shape)
         self.last_step_info = {"path": path, "hops": len(cache)}
         self.t += 1
