@@ -238,23 +238,22 @@ def mask_accuracy_figure(
                        label=f"all-consistent mask ({100.0 * trivial:.1f}%)")
         ax.set_xlabel("training iteration")
         ax.set_ylabel("binary-mask accuracy (%)")
-        title = "Accuracy of the binary mask (w >= threshold vs. label consistency)"
-        ax.set_title(title + (f", moving average of {window}" if window > 1 else ""))
+        title = "(w >= threshold) vs. label consistency"
+        ax.set_title(title + (f", mean of {window}" if window > 1 else ""))
         fig.legend(loc="outside right upper")
     return fig
 
 
 def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None, window: int = 1) -> Figure:
     """Training curves: one panel per key (loss terms, ``mask_acc``, ``lr``, validation metrics),
-    one line per log, against iteration. ``keys`` defaults to every numeric key of the logs in
-    a fixed order (losses, mask accuracy, learning rate, validation metrics)."""
+    one line per log, against iteration. ``keys`` defaults to the logs' losses, mask accuracy,
+    learning rate and validation metrics (in that order); any numeric key can be named."""
     if keys is None:
         found: set[str] = set()
         for log in logs:
             for e in log.entries:
                 found.update(k for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        found.discard("iter")
-        keys = sorted(found, key=_curve_order)
+        keys = sorted((k for k in found if _default_curve(k)), key=_curve_order)
     keys = list(keys)
     if not keys:
         raise DataError(logs[0].path if logs else Path("."), "no numeric values to plot in the log(s)")
@@ -282,6 +281,12 @@ def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None
             ax.set_visible(False)
         fig.legend(loc="outside upper center", ncols=min(len(logs), 3))
     return fig
+
+
+def _default_curve(key: str) -> bool:
+    """Keys plotted without ``keys``: losses, mask accuracy, lr and validation metrics (not
+    bookkeeping such as ``time`` or ``val_frames``)."""
+    return key.startswith("loss") or key in ("mask_acc", "lr") or (key.startswith("val_") and key[4:] in _FRACTIONS)
 
 
 def _curve_order(key: str) -> tuple[int, str]:
@@ -368,6 +373,8 @@ def tradeoff_figure(
                     ps = paper.paper_value("table1", m, b, size)
                     if px is not None and py is not None:
                         pts.append((px, py, ps or 0.0))
+                        ax.annotate(b.upper(), (px, py), textcoords="offset points", xytext=(5, 4), fontsize=6,
+                                    color="0.4")
                 if pts:
                     color = method_color(m)
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=":", linewidth=1.0, zorder=1)
