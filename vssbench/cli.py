@@ -146,8 +146,11 @@ def data_check(root: Path, split: str) -> None:
 @click.option("--split", default="val", show_default=True)
 @click.option("--checkpoint", default=None, help="Weights to load (omitted: random init, accuracy meaningless).")
 @click.option("--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf.")
+@click.option("--non-strict", is_flag=True, help="Load only the checkpoint keys that fit (a partial load; the record marks it).")
 @click.option("--interval", type=int, default=None, help="Keyframe interval (default: the method's).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--decoder-dim", type=int, default=None, help="Decoder embedding dim (default: the method's, 256).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only (tfc.threshold=0.5).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
@@ -156,14 +159,37 @@ def data_check(root: Path, split: str) -> None:
 @click.option("--max-videos", type=int, default=None, help="Evaluate only the first N videos of the split.")
 @click.option("--max-frames", type=int, default=None, help="Evaluate only the first N frames of each video.")
 @click.option("--warmup", type=int, default=1, show_default=True, help="FPS: untimed warm-up intervals.")
-@click.option("--repeats", type=int, default=3, show_default=True, help="FPS: timed intervals (median).")
+@click.option("--repeats", type=int, default=None,
+              help="FPS: timed intervals (median)  [default: enough for ~10 s of timing, 3..30]")
+@click.option(
+    "--efficiency",
+    type=click.Choice(["full", "fast", "none"]),
+    default="full",
+    show_default=True,
+    help="full: params (with the dead-parameter search), GMACs, FPS; fast: no dead-parameter search; none: accuracy "
+    "and params only.",
+)
 @click.option("--metric-preset", type=click.Choice(["vspw", "cffm"]), default="vspw", show_default=True)
+@click.option(
+    "--decoder",
+    type=click.Choice(["folded", "reference"]),
+    default="folded",
+    show_default=True,
+    help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal architecture's cost).",
+)
 @click.option("--num-classes", type=int, default=124, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the (random) initialization.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Results store.")
 @click.option("--resume", is_flag=True, help="Continue the run folder of the same config, skipping finished videos.")
-@click.option("--save-preds", default=None, type=click.Path(file_okay=False), help="Write predictions (VSPW layout).")
-@click.option("--json", "as_json", is_flag=True, help="Print only the record(s) as JSON on stdout.")
+@click.option(
+    "--save-preds",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write predictions as PNGs of class ids 0..123 (evaluation space, at the mask's size): DIR/<video>/<stem>.png "
+    "for one row, DIR/<method>-<backbone>[-<options>]/<video>/<stem>.png per row of a sweep.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only the records on stdout, as one JSON list (also for one row).")
+@click.option("--json-lines", "as_json_lines", is_flag=True, help="Print only the records on stdout, one JSON object per line.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_cmd(
     method: str,
@@ -172,7 +198,9 @@ def run_cmd(
     split: str,
     checkpoint: str | None,
     checkpoint_format: str,
+    non_strict: bool,
     interval: int | None,
+    decoder_dim: int | None,
     sets: tuple[str, ...],
     device: str,
     dtype: str,
@@ -182,45 +210,62 @@ def run_cmd(
     max_videos: int | None,
     max_frames: int | None,
     warmup: int,
-    repeats: int,
+    repeats: int | None,
+    efficiency: str,
     metric_preset: str,
+    decoder: str,
     num_classes: int,
     seed: int,
     out: str,
     resume: bool,
     save_preds: str | None,
     as_json: bool,
+    as_json_lines: bool,
     quiet: bool,
 ) -> None:
     """Evaluate methods over a split; print a summary row each and write records to --out.
 
-    Each method x backbone gets a folder <out>/<method>-<backbone>-<config_hash>/ with record.json,
-    config.json, log.txt, videos.jsonl and per_class.csv. Without --resume an existing folder of the
-    same config is replaced; with --resume its finished videos are kept and skipped. A method that
-    fails becomes a row with an error (traceback in its log.txt) and the sweep goes on. With --json
-    stdout holds only the record (a JSON list for several). Under torchrun (WORLD_SIZE > 1) videos
-    are sharded across ranks and rank 0 alone prints and writes the record.
+    Each method x backbone gets a folder <out>/<method>-<backbone>[-<options>]-<config_hash>/ (the
+    options tag names the options set away from the method's defaults) with record.json,
+    config.json, log.txt, videos.jsonl and per_class.csv; nothing is written for a run that fails
+    its checks (options, data, checkpoint). Without --resume an existing folder of the same config
+    is replaced (stderr says so when it held finished videos); with --resume its finished videos
+    are kept and skipped, and a run with nothing left is not measured or written again. The
+    checkpoint's sha256 is part of the config: --resume refuses a checkpoint whose content
+    changed. A method that fails becomes a row with an error (traceback in its log.txt) and the
+    sweep goes on. Ctrl-C stops after the video being written; rerun with --resume to continue.
+
+    --json prints a JSON list of records (always a list, also for one row: `jq '.[0].mIoU'`);
+    --json-lines prints one record per line (`jq -c 'select(.error == null)'`); nothing else
+    goes to stdout then. Under torchrun (WORLD_SIZE > 1) videos are sharded across ranks and rank
+    0 alone prints and writes the records.
 
     Exit status: 0 when every run succeeded, 1 when any row has an error, 2 for bad input (data,
-    options).
+    options, checkpoint), 130 when interrupted (Ctrl-C).
 
     \b
     Examples:
       vssbench run --method tfc --backbone b0
       vssbench run --method 'tfc,segformer' --backbone b0,b1 --data data/vspw/VSPW_480p --json
       vssbench run --method tfc --set threshold=0.5 --set interp=hard --interval 6
+      vssbench run --method '*' --set tfc.threshold=0.5 --save-preds preds/
       torchrun --nproc-per-node 4 -m vssbench run --method tfc --device cuda --data data/vspw/VSPW_480p
     """
-    import json as _json
-
     from vssbench.harness import build_configs, format_table, run_sweep, setup_distributed
+    from vssbench.harness.runner import RunInterrupted
 
+    if as_json and as_json_lines:
+        raise click.UsageError("--json and --json-lines exclude each other")
+    options = parse_sets(sets)
+    if decoder_dim is not None:
+        options["decoder_dim"] = decoder_dim
     configs = build_configs(
         method,
         backbone,
-        options=parse_sets(sets),
+        options=options,
         checkpoint=checkpoint,
         checkpoint_format=checkpoint_format,
+        non_strict=non_strict,
         num_classes=num_classes,
         data=data_root,
         split=split,
@@ -236,13 +281,22 @@ def run_cmd(
         repeats=repeats,
         seed=seed,
         metric_preset=metric_preset,
+        decoder=decoder,
     )
     is_main = setup_distributed(device).is_main
-    records = run_sweep(configs, out=out, resume=resume, save_preds=save_preds, progress=not quiet)
+    try:
+        records = run_sweep(
+            configs, out=out, resume=resume, save_preds=save_preds, progress=not quiet, efficiency=efficiency
+        )
+    except RunInterrupted as exc:
+        click.echo(f"\n{exc}" if not quiet else str(exc), err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted before the first video finished; nothing to resume", err=True)
+        sys.exit(130)
     if is_main:
-        if as_json:
-            payload = records[0] if len(records) == 1 else records
-            click.echo(_json.dumps(payload, indent=2, allow_nan=False))
+        if as_json or as_json_lines:
+            echo_records(records, lines=as_json_lines)
         else:
             click.echo(format_table(records))
             for record in records:
@@ -253,19 +307,23 @@ def run_cmd(
 
 
 @main.command("profile")
-@click.option("--method", required=True, help="Method name, comma list or glob over the registry.")
+@click.option("--method", default=None, help="Method name, comma list or glob over the registry (required without --paper).")
 @click.option("--backbone", default="b0", show_default=True, help="MiT backbone b0..b5 (comma list or glob).")
 @click.option("--size", default="480x853", show_default=True, help="Input size HxW.")
 @click.option("--size-divisor", type=int, default=None, help="Round both sides up to a multiple.")
 @click.option("--num-classes", type=int, default=124, show_default=True)
 @click.option("--decoder-dim", type=int, default=None, help="Decoder embedding dim (default: the method's, 256).")
+@click.option("--checkpoint", default=None, help="Weights to load (TFC's sparse update depends on them).")
+@click.option("--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf.")
+@click.option("--non-strict", is_flag=True, help="Load only the checkpoint keys that fit (a partial load; the record marks it).")
 @click.option("--interval", type=int, default=None, help="Keyframe interval = averaging window (default: the method's).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
 @click.option("--warmup", type=int, default=1, show_default=True)
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--repeats", type=int, default=None, help="Timed intervals  [default: enough for ~10 s of timing, 3..30]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--frames",
@@ -274,24 +332,44 @@ def run_cmd(
     show_default=True,
     help="Inputs: a rendered synthetic video, or random images (content-dependent methods' costliest case).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print only the record(s) as JSON on stdout.")
+@click.option(
+    "--decoder",
+    type=click.Choice(["folded", "reference"]),
+    default="folded",
+    show_default=True,
+    help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal architecture's cost).",
+)
+@click.option(
+    "--paper",
+    is_flag=True,
+    help="Paper-comparable GMACs instead: SegFormer and TFC on B0 and B5 at 480x480, decoder widths 256 and 768, "
+    "reference decoder (unless --decoder is given), next to the paper's Sec. 4.2 values. No FPS.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only the records on stdout, as one JSON list (also for one row).")
+@click.option("--json-lines", "as_json_lines", is_flag=True, help="Print only the records on stdout, one JSON object per line.")
 def profile_cmd(
-    method: str,
+    method: str | None,
     backbone: str,
     size: str,
     size_divisor: int | None,
     num_classes: int,
     decoder_dim: int | None,
+    checkpoint: str | None,
+    checkpoint_format: str,
+    non_strict: bool,
     interval: int | None,
     sets: tuple[str, ...],
     device: str,
     dtype: str,
     threads: int | None,
     warmup: int,
-    repeats: int,
+    repeats: int | None,
     seed: int,
     frames: str,
+    decoder: str,
+    paper: bool,
     as_json: bool,
+    as_json_lines: bool,
 ) -> None:
     """Params (grouped, dead), GMACs and per-interval FPS without data.
 
@@ -300,25 +378,44 @@ def profile_cmd(
     that changed) are measured on a real-looking video; --frames random uses independent random
     images instead.
 
-    The record has the same keys as `vssbench run`'s, accuracy keys null. Exit status 1 when any
-    row has an error.
+    The record has the same keys as `vssbench run`'s, accuracy keys null. --json prints a JSON
+    list (also for one row), --json-lines one record per line. Exit status 1 when any row has an
+    error, 2 for bad input (options, checkpoint).
 
     \b
     Examples:
       vssbench profile --method tfc --backbone b0
       vssbench profile --method 'segformer,tfc' --backbone b1 --size 512x512 --num-classes 150 --json
+      vssbench profile --method tfc --decoder reference
+      vssbench profile --paper
     """
     import json as _json
+
+    if paper:
+        from vssbench.harness.paper_profile import format_paper_profile, paper_profile
+
+        source = click.get_current_context().get_parameter_source("decoder")
+        mode = decoder if source == click.core.ParameterSource.COMMANDLINE else "reference"
+        rows = paper_profile(decoder=mode, seed=seed)
+        click.echo(_json.dumps(rows, indent=2, allow_nan=False) if as_json else format_paper_profile(rows))
+        return
+    if method is None:
+        raise click.UsageError("--method is required (or use --paper)")
 
     from vssbench.harness import build_configs, format_table, profile_sweep
 
     options = parse_sets(sets)
     if decoder_dim is not None:
         options["decoder_dim"] = decoder_dim
+    if as_json and as_json_lines:
+        raise click.UsageError("--json and --json-lines exclude each other")
     configs = build_configs(
         method,
         backbone,
         options=options,
+        checkpoint=checkpoint,
+        checkpoint_format=checkpoint_format,
+        non_strict=non_strict,
         num_classes=num_classes,
         resolution=parse_size(size),
         size_divisor=size_divisor,
@@ -329,14 +426,26 @@ def profile_cmd(
         warmup=warmup,
         repeats=repeats,
         seed=seed,
+        decoder=decoder,
     )
     records = profile_sweep(configs, frames=frames)
-    if as_json:
-        click.echo(_json.dumps(records[0] if len(records) == 1 else records, indent=2, allow_nan=False))
+    if as_json or as_json_lines:
+        echo_records(records, lines=as_json_lines)
     else:
         click.echo(format_table(records))
     if any(r.get("error") for r in records):
         sys.exit(1)
+
+
+def echo_records(records: list[dict], lines: bool = False) -> None:
+    """Records on stdout: one JSON list (indented), or with ``lines`` one compact object per line."""
+    import json as _json
+
+    if lines:
+        for record in records:
+            click.echo(_json.dumps(record, allow_nan=False, separators=(",", ":")))
+    else:
+        click.echo(_json.dumps(list(records), indent=2, allow_nan=False))
 
 
 def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:

@@ -1,0 +1,267 @@
+"""``train()``: one training run from a :class:`TrainConfig` into a run folder (what ``vssbench train`` calls).
+
+The folder ``out`` receives ``config.json``, ``log.jsonl``, ``last.pth`` (full state: model,
+optimizer, scheduler, grad scaler, iteration, every rank's RNG states, the data position, the
+config, the best validation score), ``model.pth`` (weights in vssbench's checkpoint format, what
+``vssbench run --checkpoint`` loads) and ``best.pth`` (the weights of the best validation mIoU).
+
+Under torchrun (WORLD_SIZE > 1) the adapter is wrapped in DistributedDataParallel (with
+``find_unused_parameters``, since a method may leave a module out of a step), BatchNorm becomes
+synchronized BatchNorm, each rank reads its own clips of the global batch, and rank 0 alone
+validates, logs and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vssbench.errors import CheckpointError, OptionError, VssbenchError
+from vssbench.training.data import clip_loader
+from vssbench.training.hooks import CheckpointHook, EvalHook, LogWriter, LRSchedulerHook, restore_rng
+from vssbench.training.parallel import TrainStep, convert_sync_batchnorm
+from vssbench.training.recipes import TrainConfig, build_optimizer, build_scheduler, config_differences
+from vssbench.training.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+#: Version of the ``last.pth`` layout.
+STATE_VERSION = 1
+
+
+def normalize_train_config(config: TrainConfig) -> TrainConfig:
+    """Validate method, backbone and options (coerced to their types) and make the data path absolute."""
+    from vssbench.methods.base import BACKBONES, method_info, parse_options
+
+    method_info(config.method)
+    if config.backbone not in BACKBONES:
+        raise OptionError(f"unknown backbone {config.backbone!r}; available: {', '.join(BACKBONES)}")
+    parsed = parse_options(config.method, config.options)
+    options = {k: getattr(parsed, k) for k in config.options}
+    if config.device != "cpu" and config.device != "cuda" and not config.device.startswith("cuda:"):
+        raise OptionError(f"device must be cpu, cuda or cuda:N, got {config.device!r}")
+    if config.amp and not config.device.startswith("cuda"):
+        raise OptionError("--amp needs a CUDA device (--device cuda); on CPU training runs in float32")
+    if config.init_format not in ("auto", "vssbench", "mmseg", "mit", "hf"):
+        raise OptionError(f"init format must be auto, vssbench, mmseg, mit or hf, got {config.init_format!r}")
+    data = None if config.data is None else str(Path(config.data).expanduser().resolve())
+    init = None if config.init is None else str(Path(config.init).expanduser().resolve())
+    return config.replace(options=options, data=data, init=init)
+
+
+def load_init(adapter: torch.nn.Module, path: str, format: str = "auto") -> dict[str, Any]:
+    """Initialize ``adapter`` from ``path`` before training: an ImageNet ``mit_bX.pth`` (encoder only),
+    a SegFormer checkpoint (mmseg/hf/vssbench) into any method, or a vssbench checkpoint of the method.
+
+    Keys the file lacks (the decoder of an encoder-only file, a method's own modules when the file
+    is SegFormer's) keep their initial values and are reported as ``untouched``; a key the model
+    does not have or a shape mismatch is an error naming them. Returns the report as plain data.
+    """
+    from vssbench.models.checkpoint import load_checkpoint
+
+    report = load_checkpoint(adapter, path, format=format, strict=False)
+    if report.unexpected or report.mismatched:
+        bad = report.unexpected[:10] + [f"{k} (model {list(a)} vs file {list(b)})" for k, a, b in report.mismatched[:10]]
+        raise CheckpointError(f"{path}: cannot initialize {type(adapter).__name__} from it: {', '.join(bad)}")
+    untouched = sorted(set(report.untouched) | {k for k in report.missing if not k.endswith("num_batches_tracked")})
+    return {"path": report.path, "format": report.format, "loaded": report.loaded,
+            "untouched": untouched, "dropped": report.dropped,
+            "summary": f"loaded {report.loaded} tensors from {report.path} (format {report.format}); "
+                       f"{len(untouched)} untouched (kept their initialization)"}
+
+
+def _check_out(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
+    """Prepare the run folder; return the resume state (or None). Raises OptionError on conflicts."""
+    last = out / "last.pth"
+    if resume:
+        if not last.is_file():
+            raise OptionError(f"--resume: {last} does not exist (nothing to resume)")
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state.get("version") != STATE_VERSION:
+            raise CheckpointError(f"{last}: training state version {state.get('version')!r}, expected {STATE_VERSION}")
+        diffs = config_differences(state["config"], config.to_dict())
+        if diffs:
+            raise OptionError(f"--resume refused: the config differs from {last} in " + "; ".join(diffs))
+        return state
+    if last.exists() or (out / "log.jsonl").exists():
+        raise OptionError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``config.method`` as ``config`` says, writing the run folder ``out``; returns a summary.
+
+    ``resume`` continues from ``out/last.pth`` (refused when the config differs, naming the
+    fields). ``stop_at`` ends this invocation after that many iterations in total (state saved;
+    resume later). ``progress`` shows a tqdm bar with the loss and ETA on stderr. Raises
+    :class:`~vssbench.training.trainer.NonFiniteLossError` when a loss term stops being finite
+    (the last good ``last.pth`` is kept), :class:`VssbenchError` for bad input.
+    """
+    from vssbench.data import ClipAugment, TestTransform, VSPWClipDataset, VSPWDataset, default_dataset
+    from vssbench.harness.distributed import setup_distributed
+    from vssbench.harness.evaluate import evaluate_videos
+    from vssbench.methods.base import create, method_info
+    from vssbench.models.checkpoint import save_checkpoint
+
+    ctx = setup_distributed(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    config = normalize_train_config(config.replace(world_size=ctx.world_size))
+    out = Path(out).expanduser().resolve()
+    error, state = None, None
+    if ctx.is_main:
+        try:
+            state = _check_out(out, config, resume)
+        except VssbenchError as exc:
+            error = exc
+    message = ctx.broadcast(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise OptionError(f"rank 0 refused the run folder: {message}")
+    if state is None and resume:
+        state = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    device = ctx.device
+
+    # Model (the same seeded initialization on every rank and on every resume).
+    torch.manual_seed(config.seed)
+    adapter = create(config.method, backbone=config.backbone, num_classes=config.num_classes, **config.options)
+    init_report = None
+    if config.init is not None and state is None:
+        init_report = load_init(adapter, config.init, config.init_format)
+        if ctx.is_main:
+            logger.warning("init: %s", init_report["summary"])
+    adapter.train()
+    if ctx.distributed:
+        adapter = convert_sync_batchnorm(adapter, device)
+    adapter.to(device)
+    step_module: torch.nn.Module = TrainStep(adapter)
+    if ctx.distributed:
+        step_module = torch.nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    optimizer = build_optimizer(adapter, config)
+    scheduler = build_scheduler(optimizer, config)
+    autocast_dtype, scaler = None, None
+    if config.amp:
+        autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if autocast_dtype == torch.float16:
+            scaler = torch.amp.GradScaler("cuda")
+
+    start, best = 0, None
+    if state is not None:
+        adapter.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start, best = int(state["iteration"]), state.get("best_val_mIoU")
+        init_report = state.get("init")
+    elif ctx.is_main:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    # Data: this method's clips, the recipe's augmentation, a stream that restarts at any iteration.
+    root = Path(config.data) if config.data else default_dataset()
+    augment = ClipAugment(scale=config.scale, ratio_range=config.ratio_range, crop=config.crop,
+                          cat_max_ratio=config.cat_max_ratio)
+    dataset = VSPWClipDataset(root, config.split, sampler=adapter.train_sampler(), augment=augment, seed=config.seed)
+    loader = clip_loader(dataset, seed=config.seed, start=start, batch_size=config.batch_size, rank=ctx.rank,
+                         world_size=ctx.world_size, workers=config.workers, pin_memory=device.type == "cuda")
+
+    # Training RNG (drop path): per rank; a resume restores exactly what was saved.
+    random.seed(config.seed + ctx.rank)
+    np.random.seed(config.seed + ctx.rank)
+    torch.manual_seed(config.seed + ctx.rank)
+    if state is not None:
+        rngs = state["rng"]
+        restore_rng(rngs[ctx.rank] if ctx.rank < len(rngs) else rngs[0])
+
+    val_data = VSPWDataset(root, config.val_split) if config.val_every else None
+
+    def evaluate() -> dict[str, Any]:
+        assert val_data is not None
+        videos = val_data.videos if config.val_videos is None else val_data.videos[: config.val_videos]
+        transform = TestTransform(config.val_size, keep_ratio=True, size_divisor=method_info(config.method).size_divisor)
+        return evaluate_videos(adapter, val_data, videos, transform, device=device, num_classes=config.num_classes)
+
+    def on_best(iteration: int, record: dict[str, Any]) -> None:
+        save_checkpoint(adapter, out / "best.pth", extra={"iteration": iteration, "val_mIoU": record["val_mIoU"]})
+
+    def full_state(rngs: list[Any]) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "iteration": trainer.iter,
+            "model": {k: v.detach().cpu() for k, v in adapter.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rngs,
+            "data": {"seed": config.seed, "next_position": trainer.iter * config.batch_size * ctx.world_size},
+            "config": config.to_dict(),
+            "best_val_mIoU": evaluator.best if evaluator is not None else best,
+            "init": init_report,
+        }
+
+    def at_end() -> None:
+        if ctx.is_main:
+            save_checkpoint(adapter, out / "model.pth", extra={"iteration": trainer.iter})
+
+    writer = LogWriter(out / "log.jsonl", config.log_every, enabled=ctx.is_main, progress=progress)
+    evaluator = EvalHook(config.val_every, evaluate, writer, ctx, on_best, best) if config.val_every else None
+    hooks = [LRSchedulerHook(scheduler), writer]
+    if evaluator is not None:
+        hooks.append(evaluator)
+    hooks.append(CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, full_state, at_end))
+    trainer = Trainer(step_module, optimizer, iter(loader), device=device, max_iter=config.iters, start_iter=start,
+                      hooks=hooks, autocast_dtype=autocast_dtype, scaler=scaler, distributed=ctx.distributed)
+    began = time.perf_counter()
+    trainer.train(stop_at=stop_at)
+    elapsed = time.perf_counter() - began
+    done = trainer.iter - start
+    return _finite({
+        "method": config.method,
+        "backbone": config.backbone,
+        "preset": config.preset,
+        "out": str(out),
+        "start_iteration": start,
+        "iterations": trainer.iter,
+        "max_iterations": config.iters,
+        "time_s": round(elapsed, 3),
+        "iters_per_s": round(done / elapsed, 4) if elapsed > 0 and done else None,
+        "world_size": ctx.world_size,
+        "device": str(device),
+        "final": writer.last,
+        "val": evaluator.last if evaluator is not None else {},
+        "best_val_mIoU": evaluator.best if evaluator is not None else None,
+        "init": init_report,
+        "paths": {name: str(out / name) for name in ("config.json", "log.jsonl", "last.pth", "model.pth", "best.pth")
+                  if (out / name).exists()},
+    })
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by None (JSON without NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+__all__ = ["STATE_VERSION", "load_init", "normalize_train_config", "train"]
