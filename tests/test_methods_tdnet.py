@@ -205,3 +205,19 @@ def test_training_losses_finite_with_gradients_into_apm_and_equal_to_inference()
         expected = F.cross_entropy(logits, labels[:, -1], ignore_index=255)
     assert model.last_step_info == {"path": path, "hops": 3}
     assert torch.allclose(loss_full, expected, atol=1e-4)
+
+
+def test_every_parameter_is_used_within_two_cycles() -> None:
+    # One cycle after reset() never reaches the full APM of paths 0..2 (warm-up), two cycles do;
+    # the FIFO keeps its graph, so the caching convs count as used too.
+    from vssbench.metrics.efficiency import find_dead_parameters
+
+    model = _model()
+    frames = _frames(8)
+    assert find_dead_parameters(model, frames) == []
+    dead = find_dead_parameters(model, frames[:4])
+    assert {name.rsplit(".", 2)[0] for name in dead} == {
+        *(f"propagation.{p}.{j}" for p in range(3) for j in range(3)),
+        "encodings.3.key",  # frame 3's cache is first read at frame 4
+        "encodings.0.query",  # frame 0's query would be read as a hop target at frames 1-2 (partial warm-up)
+    }

@@ -25,8 +25,8 @@ This mapping (B0, 124 classes: 5.56M parameters; the TFC paper's 5.8M, within 0.
       (E = ``decoder_dim`` = 256), **shared by all paths**. What each path owns is its encoding
       (q/k/v), its N-1 Att modules, its channel norm and its FCN head. Four independent MiT-B0s
       would cost ~17M, far from the paper's 5.8M, so the TFC reimplementation cannot have used
-      them; every frame therefore runs the whole MiT, and TDNet is slower than SegFormer here, as
-      in the paper's Table 1 (14.1 vs 37.5 FPS). The share of frame t is its own path's modules.
+      them. Every frame therefore runs the whole MiT and decoder, plus its path's share, and
+      TDNet costs more per frame than SegFormer, as in the paper's Table 1 (14.1 vs 37.5 FPS).
     * Resolution: the MLP decoder is SegFormer's, unchanged, up to z at 1/4 (it follows the
       harness's ``--decoder folded|reference`` like every SegFormer head); z is then bilinearly
       resized to 1/``feature_stride`` (default 8: TDNet's output stride, and where CFFM/MRCFA
@@ -61,8 +61,10 @@ video are cheaper (no APM with ``warmup="current"``). The harness averages GMACs
 the first ``interval`` frames after ``reset()`` (``interval`` must be a multiple of ``num_paths``,
 default one cycle), so its per-frame numbers include that start; the steady-state cost is the
 last step of ``gmacs_per_step`` (``benchmarks/results/tdnet_cpu.csv`` records both). For the
-same reason the dead-parameter search of one cycle lists the Att modules of paths that never
-had a full FIFO in it; they are used from frame N on.
+same reason the dead-parameter search over one cycle lists the Att modules of paths that never
+had a full FIFO in it, the key conv of path N-1 (its cache is first read at frame N) and the
+query conv of path 0 (frame 0 is only ever the oldest cached frame); all are used within two
+cycles. The FIFO is not detached, so the search sees the caching convs.
 """
 
 from __future__ import annotations
