@@ -63,7 +63,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: What chose the synthetic preset (2 CPU cores shared with other jobs, torch CPU, B0, 4-frame clips).
 SYNTHETIC_MEASUREMENTS = """\
-Filled in from benchmarks/results/train_cpu.csv (see the README notes)."""
+lr: SegFormer-B0, 100 its, batch 2 x 4 frames of 64x64 (benchmarks/results/train_cpu.csv, busy CPU):
+lr 6e-5 -> last-10% loss 1.30, val mIoU 0.179, mVC8 0.68; 6e-4 -> 0.73, 0.196, 0.91; 2e-3 -> 0.80,
+0.193, 0.58. 6e-4 learns fastest without losing stability. Crop/batch/iterations: TFC-B0 at 4 x 4
+frames of 96x96 runs ~0.6 s/it on a quiet 2-core CPU (issue 11), so 300 its take ~3 min; on the
+busy machine (load 13-19) it was 6.5 s/it with 1 thread and 50 s/it with 2. Warm-up 30 (10%)."""
 
 
 @dataclass(frozen=True)
