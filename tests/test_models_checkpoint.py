@@ -247,7 +247,8 @@ def test_long_key_lists_are_truncated_with_a_count(tmp_path: Path, source: SegFo
     with pytest.raises(CheckpointError, match=r"(\d+) missing key\(s\): .* \.\.\. and \d+ more") as info:
         load_checkpoint(_model(1), path, format="mmseg")
     listed = str(info.value).split("missing key(s): ")[1].split(" ... ")[0]
-    assert len(listed.split(", ")) == 20
+    assert len(listed.split(", ")) == 3  # the first few; the message stays within ~10 lines
+    assert len(str(info.value).splitlines()) <= 10
 
 
 def test_vssbench_error_mentions_what_the_file_was_saved_from(tmp_path: Path) -> None:
@@ -324,7 +325,7 @@ def test_create_loads_a_checkpoint_into_any_segformer_family_adapter(tmp_path: P
     reuse = create("feature_reuse", backbone="b0", checkpoint=str(path), interval=1)
     assert isinstance(reuse, FeatureReuse) and not reuse.training
     _assert_same_state(source, reuse)
-    with pytest.raises(CheckpointError, match="backbone.block"):
+    with pytest.raises(CheckpointError, match="this looks like a b0 checkpoint .*: pass --backbone b0"):
         create("segformer", backbone="b1", checkpoint=str(path))
     assert FeatureReuseOptions().interval == 4
 

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("vssbench", "mmseg", "mit", "hf")
 CHECKPOINT_VERSION = 1
 #: How many missing/unexpected keys an error message lists before giving a count.
-MAX_LISTED_KEYS = 20
+MAX_LISTED_KEYS = 3
 #: Files tried, in order, when a checkpoint path is a directory (HF ``save_pretrained`` output).
 _DIRECTORY_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -431,31 +431,129 @@ def save_checkpoint(model: VideoSegmenter, path: str | os.PathLike, extra: dict[
     os.replace(tmp, path)
 
 
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_LISTED_KEYS])
-    more = len(keys) - MAX_LISTED_KEYS
+def _listing(keys: list[str], limit: int = MAX_LISTED_KEYS) -> str:
+    shown = ", ".join(keys[:limit])
+    more = len(keys) - limit
     return shown + (f" ... and {more} more" if more > 0 else "")
 
 
-def _error_message(report: LoadReport, model: nn.Module, meta: dict[str, Any]) -> str:
+def file_digest(path: str | os.PathLike, chunk_size: int = 4 << 20) -> tuple[str, int]:
+    """SHA-256 (hex) and size in bytes of a checkpoint's weights file, read in ``chunk_size`` chunks.
+
+    A directory is resolved as :func:`load_checkpoint` resolves it (``model.safetensors`` or
+    ``pytorch_model.bin``). Streaming keeps memory flat; a 300 MB file takes a fraction of a second.
+    A missing or unreadable file raises :class:`CheckpointError` naming it.
+    """
+    import hashlib
+
+    resolved = _resolve(path)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(resolved, "rb") as f:
+            while chunk := f.read(chunk_size):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise CheckpointError(f"{resolved}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    return digest.hexdigest(), size
+
+
+def _variant_of(state: Mapping[str, Tensor]) -> tuple[int | None, tuple[int, ...]]:
+    """(stage-1 width, blocks per stage) of the MiT encoder held in a vssbench-keyed state dict."""
+    proj = state.get("backbone.patch_embed1.proj.weight")
+    width = int(proj.shape[0]) if isinstance(proj, Tensor) and proj.dim() > 0 else None
+    blocks: dict[int, set[int]] = {}
+    for key in state:
+        if m := re.match(r"^backbone\.block(\d)\.(\d+)\.", key):
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    depths = tuple(len(blocks.get(s, ())) for s in range(1, 5))
+    return width, depths
+
+
+def _first_dim(state: Mapping[str, Tensor], key: str) -> int | None:
+    value = state.get(key)
+    return int(value.shape[0]) if isinstance(value, Tensor) and value.dim() > 0 else None
+
+
+def diagnose_mismatch(model: nn.Module, converted: Mapping[str, Tensor]) -> list[str]:
+    """Plain-language causes of a checkpoint/model mismatch, where one is evident from the shapes.
+
+    Recognizes another MiT variant (stage-1 width and blocks per stage, e.g. "this looks like a b1
+    checkpoint ..., the model is b0: pass --backbone b1"), another decoder width ("decoder dim 768
+    in the file, 256 in the model: pass --decoder-dim 768"), another class count, and whole modules
+    that one side lacks (a checkpoint of another method).
+    """
+    from vssbench.models.mit import MIT_CONFIGS
+
+    expected = model.state_dict()
+    found: list[str] = []
+    file_width, file_depths = _variant_of(converted)
+    model_width, model_depths = _variant_of(expected)
+    if file_width is not None and any(file_depths) and (file_width, file_depths) != (model_width, model_depths):
+        model_variant = getattr(getattr(model, "backbone", None), "variant", None) or "?"
+        match = [v for v, c in MIT_CONFIGS.items() if (c.embed_dims[0], c.depths) == (file_width, file_depths)]
+        shape = f"stage-1 width {file_width}, blocks {'-'.join(map(str, file_depths))}"
+        if match:
+            found.append(f"this looks like a {match[0]} checkpoint ({shape}), the model is {model_variant}: "
+                         f"pass --backbone {match[0]}")
+        else:
+            found.append(f"the file's encoder ({shape}) is no MiT variant the model ({model_variant}) matches")
+    for key, what, flag in (
+        ("decode_head.linear_c1.proj.weight", "decoder dim", "--decoder-dim"),
+        ("decode_head.linear_pred.weight", "classes:", "--num-classes"),
+    ):
+        in_file, in_model = _first_dim(converted, key), _first_dim(expected, key)
+        if in_file is not None and in_model is not None and in_file != in_model:
+            if flag == "--num-classes":
+                found.append(f"{in_file} classes in the file, {in_model} in the model: pass --num-classes {in_file}")
+            else:
+                found.append(f"{what} {in_file} in the file, {in_model} in the model: pass {flag} {in_file}")
+    modules_model = {k.split(".")[0] for k in expected}
+    modules_file = {k.split(".")[0] for k in converted}
+    only_model = sorted(modules_model - modules_file)
+    only_file = sorted(modules_file - modules_model)
+    if only_model or only_file:
+        parts = []
+        if only_model:
+            parts.append(f"the model's module(s) {', '.join(only_model)} are not in the file")
+        if only_file:
+            parts.append(f"the file's module(s) {', '.join(only_file)} are not in the model")
+        found.append("; ".join(parts) + " (a checkpoint of another method?)")
+    return found
+
+
+def _error_message(report: LoadReport, model: nn.Module, meta: dict[str, Any], converted: Mapping[str, Tensor]) -> str:
+    """At most ~10 lines: counts, the first few keys of each kind, a diagnosis, the way out."""
     described = _describe(model)
+    counts = ", ".join(
+        f"{n} {what}"
+        for n, what in (
+            (len(report.missing), "missing"),
+            (len(report.unexpected), "unexpected"),
+            (len(report.mismatched), "mismatched"),
+        )
+        if n
+    )
     lines = [
         f"cannot load checkpoint {report.path} (format {report.format}) into {described['method']} "
-        f"(backbone {described['backbone']}, {described['num_classes']} classes):"
+        f"(backbone {described['backbone']}, {described['num_classes']} classes): {counts} keys"
     ]
-    if report.missing:
-        lines.append(f"  {len(report.missing)} missing key(s): {_listing(report.missing)}")
-    if report.unexpected:
-        lines.append(f"  {len(report.unexpected)} unexpected key(s): {_listing(report.unexpected)}")
-    if report.mismatched:
-        lines.append(f"  {len(report.mismatched)} shape mismatch(es):")
-        lines.extend(f"    {key}: model {list(want)} vs file {list(got)}" for key, want, got in report.mismatched)
+    lines.extend(f"  diagnosis: {d}" for d in diagnose_mismatch(model, converted)[:3])
     if meta.get("format") == "vssbench":
         lines.append(
             f"  the file was saved from method {meta.get('method')} (backbone {meta.get('backbone')}, "
             f"{meta.get('num_classes')} classes)"
         )
-    lines.append("  pass strict=False to load only the matching keys")
+    if report.missing:
+        lines.append(f"  {len(report.missing)} missing key(s): {_listing(report.missing)}")
+    if report.unexpected:
+        lines.append(f"  {len(report.unexpected)} unexpected key(s): {_listing(report.unexpected)}")
+    if report.mismatched:
+        shown = "; ".join(f"{k}: model {list(want)} vs file {list(got)}" for k, want, got in report.mismatched[:2])
+        more = len(report.mismatched) - 2
+        lines.append(f"  {len(report.mismatched)} shape mismatch(es): {shown}" + (f" ... and {more} more" if more > 0 else ""))
+    lines.append("  --non-strict loads only the keys that fit (a partial load; the record marks it)")
     return "\n".join(lines)
 
 
@@ -465,8 +563,9 @@ def load_checkpoint(
     """Load a checkpoint in any of :data:`FORMATS` (``"auto"`` detects it) into ``model``.
 
     Strict (the default): a missing key, an unexpected key or a shape mismatch raises
-    :class:`CheckpointError` naming the file and listing the keys (first 20 of each, with a
-    count) and every mismatch with both shapes; nothing is copied then. Encoder-only files
+    :class:`CheckpointError` of at most ~10 lines: the file, counts of each kind, the first few
+    keys with shapes, and a diagnosis where one is evident (another backbone, decoder width or
+    class count; see :func:`diagnose_mismatch`); nothing is copied then. Encoder-only files
     (ImageNet ``mit_bX``, an HF file without a decode head) are checked strictly on the
     ``backbone.*`` keys and leave the rest ``untouched``. BatchNorm ``num_batches_tracked``
     counters are never required. With ``strict=False`` every key that matches in name and shape
@@ -497,7 +596,7 @@ def load_checkpoint(
         if k in expected and expected[k].shape != v.shape
     ]
     if strict and not report.ok:
-        raise CheckpointError(_error_message(report, model, meta))
+        raise CheckpointError(_error_message(report, model, meta, converted))
 
     bad_shapes = {k for k, _, _ in report.mismatched}
     to_load = {k: v for k, v in converted.items() if k in expected and k not in bad_shapes}
