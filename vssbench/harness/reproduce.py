@@ -109,10 +109,19 @@ class Step:
     needs: list[str] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)
     rank0_only: bool = False
+    #: ``--resume`` is added when this file exists (a training interrupted earlier continues).
+    resume_marker: Path | None = None
 
     def command(self) -> str:
         """The shell command a user would type for this step."""
-        return "vssbench " + shlex.join(self.argv)
+        resume = " [--resume]" if self.resume_marker is not None else ""
+        return "vssbench " + shlex.join(self.argv) + resume
+
+    def argv_now(self) -> list[str]:
+        """The arguments to execute now: with ``--resume`` when the resume marker exists."""
+        if self.resume_marker is not None and self.resume_marker.exists():
+            return [*self.argv, "--resume"]
+        return list(self.argv)
 
 
 def synthetic_settings(
@@ -202,10 +211,11 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
 
     def train(name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str]) -> str:
         folder = out / "train" / name
-        argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--out", str(folder), "--resume"]
+        argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--out", str(folder)]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
-        add(Step(f"train {name}", "train", argv, [folder / "model.pth", folder / "log.jsonl"], list(needs_data), targets))
+        add(Step(f"train {name}", "train", argv, [folder / "model.pth", folder / "log.jsonl"], list(needs_data), targets,
+                 resume_marker=folder / "last.pth"))
         return str(folder / "model.pth")
 
     def run(name: str, method: str, backbone: str, checkpoint: str, trained: str, sets: Sequence[tuple[str, str]],
@@ -362,7 +372,7 @@ def execute_plan(
         error = None
         try:
             if not step.rank0_only or rank == 0:
-                invoke(step.argv)
+                invoke(step.argv_now())
         except Exception as exc:  # a failed step is reported; the others go on
             error = f"{type(exc).__name__}: {exc}"
             log(f"{prefix}: FAILED: {error}")
