@@ -91,3 +91,24 @@ def test_head_module_names_match_nvlabs_keys() -> None:
     } <= keys
     assert not any("conv_seg" in k for k in keys)
     assert len(keys) == 18 - 2  # reference 2.2: B0 head has 18 entries including the 2 of conv_seg
+
+
+def test_folded_mode_equals_reference_including_borders() -> None:
+    """Folded terms (C_l -> E at native size, bias before the resize) equal the literal head in float64.
+
+    Odd, non-integer scale factors put samples on the clamped borders: a resized constant (the
+    folded bias) must stay that constant there too.
+    """
+    head, feats = _head_and_feats()
+    reference = head(feats)
+    head.decoder_mode = "folded"
+    folded = head(feats)
+    assert head.folded and torch.allclose(folded, reference, rtol=0, atol=1e-12)
+    const = torch.full((1, 12, 3, 3), 0.7, dtype=torch.float64)
+    resized = resize_logits(const, (12, 10))
+    assert resized.shape == (1, 12, 12, 10) and torch.allclose(resized, torch.full_like(resized, 0.7), rtol=0, atol=1e-15)
+    # One level's folded term equals its fuse term of the projected map.
+    level3 = head.fuse_term(3, head.linear_c3(feats[2]), (12, 10))
+    assert torch.allclose(head.folded_term(3, feats[2], (12, 10)), level3, rtol=0, atol=1e-12)
+    a, c = head.folded_projection(2)
+    assert a.shape == (12, 16) and c.shape == (12,)

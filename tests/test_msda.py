@@ -279,3 +279,49 @@ def test_sine_encoding_depends_only_on_position() -> None:
     assert enc[0, 8].item() == pytest.approx(math.sin(2 * math.pi * 1.5 / 6), abs=1e-6)
     assert enc[0, 0].item() == pytest.approx(math.sin(2 * math.pi * 0.5 / 4), abs=1e-6)
     torch.testing.assert_close(enc[:, 8:], enc[0:1, 8:].expand(2, 8))  # same column, same column half
+
+
+def _capture_locations(layer: DeformableEncoderLayer, z, pyramid, mask, autocast: bool) -> torch.Tensor:
+    """The sampling locations that a sparse update computes (optionally under bfloat16 autocast)."""
+    captured = []
+    original = layer.self_attn.sampling
+
+    def spy(*args, **kwargs):
+        locations, weights = original(*args, **kwargs)
+        captured.append(locations)
+        return locations, weights
+
+    layer.self_attn.sampling = spy
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            sparse_msda_update(layer, z, pyramid, mask)
+    finally:
+        del layer.self_attn.sampling
+    return captured[0]
+
+
+def test_sampling_locations_are_float32_under_bfloat16_autocast() -> None:
+    """A 120 x 214 query map (1/4 of 480x853): bf16 would put x near 1 off by up to ~1.4 px."""
+    torch.manual_seed(0)
+    layer = DeformableEncoderLayer(32, 64, n_levels=2, n_heads=4, n_points=2).eval()
+    h, w = 120, 214
+    z = torch.randn(1, 32, h, w)
+    pyramid = [torch.randn(1, 32, h, w), torch.randn(1, 32, 60, 107)]
+    mask = torch.zeros(1, h, w, dtype=torch.bool)
+    mask[0, ::7, w - 40 :] = True  # points on the right, where x ~ 1 and bf16 spacing is 1/128
+    fp32 = _capture_locations(layer, z, pyramid, mask, autocast=False)
+    bf16 = _capture_locations(layer, z, pyramid, mask, autocast=True)
+    assert bf16.dtype == torch.float32
+    # At init the offsets are small integers (exact in bf16): the locations are equal.
+    torch.testing.assert_close(bf16, fp32, rtol=0, atol=1e-6)
+    # With learned offsets only the bf16 rounding of the offsets themselves remains (|offset| <~ 4 px).
+    torch.nn.init.normal_(layer.self_attn.sampling_offsets.weight, std=0.02)
+    fp32 = _capture_locations(layer, z, pyramid, mask, autocast=False)
+    bf16 = _capture_locations(layer, z, pyramid, mask, autocast=True)
+    pixels = torch.tensor([w, h], dtype=torch.float32)
+    error = ((bf16 - fp32)[..., 0, :, :] * pixels).abs().max()  # level 0, in its pixels
+    assert error < 0.05
+    # What bf16 arithmetic on the locations would have done: x = (j + .5)/w itself rounds.
+    cols = torch.arange(w - 40, w, dtype=torch.float32)
+    naive = ((cols + 0.5) / w).bfloat16().float()
+    assert ((naive - (cols + 0.5) / w) * w).abs().max() > 0.3

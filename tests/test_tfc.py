@@ -419,3 +419,73 @@ def test_training_rejects_bad_shapes(models) -> None:
     images, labels = clip_and_labels(2)
     with pytest.raises(ValueError, match="labels"):
         model.forward_train(images, labels[:, :1])
+
+
+# ----------------------------------------------------------------------------- fidelity fixes (issue 10)
+
+
+def test_fixed_weight_is_the_weight_of_the_keyframe_hand_worked() -> None:
+    zk = torch.full((1, 1, 1, 2), 10.0)
+    zt = torch.tensor([[[[0.0, 20.0]]]])
+    w = torch.tensor([[[0.3, -2.0]]])  # ignored by the fixed mode
+    # Default 0.9 on z_k: 0.9*10 + 0.1*0 = 9; 0.9*10 + 0.1*20 = 11.
+    assert interpolate_features(zk, zt, w, "fixed", 0.8).flatten().tolist() == pytest.approx([9.0, 11.0])
+    # fixed_weight=0.25: 0.25*10 + 0.75*0 = 2.5; 0.25*10 + 0.75*20 = 17.5.
+    got = interpolate_features(zk, zt, w, "fixed", 0.8, fixed_weight=0.25)
+    assert got.flatten().tolist() == pytest.approx([2.5, 17.5])
+    assert TFCOptions().fixed_weight == 0.9 and TFCOptions().interp == "soft"
+    with pytest.raises(ValueError, match="fixed_weight"):
+        TFCOptions(fixed_weight=1.5)
+
+
+def test_fixed_weight_one_reuses_the_keyframe_and_zero_is_no_interpolation(models) -> None:
+    video = moving_block_video(3)
+    ones, _ = run(make(models, interp="fixed", fixed_weight=1.0, update="none"), video)
+    # z' = z_k exactly: every non-keyframe shows the keyframe's logits.
+    assert torch.equal(ones[1], ones[0]) and torch.equal(ones[2], ones[0])
+    zeros, _ = run(make(models, interp="fixed", fixed_weight=0.0, update="none"), video)
+    none, _ = run(make(models, interp="none", update="none"), video)
+    for a, b in zip(zeros, none):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_per_point_diagnostics_cover_non_keyframes_only(models) -> None:
+    from vssbench.harness.evaluate import accumulate_diagnostics
+
+    video = moving_block_video(6)
+    _, infos = run(make(models), video)
+    keyframes = [i["keyframe"] for i in infos]
+    assert keyframes == [True, False, False, False, True, False]
+    for info in infos:
+        for key in ("updated_fraction", "low_similarity_fraction", "mean_similarity"):
+            assert math.isnan(info[key]) == info["keyframe"], key
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for info in infos:
+        accumulate_diagnostics(sums, counts, info)
+    non_key = [i for i in infos if not i["keyframe"]]
+    assert counts["updated_fraction"] == counts["low_similarity_fraction"] == len(non_key) == 4
+    assert sums["updated_fraction"] / 4 == pytest.approx(sum(i["updated_fraction"] for i in non_key) / 4)
+    # Default threshold: the updated points are exactly the low-similarity ones.
+    assert sums["updated_fraction"] == pytest.approx(sums["low_similarity_fraction"])
+    assert sums["keyframe"] / counts["keyframe"] == pytest.approx(2 / 6)  # the keyframe share
+
+
+def test_msda_output_residual_keeps_the_query_scale(models) -> None:
+    """Residual variant: updated points are z + MSDA + FFN without LayerNorms; the others untouched."""
+    video = moving_block_video(2)
+    norm_out, _ = run(make(models, threshold=1.0), video)
+    res_out, infos = run(make(models, threshold=1.0, msda_output="residual"), video)
+    assert infos[1]["updated_fraction"] == 1.0
+    assert torch.equal(norm_out[0], res_out[0]) and not torch.allclose(norm_out[1], res_out[1])
+    layer = models["base"].msda.eval()
+    q, ref = torch.randn(1, 5, 256), torch.rand(1, 5, 2)
+    shapes = torch.tensor([[4, 4], [2, 2], [1, 1], [1, 1]])
+    value = layer.self_attn.project_value(torch.randn(1, 22, 256))
+    with torch.no_grad():
+        got = layer.forward_with_value(q, ref, value, shapes, post_norm=False)
+        x = q + layer.self_attn.attend(q, ref, value, shapes)
+        want = x + layer.linear2(torch.relu(layer.linear1(x)))
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="msda_output"):
+        TFCOptions(msda_output="pre")

@@ -49,7 +49,7 @@ def paper_profile(
     ``paper_gflops_nonkeyframe`` (None where the paper states nothing) and ``ratio`` (measured /
     paper, non-keyframe).
     """
-    from vssbench.harness.runner import _build_adapter, _profile_frames, normalize_config
+    from vssbench.harness.runner import normalize_config
     from vssbench.metrics.efficiency import count_gmacs, count_parameters
 
     rows = []
@@ -68,8 +68,8 @@ def paper_profile(
                         decoder=decoder,
                     )
                 )
-                adapter = _build_adapter(config, torch.device("cpu"))
-                frames = _profile_frames("video", config.interval, tuple(size), seed)
+                adapter = build_model(config)
+                frames = synthetic_frames(config.interval, tuple(size), seed)
                 gmacs = count_gmacs(adapter, frames, config.interval)
                 updated = _mean_updated_fraction(adapter, frames)
                 paper = paper_value("text", method, backbone, "gmacs_nonkeyframe")
@@ -91,6 +91,33 @@ def paper_profile(
                 )
                 del adapter
     return rows
+
+
+def build_model(config: RunConfig) -> torch.nn.Module:
+    """The method of a (normalized) ``config``: seeded random init (or its checkpoint), eval, its decoder mode."""
+    from vssbench.methods import create
+    from vssbench.models.decoder import set_decoder_mode
+
+    torch.manual_seed(config.seed)
+    adapter = create(
+        config.method,
+        backbone=config.backbone,
+        num_classes=config.num_classes,
+        checkpoint=config.checkpoint,
+        **{**config.options, "interval": config.interval},
+    )
+    set_decoder_mode(adapter, config.decoder)
+    return adapter.eval()
+
+
+def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[torch.Tensor]:
+    """``count`` normalized 1 x 3 x H x W frames of a rendered synthetic video (as ``vssbench profile``)."""
+    from PIL import Image
+
+    from vssbench.data import TestTransform, render_video
+
+    transform = TestTransform(resolution=size, keep_ratio=False)
+    return [transform(Image.fromarray(rgb)) for rgb, _ in render_video(count, size, seed=seed)]
 
 
 def _mean_updated_fraction(adapter: torch.nn.Module, frames: Sequence[torch.Tensor]) -> float | None:
@@ -138,4 +165,13 @@ def format_paper_profile(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PAPER_BACKBONES", "PAPER_DECODER_DIMS", "PAPER_METHODS", "PAPER_SIZE", "format_paper_profile", "paper_profile"]
+__all__ = [
+    "PAPER_BACKBONES",
+    "PAPER_DECODER_DIMS",
+    "PAPER_METHODS",
+    "PAPER_SIZE",
+    "build_model",
+    "format_paper_profile",
+    "paper_profile",
+    "synthetic_frames",
+]

@@ -409,8 +409,10 @@ class TFC(SegFormer):
                 z = head.fuse_terms([*reused_maps, *terms])
         selected = None
         if opts.update == "msda":
-            assert key.value34 is not None
             selected = select_points(similarity.detach(), opts.threshold)
+        if selected is not None and bool(selected.any()):
+            # The values are only needed when some point is updated (no work at threshold 0).
+            assert key.value34 is not None
             if key.folded:
                 current_value = self._folded_value([x1, x2], (1, 2))
             else:
