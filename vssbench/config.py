@@ -27,6 +27,8 @@ class RunConfig:
     is the test-time (H, W) target of the keep-ratio resize; ``size_divisor`` optionally rounds
     both sides up to a multiple (CFFM/MRCFA use 32). ``interval`` is the keyframe interval and
     the window over which GMACs and FPS are averaged; ``None`` takes the method's default.
+    ``decoder`` is the decoder mode of every method (``vssbench.models.decoder.set_decoder_mode``):
+    ``folded`` (default; exact, cheaper) or ``reference`` (the literal architecture's cost).
     """
 
     method: str = "tfc"
@@ -49,6 +51,7 @@ class RunConfig:
     repeats: int = 3
     seed: int = 0
     metric_preset: str = "vspw"
+    decoder: str = "folded"
 
     def __post_init__(self) -> None:
         # Normalize containers so equality, hashing and JSON round-trips are exact.
@@ -60,6 +63,8 @@ class RunConfig:
             raise OptionError(f"interval must be >= 1, got {self.interval}")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise OptionError(f"dtype must be float32, float16 or bfloat16, got {self.dtype!r}")
+        if self.decoder not in ("folded", "reference"):
+            raise OptionError(f"decoder must be folded or reference, got {self.decoder!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -47,6 +47,7 @@ DESIGN_KEYS: tuple[str, ...] = (
 #: Keys the harness adds beyond DESIGN 3.4 (all always present; ``None`` where not applicable).
 EXTRA_KEYS: tuple[str, ...] = (
     "kind",  # "run" (evaluated on data) or "profile" (random frames, no accuracy)
+    "decoder",  # decoder mode of the run: "folded" (exact, cheaper) or "reference" (literal architecture)
     "conditions_hash",
     "aAcc",
     "mAcc",
@@ -107,6 +108,7 @@ def empty_record(config: RunConfig | None = None) -> dict[str, Any]:
             config_hash=config.config_hash,
             conditions_hash=config.conditions_hash,
             metric_preset=config.metric_preset,
+            decoder=config.decoder,
             num_classes=config.num_classes,
             random_init=config.checkpoint is None,
             config=config.to_dict(),

@@ -54,6 +54,7 @@ from vssbench.harness.evaluate import (
 from vssbench.harness.records import empty_record, to_jsonable
 from vssbench.harness.store import RunLog, RunStore
 from vssbench.methods.base import BACKBONES, available, coerce, create, method_info, parse_options
+from vssbench.models.decoder import set_decoder_mode
 
 METRIC_PRESETS: tuple[str, ...] = ("vspw", "cffm")
 #: ``dataset`` value of a record made on the embedded synthetic VSPW-mini (``--data`` omitted).
@@ -193,6 +194,8 @@ def _build_adapter(config: RunConfig, device: torch.device) -> torch.nn.Module:
         checkpoint_format=config.checkpoint_format,
         **{**config.options, "interval": config.interval},
     )
+    # Every method alike: each decoder head in the model takes the run's mode (none: nothing to fold).
+    set_decoder_mode(adapter, config.decoder)
     return adapter.to(device=device, dtype=DTYPES[config.dtype]).eval()
 
 
