@@ -163,8 +163,8 @@ PRESETS: dict[str, Difficulty] = {
     ),
     "study": Difficulty(
         noise=8.0, jpeg_quality=50, jpeg_jitter=25, brightness_flicker=0.08, white_balance_flicker=0.04,
-        motion_blur=0.7, shake=1.5, speed=2.0, min_objects=4, max_objects=6, lookalike=0.7, thin=3,
-        object_classes=4, band_choices=1,
+        motion_blur=0.7, shake=1.5, speed=2.0, min_objects=4, max_objects=6, lookalike=0.35, thin=3,
+        object_classes=4, band_choices=2,
     ),
 }
 #: Dataset shape of a preset made for a study (others use the caller's or the command's defaults).
