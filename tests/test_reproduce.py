@@ -1,0 +1,115 @@
+"""`vssbench reproduce`: the plan, skip-when-complete, failure isolation, and the whole plumbing in miniature."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vssbench.errors import OptionError
+from vssbench.harness import reproduce as rp
+
+
+def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> rp.StudySettings:
+    return rp.StudySettings(
+        preset="synthetic",
+        backbones=("b0",),
+        methods=methods,
+        iters=iters,
+        synth_args=("--videos=3", "--frames=6", "--size=64x64", "--difficulty=study"),
+        run_args=("--size", "64x64", "--efficiency", "none"),
+        train_args=("--preset", "synthetic", "--crop", "32x32", "--batch-size", "1", "--val-every", "0",
+                    "--threads", "1", "--quiet"),
+    )
+
+
+def test_plan_covers_the_paper_protocol(tmp_path: Path) -> None:
+    steps = rp.build_plan(rp.synthetic_settings(), tmp_path, rp.TARGETS)
+    names = [s.name for s in steps]
+    trains = [n for n in names if n.startswith("train ")]
+    # Table 1: six methods; Table 2: nine learned variants (the default TFC and feature reuse are shared).
+    assert len(trains) == 6 + len(rp.TABLE2_VARIANTS)
+    assert len(set(names)) == len(names)
+    # Interval rows reuse the default TFC's weights: no training of their own.
+    for interval in rp.TABLE2_INTERVALS:
+        step = next(s for s in steps if s.name == f"run tfc-interval{interval}-b0")
+        assert step.needs == ["train tfc-b0"]
+        assert step.argv[-2:] == ["--interval", str(interval)]
+        assert str(tmp_path / "train" / "tfc-b0" / "model.pth") in step.argv
+    # Every step only needs steps that come before it.
+    seen: set[str] = set()
+    for step in steps:
+        assert set(step.needs) <= seen, step.name
+        seen.add(step.name)
+    # A learned variant trains and evaluates with the same options.
+    hard = [s for s in steps if s.name.endswith("tfc-interp-hard-b0")]
+    assert len(hard) == 2 and all("interp=hard" in s.argv and "update=none" in s.argv for s in hard)
+    fig4 = next(s for s in steps if s.name == "fig4")
+    assert fig4.needs == ["train tfc-b0", "train tfc-no-focal-b0"]
+
+
+def test_plan_paper_preset_and_targets(tmp_path: Path) -> None:
+    steps = rp.build_plan(rp.paper_settings(str(tmp_path)), tmp_path / "study", ["table1"])
+    runs = [s.name for s in steps if s.kind == "run"]
+    # TDNet only on B0 (as in Table 1); the other five on B0, B1, B5.
+    assert len(runs) == 5 * 3 + 1
+    assert not any(s.kind == "synth" for s in steps)
+    assert all("--preset" in s.argv and "paper" in s.argv for s in steps if s.kind == "train")
+    with pytest.raises(OptionError, match="table9"):
+        rp.build_plan(rp.synthetic_settings(), tmp_path, ["table9"])
+
+
+def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path: Path) -> None:
+    steps = rp.build_plan(_tiny_settings(), tmp_path, ["table1"])
+    calls: list[str] = []
+
+    def invoke(argv: list[str]) -> None:
+        calls.append(argv[0] + " " + argv[argv.index("--method") + 1] if "--method" in argv else argv[0])
+        if argv[0] == "train" and "segformer" in argv:
+            raise RuntimeError("boom")
+        for step in steps:  # create the step's outputs, as the real command would
+            if step.argv_now() == argv or step.argv == argv:
+                for out in step.outputs:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.mkdir() if step.kind == "run" else out.write_text("x")
+
+    results = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    assert results["train segformer-b0"] == "failed"
+    assert results["run segformer-b0"] == "blocked"
+    assert results["train tfc-b0"] == results["run tfc-b0"] == "done"
+    assert results["table1 md"] == "blocked"
+    calls.clear()
+    again = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    assert again["train tfc-b0"] == again["run tfc-b0"] == "skipped"
+    assert "train tfc" not in calls and "run tfc" not in calls
+    # A different command for the same step is not "complete".
+    changed = rp.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
+    assert not rp.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0"))
+
+
+@pytest.mark.slow
+def test_reproduce_in_miniature(tmp_path: Path) -> None:
+    """The whole plumbing: data, two trainings per method, runs, Table 1 (md + LaTeX) and Fig. 4."""
+    out = tmp_path / "study"
+    result = rp.reproduce(["table1", "fig4"], _tiny_settings(), out, log=lambda m: None)
+    statuses = {r.name: (r.status, r.error) for r in result["results"]}
+    assert all(status == "done" for status, _ in statuses.values()), statuses
+    for name in ("table1.md", "table1.tex", "fig4.png", "README.md", "study.json"):
+        assert (out / name).stat().st_size > 0, name
+    # The table's rows come from the run records: mIoU and mVC8 as percentages with one decimal.
+    table = (out / "table1.md").read_text()
+    for method in ("segformer", "tfc"):
+        (record_path,) = (out / "runs" / f"{method}-b0").rglob("record.json")
+        record = json.loads(record_path.read_text())
+        assert record["checkpoint"].endswith(f"train/{method}-b0/model.pth")
+        row = next(line for line in table.splitlines() if line.startswith(
+            "| SegFormer + TFC |" if method == "tfc" else "| SegFormer |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3].split()[0] == f"{100 * record['mIoU']:.1f}"
+        assert cells[4].split()[0] == f"{100 * record['mVC8']:.1f}"
+    readme = (out / "README.md").read_text()
+    assert "table1.md" in readme and "fig4.png" in readme
+    # Running the same command again skips every step.
+    again = rp.reproduce(["table1", "fig4"], _tiny_settings(), out, log=lambda m: None)
+    assert {r.status for r in again["results"]} == {"skipped"}
