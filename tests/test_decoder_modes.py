@@ -213,3 +213,18 @@ def test_run_config_decoder_field() -> None:
         RunConfig(decoder="fast")
     assert RunConfig(decoder="reference").config_hash != RunConfig().config_hash
     assert RunConfig(decoder="reference").conditions_hash != RunConfig().conditions_hash
+
+
+def test_paper_profile_rows_put_the_paper_text_beside_the_measurement() -> None:
+    from vssbench.harness.paper_profile import format_paper_profile, paper_profile
+
+    rows = paper_profile(backbones=("b0",), decoder_dims=(32,), size=(64, 64))
+    assert [(r["method"], r["decoder_dim"], r["decoder"]) for r in rows] == [
+        ("segformer", 32, "reference"),
+        ("tfc", 32, "reference"),
+    ]
+    assert [r["paper_gflops_nonkeyframe"] for r in rows] == [6.8, 6.4]
+    for r in rows:
+        assert r["gmacs_nonkeyframe"] > 0 and r["ratio"] == pytest.approx(r["gmacs_nonkeyframe"] / r["paper_gflops_nonkeyframe"])
+    assert rows[0]["gmacs_keyframe"] == pytest.approx(rows[0]["gmacs_nonkeyframe"])  # SegFormer: every frame alike
+    assert "6.8" in format_paper_profile(rows) and "6.4" in format_paper_profile(rows)
