@@ -30,7 +30,7 @@ def run_args(root: Path, out: Path, *extra: str) -> list[str]:
 def test_run_json_is_the_only_thing_on_stdout(data_root: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, run_args(data_root, tmp_path, "--method", "segformer", "--json"))
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)  # nothing else on stdout, or this would not parse
+    (record,) = json.loads(result.stdout)  # nothing else on stdout, or this would not parse; always a list
     assert set(DESIGN_KEYS) <= set(record) and set(record) == set(RECORD_KEYS)
     assert record["num_frames"] == 54 and record["random_init"] is True and record["error"] is None
     assert 0.0 <= record["mIoU"] <= 1.0 and record["fps"] > 0 and record["gmacs_per_frame"] > 0
@@ -66,7 +66,7 @@ def test_profile_json_has_the_run_keys(tmp_path: Path) -> None:
             "--decoder-dim", "64", "--interval", "2", "--json"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
+    (record,) = json.loads(result.stdout)
     assert set(record) == set(RECORD_KEYS)
     assert record["mIoU"] is None and record["mVC16"] is None and record["kind"] == "profile"
     assert record["options"]["decoder_dim"] == 64 and record["interval"] == 2
@@ -102,6 +102,6 @@ def test_methods_lists_every_method_with_its_options() -> None:
     tfc = described["tfc"]
     assert tfc["type"] == "E&S" and tfc["default_interval"] == 4
     assert tfc["options"]["threshold"] == 0.8 and tfc["options"]["interp"] == "soft"
-    assert described["segformer"]["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1}
+    assert described["segformer"]["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1, "dropout": 0.1}
     text = CliRunner().invoke(main, ["methods"]).stdout
     assert "tfc  [E&S]  TFC (Lin et al., AAAI 2024)" in text and "threshold=0.8" in text

@@ -16,7 +16,9 @@ from vssbench.metrics.efficiency import (
     count_gmacs,
     count_parameters,
     environment,
+    auto_repeats,
     find_dead_parameters,
+    find_dead_parameters_by_gradient,
     measure_fps,
 )
 
@@ -69,7 +71,10 @@ def test_find_dead_parameters_toy() -> None:
     model.encoder.weight.requires_grad_(False)  # a frozen parameter is still alive
     images = [torch.randn(1, 3, 4, 4) for _ in range(2)]
     dead = find_dead_parameters(model, images)
-    assert sorted(dead) == ["unused.bias", "unused.weight", "zeroed"]
+    # The graph walk is structural: `0 * zeroed` is connected to the output, so it counts as used;
+    # the gradient reference sees its all-zero gradient.
+    assert sorted(dead) == ["unused.bias", "unused.weight"]
+    assert sorted(find_dead_parameters_by_gradient(model, images)) == ["unused.bias", "unused.weight", "zeroed"]
     assert model.encoder.weight.requires_grad is False  # flags and grads are restored
     assert all(p.grad is None for p in model.parameters())
 
@@ -79,7 +84,48 @@ def test_find_dead_parameters_sees_through_a_softmax_output() -> None:
     model = ToySegmenter()
     model.step = lambda image: ToySegmenter.step(model, image).softmax(dim=1)  # type: ignore[method-assign]
     dead = find_dead_parameters(model, [torch.randn(1, 3, 4, 4)])
-    assert sorted(dead) == ["unused.bias", "unused.weight", "zeroed"]
+    assert sorted(dead) == ["unused.bias", "unused.weight"]
+    assert sorted(find_dead_parameters_by_gradient(model, [torch.randn(1, 3, 4, 4)])) == [
+        "unused.bias", "unused.weight", "zeroed"
+    ]
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("segformer", {}),
+        ("feature_reuse", {}),
+        ("tfc", {}),
+        ("tfc", {"threshold": 0.0}),  # nothing is updated: the MSDA layer is dead
+        ("tfc", {"update": "flow"}),
+    ],
+)
+def test_graph_walk_finds_the_dead_set_of_the_gradient_search(method: str, options: dict) -> None:
+    from vssbench.methods import create
+
+    torch.manual_seed(0)
+    adapter = create(method, backbone="b0", **options)
+    images = [torch.randn(1, 3, 32, 48) for _ in range(4)]
+    dead = find_dead_parameters(adapter, images)
+    assert dead == find_dead_parameters_by_gradient(adapter, images)
+    if options:
+        assert dead and all(name.startswith("msda.") for name in dead)
+
+
+def test_graph_walk_keeps_no_activations(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Memory stays at inference level: every tensor autograd would save goes through the drop hook.
+    from vssbench.metrics import efficiency
+
+    packed: list[torch.Size] = []
+
+    def counting(tensor: torch.Tensor) -> None:
+        packed.append(tensor.shape)
+        return None
+
+    monkeypatch.setattr(efficiency, "_drop_saved", counting)
+    dead = find_dead_parameters(ToySegmenter(), [torch.randn(1, 3, 64, 64) for _ in range(3)])
+    assert sorted(dead) == ["unused.bias", "unused.weight"]
+    assert torch.Size([1, 8, 64, 64]) in packed  # the decoder conv's input, which a backward pass would need
 
 
 class FnAdapter(VideoSegmenter):
@@ -231,6 +277,15 @@ def test_measure_fps_protocol() -> None:
     assert (result["repeats"], result["warmup"], result["interval"]) == (5, 2, 4)
     with pytest.raises(ValueError, match="need 4 frames"):
         measure_fps(model, frames[:3], interval=4)
+
+
+def test_auto_repeats_fill_the_timing_budget() -> None:
+    assert auto_repeats(0.5) == 20 and auto_repeats(10.0) == 3 and auto_repeats(0.001) == 30
+    assert auto_repeats(2.6, budget_s=10.0) == 4  # ceil(10 / 2.6)
+    model = CountingToy()
+    result = measure_fps(model, torch.randn(1, 3, 4, 4), interval=2, warmup=1, repeats=None)
+    assert result["repeats"] == 30 == len(result["interval_times_s"])  # a toy interval takes microseconds
+    assert model.steps == (1 + 30) * 2
 
 
 def test_environment_describes_this_process() -> None:

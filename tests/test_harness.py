@@ -77,7 +77,7 @@ def test_run_writes_a_complete_record(baseline: dict[str, Any], data_root: Path)
     assert record["method"] == "segformer" and record["backbone"] == "b0"
     assert record["num_videos"] == 3 and record["num_frames"] == 54
     assert record["split"] == "val" and record["interval"] == 4 and record["resolution"] == [32, 48]
-    assert record["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1}
+    assert record["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1, "dropout": 0.1}
     for key in METRICS:
         assert 0.0 <= record[key] <= 1.0, key
     assert record["vc_windows"] == {"mVC8": 3 * (18 - 8), "mVC16": 3 * (18 - 16)}
@@ -263,9 +263,11 @@ def test_a_failing_method_becomes_an_error_row_and_the_sweep_goes_on(
     assert table[3].startswith("segformer")
 
 
-def test_a_bad_option_is_an_error_row_naming_the_option(data_root: Path, tmp_path: Path) -> None:
-    records = run_sweep([tiny_config(data_root, options={"treshold": "0.5"})], out=tmp_path, progress=False)
-    assert "treshold" in records[0]["error"] and "decoder_dim" in records[0]["error"]
+def test_a_bad_option_stops_the_sweep_before_anything_runs(data_root: Path, tmp_path: Path) -> None:
+    configs = [tiny_config(data_root), tiny_config(data_root, options={"treshold": "0.5"})]
+    with pytest.raises(OptionError, match="treshold.*decoder_dim"):
+        run_sweep(configs, out=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []  # checked up front: not even the valid row ran
 
 
 def test_bad_data_stops_with_an_error_naming_the_file(data_root: Path, tmp_path: Path) -> None:

@@ -16,7 +16,16 @@ from typing import Any
 from vssbench.errors import OptionError
 
 #: Fields that describe *what* is evaluated rather than the conditions it is evaluated under.
-SUBJECT_FIELDS = ("method", "backbone", "options", "checkpoint", "checkpoint_format")
+SUBJECT_FIELDS = (
+    "method", "backbone", "options", "checkpoint", "checkpoint_format", "checkpoint_sha256", "checkpoint_size",
+    "non_strict",
+)
+
+#: Fields added after results existed, left out of the hashes while they hold these defaults, so that a
+#: config that does not use them (no checkpoint, strict loading) keeps the hash and run folder it had.
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"checkpoint_sha256": None, "checkpoint_size": None, "non_strict": False}
+# ``decoder`` is left out at "reference", the decoder every result before the field existed was made with.
+HASH_OMITTED_AT_DEFAULT["decoder"] = "reference"
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,9 @@ class RunConfig:
     is the test-time (H, W) target of the keep-ratio resize; ``size_divisor`` optionally rounds
     both sides up to a multiple (CFFM/MRCFA use 32). ``interval`` is the keyframe interval and
     the window over which GMACs and FPS are averaged; ``None`` takes the method's default.
+    ``checkpoint_sha256``/``checkpoint_size`` identify the checkpoint's *content* (filled in by the
+    harness, once per run), so a config hash never stands for two different sets of weights;
+    ``non_strict`` loads only the checkpoint keys that fit (a partial load, marked in the record).
     ``decoder`` is the decoder mode of every method (``vssbench.models.decoder.set_decoder_mode``):
     ``folded`` (default; exact, cheaper) or ``reference`` (the literal architecture's cost).
     """
@@ -48,9 +60,12 @@ class RunConfig:
     dtype: str = "float32"
     threads: int | None = None
     warmup: int = 1
-    repeats: int = 3
+    repeats: int | None = None  # FPS timed intervals; None: enough for ~10 s (3..30), see measure_fps
     seed: int = 0
     metric_preset: str = "vspw"
+    checkpoint_sha256: str | None = None
+    checkpoint_size: int | None = None
+    non_strict: bool = False
     decoder: str = "folded"
 
     def __post_init__(self) -> None:
@@ -94,16 +109,21 @@ class RunConfig:
 
     @property
     def config_hash(self) -> str:
-        """Stable hash of the whole config (12 hex digits)."""
-        return _hash(self.to_dict())
+        """Stable hash of the whole config (12 hex digits); checkpoint content included when known."""
+        return _hash(_hashed(self.to_dict()))
 
     @property
     def conditions_hash(self) -> str:
         """Hash of the conditions only (dataset, split, resolution, device, ...), not the subject."""
-        d = self.to_dict()
+        d = _hashed(self.to_dict())
         for k in SUBJECT_FIELDS:
-            d.pop(k)
+            d.pop(k, None)
         return _hash(d)
+
+
+def _hashed(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without the late-added fields that still hold their defaults (see HASH_OMITTED_AT_DEFAULT)."""
+    return {k: v for k, v in d.items() if not (k in HASH_OMITTED_AT_DEFAULT and v == HASH_OMITTED_AT_DEFAULT[k])}
 
 
 def _hash(d: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ functions of records and never recompute metrics.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,6 +82,13 @@ EXTRA_KEYS: tuple[str, ...] = (
     "data_root",
     "run_dir",
     "config",
+    "options_tag",  # the options that differ from the method's defaults, e.g. "threshold=0.5" ("" if none)
+    "efficiency",  # what was measured besides accuracy: "full", "fast" (no dead-parameter search), "none"
+    "checkpoint_sha256",  # content digest of the checkpoint file (None without a checkpoint)
+    "checkpoint_size",  # its size in bytes
+    "non_strict",  # True when --non-strict allowed a partial checkpoint load
+    "checkpoint_load",  # non-strict only: {"format", "loaded", "missing", "unexpected", "mismatched", ...}
+    "fps_spread",  # {"min", "median", "max", "relative": (max - min) / median} of FPS over the timed repeats
 )
 
 RECORD_KEYS: tuple[str, ...] = DESIGN_KEYS + EXTRA_KEYS
@@ -112,8 +120,55 @@ def empty_record(config: RunConfig | None = None) -> dict[str, Any]:
             num_classes=config.num_classes,
             random_init=config.checkpoint is None,
             config=config.to_dict(),
+            options_tag=options_tag(config),
+            checkpoint_sha256=config.checkpoint_sha256,
+            checkpoint_size=config.checkpoint_size,
+            non_strict=config.non_strict,
         )
     return record
+
+
+def options_tag(config: RunConfig, limit: int = 48) -> str:
+    """A short readable name for the options that differ from the method's defaults.
+
+    ``interval=6,interp=hard,threshold=0.5`` (interval first, then the options sorted by name);
+    ``""`` when every option is the default. Characters outside ``[A-Za-z0-9._=,+-]`` become ``_``
+    and a tag longer than ``limit`` is cut (ending in ``~``): it names a run folder beside the
+    config hash, which alone decides identity.
+    """
+    defaults: dict[str, Any] = {}
+    default_interval = None
+    try:
+        from vssbench.methods.base import describe
+
+        described = describe(config.method)
+        defaults, default_interval = dict(described["options"]), described["default_interval"]
+    except Exception:  # an unknown method (an error row): every given option counts
+        pass
+    parts = []
+    interval = config.interval if config.interval is not None else config.options.get("interval")
+    if interval is not None and str(interval) != str(default_interval):
+        parts.append(f"interval={interval}")
+    for key, value in sorted(config.options.items()):
+        if key == "interval" or (key in defaults and _same(defaults[key], value)):
+            continue
+        parts.append(f"{key}={_tag_value(value)}")
+    tag = re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts))
+    return tag if len(tag) <= limit else tag[: limit - 1] + "~"
+
+
+def _same(default: Any, value: Any) -> bool:
+    if isinstance(value, str) and not isinstance(default, str):
+        return _tag_value(default) == value.strip().lower() or str(default) == value.strip()
+    return default == value
+
+
+def _tag_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    return str(value)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -206,22 +261,39 @@ def _num(value: Any, fmt: str) -> str:
 def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     """The run summary: one row per record, accuracy as percentages with 2 decimals.
 
-    Columns: method, backbone, mIoU, wIoU, mVC8, mVC16, params (M), GMACs per frame, FPS, and an
-    ``error`` column when a row failed. Footnotes say when conditions differ between rows and
-    when a model was randomly initialized (its accuracy then means nothing).
+    Columns: method, backbone, ``options`` (only when rows differ in their options tag: the
+    options each row sets away from the method's defaults), mIoU, wIoU, mVC8, mVC16, params (M),
+    GMACs per frame, FPS, and an ``error`` column when a row failed. An mVC that a run could not
+    score shows ``n/a`` with a footnote saying why (e.g. no 16-frame window). Footnotes also say
+    when conditions differ between rows, when GMACs/FPS were measured at an input size other than
+    the requested ``resolution`` (the keep-ratio resize of the data), and when a model was randomly
+    initialized (its accuracy then means nothing).
     """
-    header = ["method", "backbone", "mIoU", "wIoU", "mVC8", "mVC16", "params(M)", "GMACs/frame", "FPS"]
+    tags = [str(r.get("options_tag") or "") for r in records]
+    show_options = len(set(tags)) > 1
+    header = ["method", "backbone"] + (["options"] if show_options else []) + [
+        "mIoU", "wIoU", "mVC8", "mVC16", "params(M)", "GMACs/frame", "FPS",
+    ]
+    notes: list[str] = []
     rows = []
-    for r in records:
+    for r, tag in zip(records, tags):
         params = r.get("params")
+        vc = []
+        for clip in (8, 16):
+            value = r.get(f"mVC{clip}")
+            reason = None if value is not None or r.get("error") or r.get("kind") != "run" else _no_vc_reason(r, clip)
+            if reason is not None:
+                note = f"n/a: mVC{clip}: {reason}"
+                if note not in notes:
+                    notes.append(note)
+            vc.append("n/a" if reason is not None else _pct(value))
         rows.append(
-            [
-                str(r.get("method")),
-                str(r.get("backbone")),
+            [str(r.get("method")), str(r.get("backbone"))]
+            + ([tag or "-"] if show_options else [])
+            + [
                 _pct(r.get("mIoU")),
                 _pct(r.get("wIoU")),
-                _pct(r.get("mVC8")),
-                _pct(r.get("mVC16")),
+                *vc,
                 "-" if params is None else f"{params / 1e6:.2f}",
                 _num(r.get("gmacs_per_frame"), ".2f"),
                 _num(r.get("fps"), ".2f"),
@@ -233,12 +305,17 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
         for row, err in zip(rows, errors):
             row.append(_first_line(err) if err else "")
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    numeric = set(range(2, 9))
+    first_number = header.index("mIoU")
+    numeric = set(range(first_number, first_number + 7))
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
+    out.extend(f"note: {n}" for n in notes)
+    measured = _measured_sizes(records)
+    if measured:
+        out.append(f"note: GMACs and FPS measured at {measured} (the data's aspect ratio at the resize)")
     note = compare_records(records)["note"]
     if note:
         out.append(f"note: {note}")
@@ -246,6 +323,30 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     if random_rows and any(r.get("kind") == "run" for r in records):
         out.append(f"note: randomly initialized (no checkpoint), accuracy is meaningless: {', '.join(random_rows)}")
     return "\n".join(out)
+
+
+def _no_vc_reason(record: Mapping[str, Any], clip: int) -> str | None:
+    """Why a run record has no mVC{clip}: no window of that length, or only empty ones."""
+    windows = record.get("vc_windows")
+    count = windows.get(f"mVC{clip}", windows.get(str(clip))) if isinstance(windows, Mapping) else None
+    if count == 0:
+        return f"no {clip}-frame window (every video has at most {clip} frames)"
+    if count:
+        return f"every {clip}-frame window has an empty ground-truth common area"
+    return None
+
+
+def _measured_sizes(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """'480x720 instead of --size 480x853' when a row's GMACs/FPS input size differs from its resolution."""
+    found = []
+    for r in records:
+        size, resolution = r.get("input_size"), r.get("resolution")
+        if r.get("fps") is None or not size or not resolution or list(size) == list(resolution):
+            continue
+        text = f"{size[0]}x{size[1]} instead of --size {resolution[0]}x{resolution[1]}"
+        if text not in found:
+            found.append(text)
+    return "; ".join(found) or None
 
 
 def _first_line(text: str, limit: int = 100) -> str:

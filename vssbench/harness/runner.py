@@ -28,7 +28,11 @@ import fnmatch
 import itertools
 import json
 import math
+import shutil
+import statistics
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -41,7 +45,7 @@ from tqdm import tqdm
 
 import vssbench
 from vssbench.config import RunConfig
-from vssbench.errors import DataError, OptionError, VssbenchError
+from vssbench.errors import CheckpointError, DataError, OptionError, VssbenchError
 from vssbench.harness.distributed import DistContext, resolve_device, setup_distributed
 from vssbench.harness.evaluate import (
     DTYPES,
@@ -51,9 +55,9 @@ from vssbench.harness.evaluate import (
     evaluate_video,
     frames_to_use,
 )
-from vssbench.harness.records import empty_record, to_jsonable
+from vssbench.harness.records import empty_record, options_tag, to_jsonable
 from vssbench.harness.store import RunLog, RunStore
-from vssbench.methods.base import BACKBONES, available, coerce, create, method_info, parse_options
+from vssbench.methods.base import BACKBONES, available, coerce, create, method_info, method_options, parse_options
 from vssbench.models.decoder import set_decoder_mode
 
 METRIC_PRESETS: tuple[str, ...] = ("vspw", "cffm")
@@ -61,6 +65,42 @@ METRIC_PRESETS: tuple[str, ...] = ("vspw", "cffm")
 SYNTHETIC_DATASET = "synthetic-vspw-mini"
 #: Input frames of ``vssbench profile``: a rendered synthetic video, or independent random images.
 PROFILE_FRAMES: tuple[str, ...] = ("video", "random")
+#: What a run measures besides accuracy: ``full`` (params incl. the dead-parameter search, GMACs,
+#: FPS), ``fast`` (params, GMACs, FPS; no dead-parameter search), ``none`` (params only).
+EFFICIENCY_MODES: tuple[str, ...] = ("full", "fast", "none")
+_EFFICIENCY_LEVEL = {"none": 0, "fast": 1, "full": 2}
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the videos finished so far are saved and ``--resume`` continues from them."""
+
+    def __init__(self, finished: int, total: int, run_dir: Path | None) -> None:
+        self.finished = finished
+        self.total = total
+        self.run_dir = run_dir
+        super().__init__(
+            f"interrupted after {finished} of {total} videos; continue with the same command plus --resume"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow-dtype warning (once per process)
+
+_WARNED: set[str] = set()
+
+
+def _warn_slow_dtype(configs: Sequence[RunConfig]) -> None:
+    """Warn once (stderr) when float16 runs on the CPU, where it is about 10x slower than float32."""
+    if "float16-cpu" in _WARNED:
+        return
+    if any(c.dtype == "float16" and c.device == "cpu" for c in configs):
+        _WARNED.add("float16-cpu")
+        print(
+            "WARNING: --dtype float16 on the CPU is about 10x slower than float32 (few half-precision CPU "
+            "kernels); its FPS says nothing about a GPU. Use float32 or bfloat16 on the CPU.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,10 +142,47 @@ def _expand(spec: str | Sequence[str], names: Sequence[str], what: str) -> list[
 
 
 def build_configs(methods: str | Sequence[str], backbones: str | Sequence[str] = "b0", **fields: Any) -> list[RunConfig]:
-    """One :class:`RunConfig` per method x backbone (methods outer), the other fields shared."""
-    return [
-        RunConfig(method=m, backbone=b, **fields) for m in expand_methods(methods) for b in expand_backbones(backbones)
-    ]
+    """One :class:`RunConfig` per method x backbone (methods outer), the other fields shared.
+
+    ``options`` may hold scoped keys (``"tfc.threshold"``) next to plain ones; see
+    :func:`scope_options` for how they are given to each method.
+    """
+    names = expand_methods(methods)
+    backbone_names = expand_backbones(backbones)
+    per_method = scope_options(fields.pop("options", None) or {}, names)
+    return [RunConfig(method=m, backbone=b, options=per_method[m], **fields) for m in names for b in backbone_names]
+
+
+def scope_options(options: dict[str, Any], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each method's own options from ``--set`` keys, plain (``threshold``) or scoped (``tfc.threshold``).
+
+    A scoped key goes to its method only (and wins over a plain key of the same option); a plain
+    key goes to every method of the sweep that has that option (``interval`` to all). A plain key
+    that no method has, a scoped key whose method is not in the sweep, or a scoped option the
+    method lacks raise :class:`OptionError` naming the methods and their options.
+    """
+    per: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    fields = {m: {f.name for f in dataclasses.fields(method_options(m))} | {"interval"} for m in methods}
+    scoped = {k: v for k, v in options.items() if "." in k}
+    for key, value in options.items():
+        if key in scoped:
+            continue
+        holders = [m for m in methods if key in fields[m]]
+        if not holders:
+            listing = "; ".join(f"{m}: {', '.join(sorted(fields[m]))}" for m in methods)
+            raise OptionError(f"--set {key}: no method of this run has option {key!r} ({listing})")
+        for m in holders:
+            per[m][key] = value
+    for key, value in scoped.items():
+        method, _, option = key.partition(".")
+        if method not in per:
+            raise OptionError(f"--set {key}: method {method!r} is not in this run ({', '.join(methods)})")
+        if option not in fields[method]:
+            raise OptionError(
+                f"--set {key}: {method} has no option {option!r}; its options: {', '.join(sorted(fields[method]))}"
+            )
+        per[method][option] = value
+    return per
 
 
 def normalize_config(config: RunConfig) -> RunConfig:
@@ -128,7 +205,15 @@ def normalize_config(config: RunConfig) -> RunConfig:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise OptionError(f"{name} must be >= 1, got {value}")
-    if config.warmup < 0 or config.repeats < 1:
+    from vssbench.models.checkpoint import FORMATS
+
+    if config.checkpoint_format not in ("auto", *FORMATS):
+        raise OptionError(
+            f"checkpoint format must be one of auto, {', '.join(FORMATS)}, got {config.checkpoint_format!r}"
+        )
+    if config.non_strict and config.checkpoint is None:
+        raise OptionError("--non-strict needs a --checkpoint to load")
+    if config.warmup < 0 or (config.repeats is not None and config.repeats < 1):
         raise OptionError(f"warmup must be >= 0 and repeats >= 1, got warmup={config.warmup}, repeats={config.repeats}")
     options = dict(config.options)
     interval = config.interval
@@ -153,6 +238,42 @@ def normalize_config(config: RunConfig) -> RunConfig:
         data=_absolute(config.data),
         checkpoint=_absolute(config.checkpoint),
     )
+
+
+def prepare_config(config: RunConfig) -> RunConfig:
+    """:func:`normalize_config` plus the checkpoint's content digest (sha256 and size, streamed once).
+
+    A config that already carries a digest (e.g. read back from a run's ``config.json``) must
+    match the file: a changed checkpoint raises :class:`CheckpointError` naming the file and both
+    digests. A missing or unreadable checkpoint raises before anything is written.
+    """
+    config = normalize_config(config)
+    if config.checkpoint is None:
+        return config
+    sha, size = _digest(config.checkpoint)
+    if config.checkpoint_sha256 is not None and config.checkpoint_sha256 != sha:
+        raise CheckpointError(
+            f"{config.checkpoint}: checkpoint content changed (sha256 {config.checkpoint_sha256} in the config, "
+            f"{sha} in the file)"
+        )
+    return config.replace(checkpoint_sha256=sha, checkpoint_size=size)
+
+
+#: (path, size, mtime_ns) -> (sha256, size): a sweep hashes its shared checkpoint once.
+_DIGESTS: dict[tuple[str, int, int], tuple[str, int]] = {}
+
+
+def _digest(path: str) -> tuple[str, int]:
+    from vssbench.models.checkpoint import file_digest
+
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return file_digest(path)  # raises CheckpointError naming the file
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
 
 
 def effective_options(config: RunConfig) -> dict[str, Any]:
@@ -183,20 +304,57 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _build_adapter(config: RunConfig, device: torch.device) -> torch.nn.Module:
-    """Create the method (seeded, so a random init is the same on every rank and every resume)."""
+def _build_adapter(config: RunConfig, device: torch.device) -> tuple[torch.nn.Module, Any]:
+    """Create the method (seeded, so a random init is the same on every rank and every resume).
+
+    Returns the adapter and the checkpoint's :class:`LoadReport` (``None`` without a checkpoint);
+    ``config.non_strict`` loads only the keys that fit.
+    """
+    from vssbench.models.checkpoint import load_checkpoint
+
     torch.manual_seed(config.seed)
     adapter = create(
         config.method,
         backbone=config.backbone,
         num_classes=config.num_classes,
-        checkpoint=config.checkpoint,
-        checkpoint_format=config.checkpoint_format,
         **{**config.options, "interval": config.interval},
     )
+    report = None
+    if config.checkpoint is not None:
+        report = load_checkpoint(adapter, config.checkpoint, format=config.checkpoint_format, strict=not config.non_strict)
+        adapter.eval()
     # Every method alike: each decoder head in the model takes the run's mode (none: nothing to fold).
     set_decoder_mode(adapter, config.decoder)
-    return adapter.to(device=device, dtype=DTYPES[config.dtype]).eval()
+    return adapter.to(device=device, dtype=DTYPES[config.dtype]).eval(), report
+
+
+def _load_summary(report: Any) -> dict[str, Any] | None:
+    """The record's ``checkpoint_load``: what a (partial) load left out, by kind (count and first keys)."""
+    if report is None:
+        return None
+    summary: dict[str, Any] = {"format": report.format, "loaded": report.loaded}
+    for kind in ("missing", "unexpected", "mismatched", "untouched"):
+        keys = [k if isinstance(k, str) else k[0] for k in getattr(report, kind)]
+        summary[kind] = len(keys)
+        if keys:
+            summary[f"{kind}_keys"] = keys[:10]
+    return summary
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block is done (a results line is never cut off by it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt now
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,39 +367,38 @@ def run_evaluation(
     resume: bool = False,
     save_preds: str | Path | None = None,
     progress: bool = True,
+    efficiency: str = "full",
 ) -> dict[str, Any]:
     """Evaluate one method over a split and write its record to the results store; returns the record.
 
-    ``out`` is the store root (the run folder is ``<out>/<method>-<backbone>-<config_hash>``);
+    ``out`` is the store root (the run folder is ``<out>/<method>-<backbone>[-<options tag>]-<config_hash>``);
     ``resume`` continues that folder, skipping videos already in its ``videos*.jsonl`` (without
-    it an existing folder is replaced); ``save_preds`` writes every prediction in the VSPW
-    submission layout; ``progress`` shows tqdm bars on stderr. Under torchrun (WORLD_SIZE > 1)
-    videos are sharded across ranks and every rank returns rank 0's record.
+    it an existing folder is replaced, with a warning on stderr when it held finished videos); a
+    resume with nothing left returns the saved record and writes nothing. ``save_preds`` writes
+    every prediction as ``<save_preds>/<video>/<stem>.png`` (class ids 0..123, evaluation space);
+    ``progress`` shows tqdm bars on stderr; ``efficiency`` is one of :data:`EFFICIENCY_MODES`.
+    Under torchrun (WORLD_SIZE > 1) videos are sharded across ranks and every rank returns rank
+    0's record.
 
-    Raises :class:`VssbenchError` for bad input (data, options, checkpoint) and whatever the
-    method raises; the traceback also goes to the run's ``log.txt``.
+    Nothing is written before the data, the options and the checkpoint have been checked and the
+    model built: a run that fails before that leaves no folder. Raises :class:`VssbenchError` for
+    bad input (data, options, checkpoint) and whatever the method raises (the traceback also goes
+    to the run's ``log.txt``); Ctrl-C raises :class:`RunInterrupted` after the finished videos are
+    saved.
     """
-    config = normalize_config(config)
+    if efficiency not in EFFICIENCY_MODES:
+        raise OptionError(f"efficiency must be one of {', '.join(EFFICIENCY_MODES)}, got {efficiency!r}")
+    config = prepare_config(config)
     ctx = setup_distributed(config.device)
     store = RunStore(out, config, ctx.rank, ctx.world_size)
+    log = RunLog.deferred(echo=ctx.is_main)  # lines wait in memory until the run folder exists
     with _torch_threads(config.threads):
-        action, prep_exc = None, None
-        if ctx.is_main:
-            try:
-                action = store.prepare(resume)
-            except VssbenchError as exc:
-                prep_exc = exc
-        prep_error = ctx.broadcast(None if prep_exc is None else str(prep_exc))
-        if prep_exc is not None:
-            raise prep_exc
-        if prep_error is not None:
-            raise OptionError(f"rank 0 could not prepare the run folder: {prep_error}")
-        log = RunLog(store.log_path, echo=ctx.is_main)
         try:
-            return _run(config, ctx, store, log, action or "joined", resume, save_preds, progress)
+            return _run(config, ctx, store, log, resume, save_preds, progress, efficiency)
         except BaseException as exc:
-            log.info(f"FAILED: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            exc.vssbench_logged = True  # type: ignore[attr-defined]
+            if log.attached and not isinstance(exc, RunInterrupted):
+                log.info(f"FAILED: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                exc.vssbench_logged = True  # type: ignore[attr-defined]
             raise
         finally:
             store.close()
@@ -253,16 +410,14 @@ def _run(
     ctx: DistContext,
     store: RunStore,
     log: RunLog,
-    action: str,
     resume: bool,
     save_preds: str | Path | None,
     progress: bool,
+    efficiency: str,
 ) -> dict[str, Any]:
     from vssbench.data import TestTransform, VSPWDataset, default_dataset
     from vssbench.metrics import VideoEvaluator
 
-    log.info(f"vssbench {vssbench.__version__}: {action} {store.dir} (rank {ctx.rank} of {ctx.world_size}, {ctx.device})")
-    log.info("config: " + json.dumps(config.to_dict(), sort_keys=True))
     root = Path(config.data) if config.data is not None else default_dataset()
     dataset = VSPWDataset(root, split=config.split)
     videos = list(dataset.videos)
@@ -273,12 +428,55 @@ def _run(
     frame_counts = {v: frames_to_use(dataset, v, config.max_frames) for v in videos}
     transform = TestTransform(resolution=config.resolution, keep_ratio=True, size_divisor=config.size_divisor)
 
-    adapter = _build_adapter(config, ctx.device)
+    if resume:
+        # Nothing left to do: the saved record stands, nothing is measured or written again.
+        saved, check_exc = None, None
+        if ctx.is_main:
+            try:
+                saved = store.finished_record(frame_counts, _EFFICIENCY_LEVEL[efficiency], _EFFICIENCY_LEVEL)
+            except VssbenchError as exc:
+                check_exc = exc
+        saved, check_error = ctx.broadcast((saved, None if check_exc is None else str(check_exc)))
+        if check_exc is not None:
+            raise check_exc
+        if check_error is not None:
+            raise OptionError(f"rank 0 could not check the run folder: {check_error}")
+        if saved is not None:
+            if ctx.is_main:
+                print(f"nothing left to evaluate in {store.dir}: its record stands unchanged", file=sys.stderr, flush=True)
+            return saved
+
+    adapter, load_report = _build_adapter(config, ctx.device)
     if config.checkpoint is None:
         log.warning(
             f"no --checkpoint: {config.method}-{config.backbone} is randomly initialized; "
             "its accuracy (mIoU, wIoU, mVC) means nothing"
         )
+    elif load_report is not None and not load_report.ok:
+        log.warning(f"--non-strict: partial load, {load_report.summary()}")
+
+    action, prep_exc = None, None
+    if ctx.is_main:
+        try:
+            action = store.prepare(resume)
+        except VssbenchError as exc:
+            prep_exc = exc
+    prep_error = ctx.broadcast(None if prep_exc is None else str(prep_exc))
+    if prep_exc is not None:
+        raise prep_exc
+    if prep_error is not None:
+        raise OptionError(f"rank 0 could not prepare the run folder: {prep_error}")
+    action = action or "joined"
+    log.attach(store.log_path)
+    if action == "replaced" and store.replaced_videos:
+        log.warning(
+            f"replacing {store.dir}: its {store.replaced_videos} finished videos are evaluated again "
+            "(add --resume to keep them)"
+        )
+    log.info(f"vssbench {vssbench.__version__}: {action} {store.dir} (rank {ctx.rank} of {ctx.world_size}, {ctx.device})")
+    log.info("config: " + json.dumps(config.to_dict(), sort_keys=True))
+    if load_report is not None:
+        log.info(f"checkpoint: {load_report.summary()} (sha256 {config.checkpoint_sha256}, {config.checkpoint_size} bytes)")
 
     # Completed videos from every rank's file (all ranks must agree on what remains).
     done: dict[str, dict[str, Any]] = {}
@@ -320,13 +518,22 @@ def _run(
                     adapter, dataset, video, frame_counts[video], transform, evaluator, ctx, config, save_preds, show
                 )
                 entry["index"] = videos.index(video)
-                store.append_video(entry)
-                new[video] = entry
+                with _sigint_deferred():  # Ctrl-C lands after the line is on disk, never inside it
+                    store.append_video(entry)
+                    new[video] = entry
                 log.info(
                     f"video {video}: {entry['num_frames']} frames, model {entry['model_time_s']:.3f}s, "
                     f"data {entry['data_time_s']:.3f}s"
                 )
                 bar.update(1)
+    except KeyboardInterrupt:
+        finished = len(done) + len(new)
+        log.info(f"INTERRUPTED (Ctrl-C) after {finished} of {len(videos)} videos; --resume continues")
+        if finished == 0 and not ctx.distributed and action != "resumed":
+            store.close()
+            log.close()
+            shutil.rmtree(store.dir, ignore_errors=True)  # nothing finished: leave no empty folder behind
+        raise RunInterrupted(finished, len(videos), store.dir) from None
     except Exception as exc:
         if not ctx.distributed:
             raise
@@ -352,7 +559,13 @@ def _run(
     record, final_exc, final_error = None, None, None
     if ctx.is_main:
         try:
-            record = _finalize(config, ctx, store, log, dataset, root, videos, entries, adapter, transform, len(done))
+            record = _finalize(
+                config, ctx, store, log, dataset, root, videos, entries, adapter, transform, len(done), efficiency,
+                load_report,
+            )
+        except KeyboardInterrupt:
+            log.info("INTERRUPTED (Ctrl-C) while measuring efficiency; every video is saved, --resume finishes")
+            raise RunInterrupted(len(videos), len(videos), store.dir) from None
         except Exception as exc:
             final_exc, final_error = exc, f"{type(exc).__name__}: {exc}"
     record, final_error = ctx.broadcast((record, final_error))
@@ -403,11 +616,13 @@ def _finalize(
     adapter: torch.nn.Module,
     transform: Any,
     resumed: int,
+    efficiency: str = "full",
+    load_report: Any = None,
 ) -> dict[str, Any]:
     """Rank 0: sum the per-video states in dataset order, measure efficiency, write the record."""
     from vssbench.data import CLASS_NAMES
     from vssbench.metrics import MetricState, compute_metrics
-    from vssbench.metrics.efficiency import environment
+    from vssbench.metrics.efficiency import count_parameters, environment
 
     ordered = [entries[v] for v in videos]
     total = MetricState.zeros(config.num_classes, METRIC_CLIPS)
@@ -441,13 +656,19 @@ def _finalize(
         resumed_videos=resumed,
         vssbench_version=vssbench.__version__,
         run_dir=str(store.dir),
+        efficiency=efficiency,
+        checkpoint_load=_load_summary(load_report) if config.non_strict else None,
     )
     record.update(_environment_fields(environment(str(ctx.device))))
     try:
         frames = _interval_frames(dataset, videos[0], transform, config.interval, config.max_frames)
         record["input_size"] = list(frames[0].shape[-2:])
-        where = f"the first {config.interval} frames of video {videos[0]}"
-        record.update(_efficiency(adapter, frames, config, ctx, where, log))
+        if efficiency == "none":
+            params = count_parameters(adapter)
+            record.update(params=params["total"], params_groups={**params["groups"], "other": params["other"]})
+        else:
+            where = f"the first {config.interval} frames of video {videos[0]}"
+            record.update(_efficiency(adapter, frames, config, ctx, where, log, dead_search=efficiency == "full"))
     except Exception as exc:
         # The accuracy is complete and saved; the row still says that its efficiency is missing.
         record["error"] = f"efficiency measurement failed: {type(exc).__name__}: {exc}"
@@ -492,16 +713,20 @@ def _efficiency(
     ctx: DistContext,
     where: str,
     log: RunLog | None,
+    dead_search: bool = True,
 ) -> dict[str, Any]:
-    """Params (grouped, dead), GMACs and per-interval FPS of ``adapter`` on ``frames`` (one interval)."""
+    """Params (grouped, dead), GMACs and per-interval FPS of ``adapter`` on ``frames`` (one interval).
+
+    ``dead_search=False`` skips :func:`find_dead_parameters` (``params_dead``/``params_inference``
+    stay null). The FPS spread over the timed repeats goes into ``fps_spread``.
+    """
     from vssbench.metrics.efficiency import count_gmacs, count_parameters, find_dead_parameters, measure_fps
 
     device = ctx.device
     on_device = [f.to(device=device, dtype=DTYPES[config.dtype]) for f in frames]
     # Order matters: autograd first (no inference-mode caches yet), timing last.
     start = time.perf_counter()
-    dead = find_dead_parameters(adapter, on_device)
-    adapter.zero_grad(set_to_none=True)
+    dead = find_dead_parameters(adapter, on_device) if dead_search else []
     params = count_parameters(adapter, dead)
     after_params = time.perf_counter()
     gmacs = count_gmacs(adapter, list(on_device), config.interval)
@@ -516,11 +741,17 @@ def _efficiency(
         if dead:
             log.info(f"dead parameters (never influence an output): {dead[:20]}{' ...' if len(dead) > 20 else ''}")
     h, w = on_device[0].shape[-2:]
+    rates = sorted(config.interval / t for t in fps.get("interval_times_s", []) if t > 0)
+    spread = None
+    if rates:
+        median = statistics.median(rates)
+        spread = {"min": rates[0], "median": median, "max": rates[-1], "relative": (rates[-1] - rates[0]) / median}
     protocol = {
         "frames": f"{where} at {h}x{w}, preloaded on {device}",
         "interval": config.interval,
         "warmup": config.warmup,
-        "repeats": config.repeats,
+        "repeats": fps.get("repeats", config.repeats),
+        "repeats_rule": "given" if config.repeats is not None else "auto: enough intervals for ~10 s of timing, 3..30",
         "interval_time_s": fps.get("interval_time_s"),
         "interval_times_s": fps.get("interval_times_s"),
         "timer": fps.get("timer"),
@@ -530,8 +761,8 @@ def _efficiency(
     return {
         "params": params["total"],
         "params_groups": {**params.get("groups", {}), "other": params.get("other")},
-        "params_dead": params.get("dead"),
-        "params_inference": params.get("total_inference"),
+        "params_dead": params.get("dead") if dead_search else None,
+        "params_inference": params.get("total_inference") if dead_search else None,
         "gmacs_keyframe": gmacs["gmacs_keyframe"],
         "gmacs_nonkeyframe": gmacs["gmacs_nonkeyframe"],
         "gmacs_per_frame": gmacs["gmacs_per_frame"],
@@ -541,6 +772,7 @@ def _efficiency(
         "gmacs_unsupported": gmacs.get("unsupported_ops"),
         "gmacs_convention": gmacs.get("macs_convention"),
         "fps": fps["fps"],
+        "fps_spread": spread,
         "fps_protocol": protocol,
     }
 
@@ -555,25 +787,57 @@ def run_sweep(
     resume: bool = False,
     save_preds: str | Path | None = None,
     progress: bool = True,
+    efficiency: str = "full",
 ) -> list[dict[str, Any]]:
     """Run each config; a failing one becomes a record with an ``error`` field and the sweep goes on.
 
-    Bad data (:class:`DataError`) stops the sweep (every method would hit it). The traceback of a
-    failure is in the run folder's ``log.txt``; its record (all keys, metrics null) in
-    ``record.json``.
+    Every config is checked before anything runs (options, run-wide flags, the checkpoint's
+    digest, and with ``resume`` that each folder may be continued): bad input raises
+    :class:`VssbenchError` and leaves nothing behind. Bad data (:class:`DataError`) stops the
+    sweep (every method would hit it). A single config's input error raises too; in a sweep of
+    several it becomes that row's error. The traceback of a failure is in the run folder's
+    ``log.txt``; its record (all keys, metrics null) in ``record.json``.
+
+    With several configs, ``save_preds`` gets one folder per row,
+    ``<save_preds>/<method>-<backbone>[-<options tag>]/<video>/<stem>.png``; a single config
+    writes ``<save_preds>/<video>/<stem>.png`` (the VSPW submission layout).
     """
+    if efficiency not in EFFICIENCY_MODES:
+        raise OptionError(f"efficiency must be one of {', '.join(EFFICIENCY_MODES)}, got {efficiency!r}")
+    configs = [prepare_config(c) for c in configs]
+    _warn_slow_dtype(configs)
+    if resume:
+        for config in configs:
+            RunStore(out, config).check_resume()
+    several = len(configs) > 1
     records = []
     for config in configs:
+        preds = None if save_preds is None else Path(save_preds) / row_name(config) if several else Path(save_preds)
         try:
-            records.append(run_evaluation(config, out=out, resume=resume, save_preds=save_preds, progress=progress))
+            records.append(
+                run_evaluation(config, out=out, resume=resume, save_preds=preds, progress=progress, efficiency=efficiency)
+            )
         except DataError:
             raise
-        except Exception as exc:
+        except VssbenchError as exc:
+            if not several:
+                raise
             records.append(_error_record(config, exc, out))
+        except Exception as exc:
+            # A single run keeps a folder only if it got as far as creating one (its log.txt).
+            records.append(_error_record(config, exc, out if several or RunStore(out, config).dir.exists() else None))
     return records
 
 
-def _error_record(config: RunConfig, exc: BaseException, out: str | Path | None) -> dict[str, Any]:
+def row_name(config: RunConfig) -> str:
+    """``<method>-<backbone>[-<options tag>]``: a row's readable name (its --save-preds folder in a sweep)."""
+    tag = options_tag(config)
+    return f"{config.method}-{config.backbone}" + (f"-{tag}" if tag else "")
+
+
+def _error_record(
+    config: RunConfig, exc: BaseException, out: str | Path | None, kind: str = "run"
+) -> dict[str, Any]:
     """A record for a failed run (metrics null, ``error`` set); written to the store when ``out`` is given."""
     import torch.distributed as dist
 
@@ -584,7 +848,7 @@ def _error_record(config: RunConfig, exc: BaseException, out: str | Path | None)
     record = empty_record(config)
     is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     record.update(
-        kind="run" if out is not None else "profile",
+        kind=kind,
         error=f"{type(exc).__name__}: {exc}",
         created=_now(),
         vssbench_version=vssbench.__version__,
@@ -626,12 +890,12 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
     """
     if frames not in PROFILE_FRAMES:
         raise OptionError(f"profile frames must be one of {', '.join(PROFILE_FRAMES)}, got {frames!r}")
-    config = normalize_config(config)
+    config = prepare_config(config)
     ctx = DistContext(device=resolve_device(config.device))
     from vssbench.metrics.efficiency import environment
 
     with _torch_threads(config.threads):
-        adapter = _build_adapter(config, ctx.device)
+        adapter, load_report = _build_adapter(config, ctx.device)
         h, w = config.resolution
         if config.size_divisor:
             d = config.size_divisor
@@ -655,6 +919,8 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
             diagnostics={k: sums[k] / counts[k] for k in sorted(sums)},
             world_size=1,
             vssbench_version=vssbench.__version__,
+            efficiency="full",
+            checkpoint_load=_load_summary(load_report) if config.non_strict else None,
         )
         record.update(_environment_fields(environment(str(ctx.device))))
         where = f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
@@ -678,11 +944,21 @@ def _profile_frames(kind: str, count: int, size: tuple[int, int], seed: int) -> 
 
 
 def profile_sweep(configs: Sequence[RunConfig], frames: str = "video") -> list[dict[str, Any]]:
-    """:func:`profile_method` for each config; a failure becomes an error row and the sweep goes on."""
+    """:func:`profile_method` for each config; a failure becomes an error row and the sweep goes on.
+
+    Every config is checked first (bad input raises :class:`VssbenchError`); a single config's
+    input error (e.g. a checkpoint that does not fit) raises too.
+    """
+    configs = [prepare_config(c) for c in configs]
+    _warn_slow_dtype(configs)
     records = []
     for config in configs:
         try:
             records.append(profile_method(config, frames=frames))
+        except VssbenchError as exc:
+            if len(configs) == 1:
+                raise
+            records.append(_error_record(config, exc, None, kind="profile"))
         except Exception as exc:
-            records.append(_error_record(config, exc, None))
+            records.append(_error_record(config, exc, None, kind="profile"))
     return records

@@ -1,6 +1,7 @@
 """The results store: one folder per run, written so that nothing is lost and nothing is wrong.
 
-Layout: ``<out>/<method>-<backbone>-<config_hash>/`` holding
+Layout: ``<out>/<method>-<backbone>[-<options tag>]-<config_hash>/`` (the tag names the options
+that differ from the method's defaults, e.g. ``tfc-b0-threshold=0.5-3fa2c1d0e9ab``) holding
 
 * ``config.json``: the full :class:`~vssbench.config.RunConfig` (written first);
 * ``videos.jsonl`` (``videos.rank{r}.jsonl`` per rank in a distributed run): one line per
@@ -10,10 +11,13 @@ Layout: ``<out>/<method>-<backbone>-<config_hash>/`` holding
 * ``record.json`` (the result record) and ``per_class.csv`` (per-class IoU), written atomically
   at the end.
 
-Without resume an existing folder of the same config is **replaced** (deleted, then created
-afresh): its config is identical, so only a re-run's numbers would be lost, and the store never
+The folder is created only once the run has been checked and its model built, so a run that
+fails before its first video leaves nothing. Without resume an existing folder of the same config
+is **replaced** (deleted, then created afresh; a warning on stderr counts the finished videos it
+held): its config is identical, so only a re-run's numbers would be lost, and the store never
 holds two records for one config. With resume, the folder's ``config.json`` must equal the current
-config (an error names the differing fields); completed videos are read from every
+config (an error names the differing fields; a checkpoint whose content changed since the run
+began is refused naming both sha256 digests); completed videos are read from every
 ``videos*.jsonl`` and skipped.
 """
 
@@ -31,11 +35,17 @@ from typing import Any, TextIO
 
 from vssbench.config import RunConfig
 from vssbench.errors import DataError, OptionError
+from vssbench.harness.records import options_tag
 
 
 def run_dir_name(config: RunConfig) -> str:
-    """Folder name of a run: ``<method>-<backbone>-<config_hash>``."""
-    return f"{config.method}-{config.backbone}-{config.config_hash}"
+    """Folder name of a run: ``<method>-<backbone>[-<options tag>]-<config_hash>``.
+
+    The tag (:func:`~vssbench.harness.records.options_tag`) makes rows that differ only by
+    options tell apart at a glance; the hash alone decides identity.
+    """
+    tag = options_tag(config)
+    return f"{config.method}-{config.backbone}-" + (f"{tag}-" if tag else "") + config.config_hash
 
 
 def _now() -> str:
@@ -54,21 +64,51 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 class RunLog:
-    """Append-only run log (``log.txt``); warnings are also echoed to stderr."""
+    """Append-only run log (``log.txt``); warnings are also echoed to stderr.
+
+    A log made with :meth:`deferred` keeps its lines in memory until :meth:`attach` names the
+    file (so nothing is written before the run folder exists).
+    """
 
     def __init__(self, path: Path | None, echo: bool = True) -> None:
         self.path = path
         self.echo = echo
         self._file: TextIO | None = None
+        self._pending: list[str] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", encoding="utf-8")
 
+    @classmethod
+    def deferred(cls, echo: bool = True) -> "RunLog":
+        """A log without a file yet: lines wait in memory until :meth:`attach`."""
+        log = cls(None, echo=echo)
+        log._pending = []
+        return log
+
+    @property
+    def attached(self) -> bool:
+        """True once lines go to a file."""
+        return self._file is not None
+
+    def attach(self, path: Path) -> None:
+        """Start writing to ``path`` (appending), beginning with the lines held so far."""
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")
+        for line in self._pending or []:
+            self._file.write(line)
+        self._pending = None
+        self._file.flush()
+
     def info(self, message: str) -> None:
-        """Write one line to the log file."""
+        """Write one line to the log file (or hold it until :meth:`attach`)."""
+        line = f"{_now()} {message}\n"
         if self._file is not None:
-            self._file.write(f"{_now()} {message}\n")
+            self._file.write(line)
             self._file.flush()
+        elif self._pending is not None:
+            self._pending.append(line)
 
     def warning(self, message: str) -> None:
         """Write a WARNING line to the log and to stderr (unless this rank is silent)."""
@@ -95,6 +135,7 @@ class RunStore:
         self.dir = Path(out) / run_dir_name(config)
         self.rank = rank
         self.world_size = world_size
+        self.replaced_videos = 0  # finished videos of a folder that prepare() replaced
         self._videos: TextIO | None = None
 
     # -- paths ------------------------------------------------------------------------------
@@ -119,20 +160,84 @@ class RunStore:
     def prepare(self, resume: bool) -> str:
         """Create, replace or (with ``resume``) check the folder; returns what was done.
 
-        Called by rank 0 only. Returns "created", "replaced" or "resumed". Resuming into a
-        folder whose ``config.json`` differs raises :class:`OptionError` naming the fields.
+        Called by rank 0 only. Returns "created", "replaced" or "resumed" (``replaced_videos``
+        then counts the finished videos the old folder held). Resuming into a folder whose
+        ``config.json`` differs raises :class:`OptionError` naming the fields.
         """
         action = "created"
+        self.replaced_videos = 0
+        if resume:
+            self.check_resume()
         if self.dir.exists():
             if resume:
-                self.check_config()
                 action = "resumed"
             else:
+                try:
+                    self.replaced_videos = len(self.read_completed())
+                except DataError:
+                    self.replaced_videos = 0
                 shutil.rmtree(self.dir)
                 action = "replaced"
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.config_path, self.config.to_dict())
+        if action != "resumed" or not self.config_path.exists():
+            write_json_atomic(self.config_path, self.config.to_dict())
         return action
+
+    def check_resume(self) -> None:
+        """Raise :class:`OptionError` if ``--resume`` may not continue this run (read-only check).
+
+        The folder's config must equal this run's (:meth:`check_config`). When the folder does
+        not exist but a sibling holds the same config with another checkpoint digest, the
+        checkpoint file was replaced since that run began: resuming would mix two models, so it
+        is refused in one line naming the file and both sha256 digests.
+        """
+        if self.dir.exists():
+            self.check_config()
+            return
+        sha = self.config.checkpoint_sha256
+        if sha is None or not self.dir.parent.is_dir():
+            return
+        now = json.loads(json.dumps(self.config.to_dict()))
+        ignored = ("checkpoint_sha256", "checkpoint_size")
+        for path in sorted(self.dir.parent.glob(f"{self.config.method}-{self.config.backbone}-*/config.json")):
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if not isinstance(saved, dict) or saved.get("checkpoint_sha256") in (None, sha):
+                continue
+            if all(saved.get(k) == v for k, v in now.items() if k not in ignored):
+                raise OptionError(
+                    f"cannot resume {path.parent}: checkpoint {self.config.checkpoint} changed since that run began "
+                    f"(sha256 {saved['checkpoint_sha256']} then, {sha} now); run without --resume to evaluate "
+                    "the new weights in a new folder"
+                )
+
+    def finished_record(
+        self, frame_counts: dict[str, int], level: int, levels: dict[str, int]
+    ) -> dict[str, Any] | None:
+        """The saved record when the run is complete and nothing is left to do, else ``None``.
+
+        Complete means: the folder's config equals this run's, ``record.json`` has no error,
+        every video of ``frame_counts`` is finished on that many frames, and the record's
+        ``efficiency`` level (``levels[...]``; records without the key were ``full``) is at
+        least ``level``.
+        """
+        if not self.record_path.exists():
+            return None
+        self.check_config()
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(record, dict) or record.get("error") or record.get("num_videos") != len(frame_counts):
+            return None
+        if levels.get(record.get("efficiency") or "full", 0) < level:
+            return None
+        done = self.read_completed()
+        if any(v not in done or done[v].get("num_frames") != n for v, n in frame_counts.items()):
+            return None
+        return record
 
     def check_config(self) -> None:
         """Raise :class:`OptionError` if the folder's saved config differs from this run's."""

@@ -213,13 +213,81 @@ def _output_tensors(output: Any) -> list[torch.Tensor]:
 
 
 def find_dead_parameters(adapter: nn.Module, images: Sequence[torch.Tensor]) -> list[str]:
-    """Names of parameters that influence no output of ``reset(); step(img)`` over ``images``.
+    """Names of parameters that no output of ``reset(); step(img)`` over ``images`` depends on.
 
-    Runs the steps with autograd and back-propagates a fixed random projection of all
-    outputs (a plain sum is blind to parameters whose effect on the outputs sums to zero,
-    e.g. everything before a softmax over classes); parameters left without a gradient,
-    or with an all-zero one, are dead (e.g. the official SegFormer head's unused
-    ``conv_seg``). Gradients and ``requires_grad`` flags are restored afterwards.
+    Runs the steps once with autograd recording the graph but *keeping no activations* (every
+    tensor autograd would save for a backward pass is dropped on the spot), then walks the graph
+    from the outputs back to the parameters (``grad_fn.next_functions`` down to each
+    ``AccumulateGrad`` leaf). A parameter no walk reaches never influences an output: it is dead
+    (e.g. the official SegFormer head's unused ``conv_seg``, TFC's training-only modules). Cached
+    state carried from one step to the next (a keyframe's features) keeps its graph, so a
+    parameter that acts through a later frame counts as alive. No gradient is computed: the cost
+    is one forward pass per frame with inference-like memory, about a third of the backward-based
+    search (:func:`find_dead_parameters_by_gradient`), which gives the same set on the built-in
+    methods. ``requires_grad`` flags are restored afterwards.
+    """
+    params = dict(adapter.named_parameters())
+    saved = {name: p.requires_grad for name, p in params.items()}
+    outputs: list[torch.Tensor] = []
+    try:
+        for p in params.values():
+            p.requires_grad_(True)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_drop_saved, _no_backward):
+            adapter.reset()
+            for image in images:
+                outputs.extend(t for t in _output_tensors(adapter.step(image)) if t.requires_grad)
+            if not outputs:
+                raise ValueError("the adapter produced no output that depends on a parameter")
+            reached = _reached_leaves(outputs)
+        dead = [name for name, p in params.items() if id(p) not in reached]
+    finally:
+        outputs.clear()
+        for name, p in params.items():
+            p.requires_grad_(saved[name])
+        adapter.reset()
+    return dead
+
+
+def _drop_saved(tensor: torch.Tensor) -> None:
+    """saved_tensors_hooks pack: keep nothing (the graph is walked, never differentiated)."""
+    return None
+
+
+def _no_backward(packed: None) -> torch.Tensor:
+    raise RuntimeError("find_dead_parameters records a graph without activations; it cannot be differentiated")
+
+
+def _reached_leaves(outputs: Sequence[torch.Tensor]) -> set[int]:
+    """ids of the leaf tensors (parameters) that the autograd graph of ``outputs`` reaches."""
+    reached: set[int] = set()
+    seen: set[Any] = set()
+    stack: list[Any] = []
+    for out in outputs:
+        if out.grad_fn is None:  # a parameter returned as is
+            reached.add(id(out))
+        else:
+            stack.append(out.grad_fn)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: the leaf it accumulates into
+        if variable is not None:
+            reached.add(id(variable))
+        stack.extend(child for child, _ in node.next_functions if child is not None and child not in seen)
+    return reached
+
+
+def find_dead_parameters_by_gradient(adapter: nn.Module, images: Sequence[torch.Tensor]) -> list[str]:
+    """The reference search: parameters whose gradient of a random projection of the outputs is zero.
+
+    Runs the steps with autograd and back-propagates a fixed random projection of all outputs
+    (a plain sum is blind to parameters whose effect on the outputs sums to zero, e.g.
+    everything before a softmax over classes); parameters left without a gradient, or with an
+    all-zero one, are dead. Costs a forward and a backward pass per frame and holds every
+    activation; kept to check :func:`find_dead_parameters` against. Gradients and
+    ``requires_grad`` flags are restored afterwards.
     """
     params = dict(adapter.named_parameters())
     saved = {name: (p.requires_grad, p.grad) for name, p in params.items()}
@@ -336,12 +404,30 @@ def _synchronize(device: str | torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: ``measure_fps(repeats=None)``: time intervals until about this many seconds are timed ...
+FPS_BUDGET_S = 10.0
+#: ... but at least / at most this many repeats.
+FPS_MIN_REPEATS, FPS_MAX_REPEATS = 3, 30
+
+
+def auto_repeats(interval_time_s: float, budget_s: float = FPS_BUDGET_S) -> int:
+    """Timed repeats for an interval that takes ``interval_time_s``: enough for ``budget_s`` seconds.
+
+    Clamped to [FPS_MIN_REPEATS, FPS_MAX_REPEATS]: a fast model (B0, ~0.5 s per interval on a CPU)
+    gets 20 repeats, whose min-max spread stays small; a slow one (B5, ~10 s) gets 3, each long
+    enough to average its noise out, so that a B5 profile stays within minutes.
+    """
+    if not interval_time_s > 0:
+        return FPS_MAX_REPEATS
+    return int(min(FPS_MAX_REPEATS, max(FPS_MIN_REPEATS, math.ceil(budget_s / interval_time_s))))
+
+
 def measure_fps(
     adapter: nn.Module,
     frames: Sequence[torch.Tensor],
     interval: int,
     warmup: int = 1,
-    repeats: int = 3,
+    repeats: int | None = 3,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Model-only FPS over one keyframe interval (fixed protocol, recorded with the result).
@@ -352,21 +438,35 @@ def measure_fps(
     synchronized before and after, under ``torch.inference_mode()``: on CUDA with CUDA events
     recorded on the current stream around the interval (``timer: "cuda_event"``), elsewhere with
     ``time.perf_counter`` (``timer: "perf_counter"``). FPS = interval / median interval time
-    (seconds). Data loading is not included: the harness times it apart.
+    (seconds). Data loading is not included: the harness times it apart. ``repeats=None`` picks
+    the count from the last warm-up interval's time (:func:`auto_repeats`; with no warm-up, from
+    the first timed interval); the count used is returned as ``repeats``.
     """
+    auto = repeats is None
+    if auto:
+        repeats = FPS_MIN_REPEATS
     if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+        raise ValueError(f"repeats must be a positive integer or None (auto), got {repeats!r}")
     if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
     clip = _frames_for_interval(frames, interval)  # a single tensor is reused for every step
     times: list[float] = []
     with torch.inference_mode():
+        warm_time = 0.0
         for _ in range(warmup):
             adapter.reset()
+            _synchronize(device)
+            start = time.perf_counter()
             for frame in clip:
                 adapter.step(frame)
+            _synchronize(device)
+            warm_time = time.perf_counter() - start
+        if auto and warmup:
+            repeats = auto_repeats(warm_time)
         cuda = torch.device(device).type == "cuda"
-        for _ in range(repeats):
+        run = 0
+        while run < repeats:
+            run += 1
             adapter.reset()
             _synchronize(device)
             if cuda:
@@ -379,6 +479,8 @@ def measure_fps(
                 end.record(torch.cuda.current_stream(torch.device(device)))
             _synchronize(device)
             times.append(begin.elapsed_time(end) / 1e3 if cuda else time.perf_counter() - start)
+            if auto and not warmup and run == 1:
+                repeats = auto_repeats(times[0])
     median = statistics.median(times)
     return {
         "fps": interval / median,
