@@ -68,8 +68,9 @@ class CFFMOptions(SegFormerOptions):
     re-encode every frame of the clip for each target as released (false; four passes); same
     logits. ``depth``: blocks of the CFFM transformer, ``None`` for the released value of the
     backbone (:data:`DEPTHS`). ``interval``: only the window over which GMACs and FPS are
-    averaged (CFFM has no keyframes). ``decoder_dim`` (E, 256 in every VSPW config) and
-    ``drop_path_rate`` (encoder stochastic depth) as for SegFormer.
+    averaged (CFFM has no keyframes). ``decoder_dim`` (E, 256 in every VSPW config),
+    ``drop_path_rate`` (encoder stochastic depth) and ``dropout`` (the head's Dropout2d) as for
+    SegFormer.
     """
 
     cache: bool = True
@@ -409,7 +410,9 @@ class CFFM(SegFormer):
         super().__init__(backbone, num_classes, options)
         self.options: CFFMOptions = options
         self.depth = options.depth if options.depth is not None else DEPTHS[backbone]
-        self.decode_head = CFFMHead(self.backbone.embed_dims, options.decoder_dim, num_classes, self.depth)
+        self.decode_head = CFFMHead(
+            self.backbone.embed_dims, options.decoder_dim, num_classes, self.depth, dropout=options.dropout
+        )
         from vssbench.data.samplers import ReferenceClipSampler
 
         self.sampler = ReferenceClipSampler()

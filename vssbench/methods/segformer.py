@@ -29,12 +29,15 @@ class SegFormerOptions:
     ``interval``: for an image method only the window over which GMACs and FPS are averaged
     (every frame is processed alike, so it changes no prediction). ``decoder_dim``: MLP decoder
     width E (256 in all VSPW configs). ``drop_path_rate``: stochastic depth of the encoder
-    (training only).
+    (training only). ``dropout``: the decoder's Dropout2d rate before the classifier (0.1 in
+    every SegFormer config; training only; 0 makes a training step deterministic, e.g. to
+    compare distributed and single-process training).
     """
 
     interval: int = 4
     decoder_dim: int = 256
     drop_path_rate: float = 0.1
+    dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.interval < 1:
@@ -43,6 +46,8 @@ class SegFormerOptions:
             raise ValueError(f"decoder_dim must be >= 1, got {self.decoder_dim}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class SegFormer(VideoSegmenter):
@@ -65,7 +70,9 @@ class SegFormer(VideoSegmenter):
         self.options = options if options is not None else SegFormerOptions()
         self.num_classes = num_classes
         self.backbone = MixTransformer(backbone, drop_path_rate=self.options.drop_path_rate)
-        self.decode_head = SegFormerHead(self.backbone.embed_dims, self.options.decoder_dim, num_classes)
+        self.decode_head = SegFormerHead(
+            self.backbone.embed_dims, self.options.decoder_dim, num_classes, dropout=self.options.dropout
+        )
         self.t = 0
 
     def reset(self) -> None:
