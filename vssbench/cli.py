@@ -481,5 +481,9 @@ from vssbench.training.cli import train_cmd as _train_cmd  # noqa: E402
 
 main.add_command(_train_cmd)
 
+from vssbench.harness.reproduce_cli import reproduce_cmd as _reproduce_cmd  # noqa: E402
+
+main.add_command(_reproduce_cmd)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
