@@ -51,7 +51,10 @@ def test_loss_decreases_over_a_fixed_batch() -> None:
 
 @pytest.mark.parametrize("method", available())
 def test_every_registered_method_trains(method: str, data_root: Path, tmp_path: Path) -> None:
-    summary = train(tiny(method, data_root, iters=2, checkpoint_every=2), tmp_path / method, progress=False)
+    # batch 2: every adapter's forward_train sees a batch of clips, and a BatchNorm on a method's
+    # subsampled 1x1 map (TDNet's keys at 32 px) has more than one value per channel
+    summary = train(tiny(method, data_root, iters=2, batch_size=2, checkpoint_every=2), tmp_path / method,
+                    progress=False)
     assert summary["iterations"] == 2
     lines = read_log(tmp_path / method / "log.jsonl")
     assert [line["iter"] for line in lines] == [1, 2]
@@ -59,6 +62,20 @@ def test_every_registered_method_trains(method: str, data_root: Path, tmp_path: 
         assert {"iter", "loss", "lr", "time"} <= set(line) and line["loss"] > 0
     weights = torch.load(tmp_path / method / "model.pth", weights_only=True)
     assert weights["format"] == "vssbench" and weights["method"] == method and weights["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in weights["state_dict"].values() if v.is_floating_point())
+    torch.manual_seed(0)  # the trainer's seeded initialization
+    model = create(method, num_classes=124)
+    names = {id(p): k for k, p in model.named_parameters()}
+    moved = {k for k, p in model.named_parameters() if not torch.equal(weights["state_dict"][k], p.detach())}
+    for group, module in model.parameter_groups().items():  # every declared group was trained
+        assert moved & {names[id(p)] for p in module.parameters()}, group
+
+
+def test_too_small_a_batch_for_batchnorm_is_a_clear_error(data_root: Path, tmp_path: Path) -> None:
+    # TDNet's key encoders normalize 1/8 maps subsampled by 4: 1x1 at 32 px, one value per channel at batch 1
+    with pytest.raises(OptionError, match=r"iteration 1: a BatchNorm .* one value per channel .* larger --crop or "
+                                          r"--batch-size"):
+        train(tiny("tdnet", data_root, iters=1), tmp_path / "tdnet", progress=False)
 
 
 def test_files_formats_and_run_loads_model(data_root: Path, tmp_path: Path) -> None:

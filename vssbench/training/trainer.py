@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vssbench.errors import VssbenchError
+from vssbench.errors import OptionError, VssbenchError
 
 
 class NonFiniteLossError(VssbenchError):
@@ -116,8 +116,16 @@ class Trainer:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        with autocast:
-            outputs = self.step_module(images, labels)
+        try:
+            with autocast:
+                outputs = self.step_module(images, labels)
+        except ValueError as exc:
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            raise OptionError(
+                f"iteration {self.iter + 1}: a BatchNorm of the method saw one value per channel on clips "
+                f"{list(images.shape)} (batch x frames x 3 x H x W); use a larger --crop or --batch-size"
+            ) from exc
         if "loss" not in outputs:
             raise VssbenchError(f"forward_train returned no 'loss' (keys: {', '.join(sorted(outputs))})")
         names = sorted(outputs)
