@@ -8,7 +8,10 @@ config, the best validation score), ``model.pth`` (weights in vssbench's checkpo
 Under torchrun (WORLD_SIZE > 1) the adapter is wrapped in DistributedDataParallel (with
 ``find_unused_parameters``, since a method may leave a module out of a step), BatchNorm becomes
 synchronized BatchNorm, each rank reads its own clips of the global batch, and rank 0 alone
-validates, logs and writes files.
+validates, logs and writes files. DDP averages the ranks' gradients, so each rank's pixel-mean loss
+weighs alike (as in mmseg): equal to one process's loss over the global batch when every rank has as
+many labelled pixels. With the method's training randomness off (drop path, dropout) 2 processes x
+batch 1 give the weights of 1 process x batch 2 up to float rounding (tests/test_training_distributed.py).
 """
 
 from __future__ import annotations
