@@ -98,7 +98,7 @@ def test_methods_lists_every_method_with_its_options() -> None:
     result = CliRunner().invoke(main, ["methods", "--json"])
     assert result.exit_code == 0, result.output
     described = {d["name"]: d for d in json.loads(result.stdout)}
-    assert set(described) == {"segformer", "feature_reuse", "tfc", "cffm"}
+    assert set(described) == {"segformer", "feature_reuse", "tfc", "cffm", "mrcfa", "tdnet"}
     tfc = described["tfc"]
     assert tfc["type"] == "E&S" and tfc["default_interval"] == 4
     assert tfc["options"]["threshold"] == 0.8 and tfc["options"]["interp"] == "soft"

@@ -17,7 +17,7 @@ def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> rp.StudySettings:
         backbones=("b0",),
         methods=methods,
         iters=iters,
-        synth_args=("--videos=3", "--frames=6", "--size=64x64", "--difficulty=study"),
+        synth_args=("--videos=3", "--frames=10", "--size=64x64", "--difficulty=study"),
         run_args=("--size", "64x64", "--efficiency", "none"),
         train_args=("--preset", "synthetic", "--crop", "32x32", "--batch-size", "1", "--val-every", "0",
                     "--threads", "1", "--quiet"),
