@@ -19,7 +19,8 @@ def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> rp.StudySettings:
         methods=methods,
         iters=iters,
         synth_args=("--videos=3", "--frames=10", "--size=64x64", "--difficulty=study"),
-        run_args=("--size", "64x64", "--efficiency", "none"),
+        run_args=("--size", "64x64"),
+        table1_efficiency="none",
         train_args=("--preset", "synthetic", "--crop", "32x32", "--batch-size", "1", "--val-every", "0",
                     "--threads", "1", "--quiet"),
     )
@@ -87,6 +88,11 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
     # A different command for the same step is not "complete".
     changed = rp.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
     assert not rp.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0"))
+    # An evaluation resumes unless its weights were (re)trained in this invocation.
+    run_tfc = next(s for s in steps if s.name == "run tfc-b0")
+    assert run_tfc.argv_now(set())[-1] == "--resume"
+    assert "--resume" not in run_tfc.argv_now({"train tfc-b0"})
+    assert "--efficiency" in run_tfc.argv and run_tfc.argv[run_tfc.argv.index("--efficiency") + 1] == "none"
 
 
 @pytest.mark.slow

@@ -91,6 +91,8 @@ class StudySettings:
     run_args: tuple[str, ...] = ()
     #: extra ``train`` arguments shared by every training.
     train_args: tuple[str, ...] = ()
+    #: ``run --efficiency`` of Table 1's evaluations (the ablation rows report accuracy only).
+    table1_efficiency: str = "full"
 
 
 @dataclass
@@ -111,15 +113,20 @@ class Step:
     rank0_only: bool = False
     #: ``--resume`` is added when this file exists (a training interrupted earlier continues).
     resume_marker: Path | None = None
+    #: ``--resume`` is added unless a step it needs ran in this invocation (an evaluation
+    #: interrupted earlier continues; one whose weights were just (re)trained starts afresh).
+    resume_unless_needs_ran: bool = False
 
     def command(self) -> str:
         """The shell command a user would type for this step."""
-        resume = " [--resume]" if self.resume_marker is not None else ""
+        resume = " [--resume]" if self.resume_marker is not None or self.resume_unless_needs_ran else ""
         return "vssbench " + shlex.join(self.argv) + resume
 
-    def argv_now(self) -> list[str]:
-        """The arguments to execute now: with ``--resume`` when the resume marker exists."""
+    def argv_now(self, ran: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """The arguments to execute now, given the names of the steps that ran in this invocation."""
         if self.resume_marker is not None and self.resume_marker.exists():
+            return [*self.argv, "--resume"]
+        if self.resume_unless_needs_ran and not set(self.needs) & set(ran):
             return [*self.argv, "--resume"]
         return list(self.argv)
 
@@ -221,11 +228,13 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
     def run(name: str, method: str, backbone: str, checkpoint: str, trained: str, sets: Sequence[tuple[str, str]],
             targets: set[str], extra: Sequence[str] = ()) -> None:
         folder = out / "runs" / name
+        # Table 1 reports params, GMACs and FPS; the ablation rows only accuracy and stability.
+        efficiency = settings.table1_efficiency if "table1" in targets else "none"
         argv = ["run", "--method", method, "--backbone", backbone, *common_run, "--checkpoint", checkpoint,
-                "--out", str(folder), "--resume", *extra]
+                "--out", str(folder), "--efficiency", efficiency, *extra]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
-        add(Step(f"run {name}", "run", argv, [folder], [f"train {trained}"], targets))
+        add(Step(f"run {name}", "run", argv, [folder], [f"train {trained}"], targets, resume_unless_needs_ran=True))
 
     # Table 1 (and the shared baselines of Table 2 and Fig. 4).
     table1_runs: list[str] = []
@@ -355,6 +364,7 @@ def execute_plan(
     rank, world = _rank_world()
     results: list[StepResult] = []
     failed: set[str] = set()
+    ran: set[str] = set()
     for index, step in enumerate(steps, start=1):
         prefix = f"[{index}/{len(steps)}] {step.name}"
         blocked = [n for n in step.needs if n in failed]
@@ -372,7 +382,7 @@ def execute_plan(
         error = None
         try:
             if not step.rank0_only or rank == 0:
-                invoke(step.argv_now())
+                invoke(step.argv_now(ran))
         except Exception as exc:  # a failed step is reported; the others go on
             error = f"{type(exc).__name__}: {exc}"
             log(f"{prefix}: FAILED: {error}")
@@ -388,6 +398,7 @@ def execute_plan(
                                 "seconds": round(seconds, 1), "finished": _now()}, indent=1) + "\n",
                     encoding="utf-8",
                 )
+            ran.add(step.name)
             results.append(StepResult(step.name, "done", seconds))
             log(f"{prefix}: done in {seconds:.0f} s")
         else:
