@@ -661,13 +661,14 @@ def _finalize(
     )
     record.update(_environment_fields(environment(str(ctx.device))))
     try:
-        frames = _interval_frames(dataset, videos[0], transform, config.interval, config.max_frames)
+        lead_in = _lead_in(adapter)
+        frames = _interval_frames(dataset, videos[0], transform, lead_in + config.interval, config.max_frames)
         record["input_size"] = list(frames[0].shape[-2:])
         if efficiency == "none":
             params = count_parameters(adapter)
             record.update(params=params["total"], params_groups={**params["groups"], "other": params["other"]})
         else:
-            where = f"the first {config.interval} frames of video {videos[0]}"
+            where = f"frames {lead_in}..{lead_in + config.interval - 1} of video {videos[0]}"
             record.update(_efficiency(adapter, frames, config, ctx, where, log, dead_search=efficiency == "full"))
     except Exception as exc:
         # The accuracy is complete and saved; the row still says that its efficiency is missing.
@@ -693,6 +694,11 @@ def _vc_windows(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 def _environment_fields(env: dict[str, Any]) -> dict[str, Any]:
     return {k: env.get(k) for k in ("device", "torch", "threads", "python", "platform", "cuda")}
+
+
+def _lead_in(adapter: torch.nn.Module) -> int:
+    """Frames run before the measured interval: the adapter's ``steady_state_after`` (0 by default)."""
+    return int(getattr(adapter, "steady_state_after", 0) or 0)
 
 
 def _interval_frames(dataset: Any, video: str, transform: Any, interval: int, max_frames: int | None) -> list[torch.Tensor]:
@@ -726,12 +732,16 @@ def _efficiency(
     on_device = [f.to(device=device, dtype=DTYPES[config.dtype]) for f in frames]
     # Order matters: autograd first (no inference-mode caches yet), timing last.
     start = time.perf_counter()
+    lead_in = len(on_device) - config.interval  # the adapter's steady_state_after (see _lead_in)
     dead = find_dead_parameters(adapter, on_device) if dead_search else []
     params = count_parameters(adapter, dead)
     after_params = time.perf_counter()
-    gmacs = count_gmacs(adapter, list(on_device), config.interval)
+    gmacs = count_gmacs(adapter, list(on_device), config.interval, lead_in=lead_in)
     after_gmacs = time.perf_counter()
-    fps = measure_fps(adapter, on_device, config.interval, warmup=config.warmup, repeats=config.repeats, device=str(device))
+    fps = measure_fps(
+        adapter, on_device, config.interval, warmup=config.warmup, repeats=config.repeats, device=str(device),
+        lead_in=lead_in,
+    )
     adapter.reset()
     if log is not None:
         log.info(
@@ -749,6 +759,7 @@ def _efficiency(
     protocol = {
         "frames": f"{where} at {h}x{w}, preloaded on {device}",
         "interval": config.interval,
+        "lead_in": lead_in,
         "warmup": config.warmup,
         "repeats": fps.get("repeats", config.repeats),
         "repeats_rule": "given" if config.repeats is not None else "auto: enough intervals for ~10 s of timing, 3..30",
@@ -900,7 +911,7 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
         if config.size_divisor:
             d = config.size_divisor
             h, w = -(-h // d) * d, -(-w // d) * d
-        images = _profile_frames(frames, config.interval, (h, w), config.seed)
+        images = _profile_frames(frames, _lead_in(adapter) + config.interval, (h, w), config.seed)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         with torch.no_grad():
@@ -923,7 +934,9 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
             checkpoint_load=_load_summary(load_report) if config.non_strict else None,
         )
         record.update(_environment_fields(environment(str(ctx.device))))
-        where = f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
+        lead = _lead_in(adapter)
+        where = (f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
+                 + (f" after {lead} lead-in frames" if lead else ""))
         record.update(_efficiency(adapter, images, config, ctx, where, None))
         record["profile_frames"] = frames
     record["created"] = _now()

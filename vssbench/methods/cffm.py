@@ -425,6 +425,11 @@ class CFFM(SegFormer):
         self.last_clip = []
         self._history = {}
 
+    @property
+    def steady_state_after(self) -> int:
+        """From frame 9 on every reference (t-9, t-6, t-3) exists: GMACs and FPS are measured there."""
+        return -min(self.sampler.dilations)
+
     def state_tensors(self) -> list[Tensor]:
         """The ring buffer: past frames' 1/8 features (cache=true) or images (cache=false)."""
         return list(self._history.values())

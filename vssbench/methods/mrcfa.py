@@ -321,6 +321,11 @@ class MRCFA(VideoSegmenter):
         """Encoder maps [x^1..x^4] of images B x 3 x H x W."""
         return self.backbone(images)
 
+    @property
+    def steady_state_after(self) -> int:
+        """From frame 9 on every reference (t-9, t-6, t-3) exists: GMACs and FPS are measured there."""
+        return -min(self.clips.dilations)
+
     def state_tensors(self) -> list[Tensor]:
         """Cached reference keys/values (cache=true) or the past images (cache=false)."""
         out: list[Tensor] = []

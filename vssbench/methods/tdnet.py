@@ -325,6 +325,11 @@ class TDNet(VideoSegmenter):
         self._shape = None
         self.last_step_info = {}
 
+    @property
+    def steady_state_after(self) -> int:
+        """From frame ``num_paths - 1`` on the FIFO is full: GMACs and FPS are measured there."""
+        return self.options.num_paths - 1
+
     def state_tensors(self) -> list[Tensor]:
         """The FIFO's cached (q, k, v) tokens, oldest frame first."""
         return [x for entry in self._fifo for x in entry if x is not None]

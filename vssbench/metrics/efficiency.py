@@ -351,12 +351,16 @@ def _frames_for_interval(image: torch.Tensor | Sequence[torch.Tensor], interval:
     return frames[:interval]
 
 
-def count_gmacs(adapter: nn.Module, image: torch.Tensor | Sequence[torch.Tensor], interval: int) -> dict[str, Any]:
+def count_gmacs(
+    adapter: nn.Module, image: torch.Tensor | Sequence[torch.Tensor], interval: int, lead_in: int = 0
+) -> dict[str, Any]:
     """GMACs of each step of one keyframe interval, counted op by op with fvcore.
 
-    ``reset()``, then for t in 0..interval-1 trace and count ``adapter.step(image_t)`` (the
-    trace runs the step once, so the adapter's caches update as in inference). ``image`` is one
-    N×3×H×W frame reused for every step or a sequence of ``interval`` frames. Returns
+    ``reset()``, run ``lead_in`` frames uncounted (a method's start-of-video fallback, see
+    ``VideoSegmenter.steady_state_after``), then for the next ``interval`` frames trace and count
+    ``adapter.step(image_t)`` (the trace runs the step once, so the adapter's caches update as in
+    inference). ``image`` is one N×3×H×W frame reused for every step or a sequence of
+    ``lead_in + interval`` frames. Returns
     ``gmacs_keyframe`` (step 0), ``gmacs_nonkeyframe`` (mean of steps 1.., = keyframe when
     interval is 1), ``gmacs_per_frame`` (mean over the interval), ``gmacs_per_step``,
     ``gmacs_by_operator`` (mean per frame over the interval), ``input_shape``,
@@ -367,7 +371,10 @@ def count_gmacs(adapter: nn.Module, image: torch.Tensor | Sequence[torch.Tensor]
         warnings.simplefilter("ignore", DeprecationWarning)
         from fvcore.nn import FlopCountAnalysis
 
-    frames = _frames_for_interval(image, interval)
+    if isinstance(lead_in, bool) or int(lead_in) != lead_in or lead_in < 0:
+        raise ValueError(f"lead_in must be a non-negative integer, got {lead_in!r}")
+    frames = _frames_for_interval(image, lead_in + interval)
+    lead, frames = frames[:lead_in], frames[lead_in:]
     wrapper = _StepModule(adapter)
     per_step: list[float] = []
     by_operator: Counter[str] = Counter()
@@ -375,6 +382,8 @@ def count_gmacs(adapter: nn.Module, image: torch.Tensor | Sequence[torch.Tensor]
     logging.getLogger("fvcore").setLevel(logging.ERROR)  # the record carries the unsupported list
     adapter.reset()
     with torch.no_grad():
+        for frame in lead:
+            adapter.step(frame)
         for frame in frames:
             analysis = FlopCountAnalysis(wrapper, (frame,))
             analysis.set_op_handle(**OP_HANDLES)
@@ -394,6 +403,7 @@ def count_gmacs(adapter: nn.Module, image: torch.Tensor | Sequence[torch.Tensor]
         "gmacs_per_step": per_step,
         "gmacs_by_operator": {op: v / n for op, v in sorted(by_operator.items())},
         "input_shape": list(frames[0].shape),
+        "lead_in": int(lead_in),
         "unsupported_ops": dict(sorted(unsupported.items())),
         "macs_convention": MACS_CONVENTION,
     }
@@ -429,11 +439,13 @@ def measure_fps(
     warmup: int = 1,
     repeats: int | None = 3,
     device: str | torch.device = "cpu",
+    lead_in: int = 0,
 ) -> dict[str, Any]:
     """Model-only FPS over one keyframe interval (fixed protocol, recorded with the result).
 
-    ``frames`` holds at least ``interval`` images already on ``device`` (or one image, reused).
-    ``warmup`` whole intervals (each after ``reset()``) are run untimed; then each of
+    ``frames`` holds at least ``lead_in + interval`` images already on ``device`` (or one image,
+    reused). After every ``reset()`` the ``lead_in`` frames run untimed (a method's
+    start-of-video fallback). ``warmup`` whole intervals are run untimed; then each of
     ``repeats`` runs calls ``reset()`` and times the ``interval`` steps with the device
     synchronized before and after, under ``torch.inference_mode()``: on CUDA with CUDA events
     recorded on the current stream around the interval (``timer: "cuda_event"``), elsewhere with
@@ -449,12 +461,21 @@ def measure_fps(
         raise ValueError(f"repeats must be a positive integer or None (auto), got {repeats!r}")
     if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
-    clip = _frames_for_interval(frames, interval)  # a single tensor is reused for every step
+    if isinstance(lead_in, bool) or int(lead_in) != lead_in or lead_in < 0:
+        raise ValueError(f"lead_in must be a non-negative integer, got {lead_in!r}")
+    clip = _frames_for_interval(frames, lead_in + interval)  # a single tensor is reused for every step
+    lead, clip = clip[:lead_in], clip[lead_in:]
     times: list[float] = []
+
+    def restart() -> None:
+        adapter.reset()
+        for frame in lead:
+            adapter.step(frame)
+
     with torch.inference_mode():
         warm_time = 0.0
         for _ in range(warmup):
-            adapter.reset()
+            restart()
             _synchronize(device)
             start = time.perf_counter()
             for frame in clip:
@@ -467,7 +488,7 @@ def measure_fps(
         run = 0
         while run < repeats:
             run += 1
-            adapter.reset()
+            restart()
             _synchronize(device)
             if cuda:
                 begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -489,6 +510,7 @@ def measure_fps(
         "repeats": int(repeats),
         "warmup": int(warmup),
         "interval": int(interval),
+        "lead_in": int(lead_in),
         "timer": "cuda_event" if torch.device(device).type == "cuda" else "perf_counter",
     }
 

@@ -1,0 +1,46 @@
+"""GMACs and FPS of methods with a start-of-video fallback are measured at their steady state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vssbench.config import RunConfig
+from vssbench.harness import profile_method
+from vssbench.methods import available, create
+from vssbench.metrics.efficiency import count_gmacs, measure_fps
+
+
+def test_steady_state_after_is_declared_by_the_adapters() -> None:
+    declared = {name: create(name, "b0").steady_state_after for name in available()}
+    # CFFM/MRCFA: references t-9, t-6, t-3 all exist from frame 9; TDNet: FIFO of N-1 = 3 frames.
+    assert declared == {"cffm": 9, "mrcfa": 9, "tdnet": 3, "segformer": 0, "feature_reuse": 0, "tfc": 0}
+    assert create("tdnet", "b0", num_paths=2, interval=4).steady_state_after == 1
+
+
+def test_lead_in_frames_are_run_but_not_counted() -> None:
+    torch.manual_seed(0)
+    model = create("cffm", "b0")
+    frames = [torch.randn(1, 3, 64, 64) for _ in range(13)]
+    every = count_gmacs(model, frames, 13)["gmacs_per_step"]
+    steady = count_gmacs(model, frames, 4, lead_in=9)
+    # The counted steps are exactly frames 9..12 of a video started at frame 0.
+    assert steady["gmacs_per_step"] == pytest.approx(every[9:])
+    assert steady["lead_in"] == 9
+    # Frames 0..2 are the per-frame fallback: cheaper than a CFFM step with references.
+    assert every[0] < every[9]
+    fps = measure_fps(model, frames, 4, warmup=0, repeats=1, lead_in=9)
+    assert fps["lead_in"] == 9 and fps["fps"] > 0
+    with pytest.raises(ValueError, match="lead_in"):
+        count_gmacs(model, frames, 4, lead_in=-1)
+
+
+def test_profile_record_measures_after_the_lead_in() -> None:
+    record = profile_method(
+        RunConfig(method="tdnet", backbone="b0", resolution=(64, 64), warmup=0, repeats=1), frames="random"
+    )
+    assert record["fps_protocol"]["lead_in"] == 3
+    assert "after 3 lead-in frames" in record["fps_protocol"]["frames"]
+    steps = record["gmacs_per_step"]
+    # At TDNet's steady state every path does the same work (full FIFO: N-1 attention hops).
+    assert max(steps) == pytest.approx(min(steps), rel=1e-6)
