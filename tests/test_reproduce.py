@@ -52,12 +52,14 @@ def test_plan_covers_the_paper_protocol(tmp_path: Path) -> None:
 
 
 def test_plan_paper_preset_and_targets(tmp_path: Path) -> None:
-    steps = rp.build_plan(rp.paper_settings(str(tmp_path)), tmp_path / "study", ["table1"])
+    steps = rp.build_plan(rp.paper_settings(str(tmp_path), init_dir=str(tmp_path / "w")), tmp_path / "study", ["table1"])
     runs = [s.name for s in steps if s.kind == "run"]
     # TDNet only on B0 (as in Table 1); the other five on B0, B1, B5.
     assert len(runs) == 5 * 3 + 1
     assert not any(s.kind == "synth" for s in steps)
     assert all("--preset" in s.argv and "paper" in s.argv for s in steps if s.kind == "train")
+    b5 = next(s for s in steps if s.name == "train tfc-b5")
+    assert b5.argv[b5.argv.index("--init") + 1] == str(tmp_path / "w" / "mit_b5.pth")
     with pytest.raises(OptionError, match="table9"):
         rp.build_plan(rp.synthetic_settings(), tmp_path, ["table9"])
 

@@ -95,6 +95,8 @@ class StudySettings:
     train_args: tuple[str, ...] = ()
     #: ``run --efficiency`` of Table 1's evaluations (the ablation rows report accuracy only).
     table1_efficiency: str = "full"
+    #: folder of ImageNet ``mit_bX.pth`` files: each training starts from ``--init <dir>/mit_<backbone>.pth``.
+    init_dir: str | None = None
 
 
 @dataclass
@@ -170,9 +172,14 @@ def paper_settings(
     device: str = "cuda",
     iters: int | None = None,
     seed: int = 0,
+    init_dir: str | None = None,
 ) -> StudySettings:
-    """The paper's study on VSPW_480p: B0/B1/B5, the paper training recipe, 480x853 evaluation."""
+    """The paper's study on VSPW_480p: B0/B1/B5, the paper training recipe, 480x853 evaluation.
+
+    ``init_dir`` holds the ImageNet ``mit_b0.pth``.. files the paper's trainings start from.
+    """
     return StudySettings(
+        init_dir=None if init_dir is None else str(Path(init_dir).expanduser().resolve()),
         preset="paper",
         data=str(Path(data).expanduser().resolve()),
         backbones=tuple(backbones or PAPER_BACKBONES),
@@ -224,6 +231,8 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
     def train(name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str]) -> str:
         folder = out / "train" / name
         argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--out", str(folder)]
+        if settings.init_dir is not None:
+            argv += ["--init", str(Path(settings.init_dir) / f"mit_{backbone}.pth")]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
         add(Step(f"train {name}", "train", argv, [folder / "model.pth", folder / "log.jsonl"], list(needs_data), targets,

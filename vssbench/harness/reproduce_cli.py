@@ -22,6 +22,7 @@ from vssbench.errors import OptionError
 @click.option("--device", default=None, help="cpu, cuda (default: cpu for synthetic, cuda for paper).")
 @click.option("--iters", type=int, default=None, help="Training iterations of every model (default: the preset's).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init-dir", default=None, help="Folder of ImageNet mit_bX.pth files (preset paper): --init of every training.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (steps and their commands) without running it.")
 def reproduce_cmd(
     target: str,
@@ -33,6 +34,7 @@ def reproduce_cmd(
     device: str | None,
     iters: int | None,
     seed: int,
+    init_dir: str | None,
     dry_run: bool,
 ) -> None:
     """Regenerate Table 1, Table 2 and Fig. 4: train, evaluate and report, resumably.
@@ -47,8 +49,9 @@ def reproduce_cmd(
     Examples:
       vssbench reproduce all                                   # synthetic study, 2 CPU cores
       vssbench reproduce table1 --dry-run
-      vssbench reproduce all --preset paper --data data/vspw/VSPW_480p --dry-run
-      torchrun --nproc-per-node 8 -m vssbench reproduce all --preset paper --data data/vspw/VSPW_480p
+      vssbench reproduce all --preset paper --data data/vspw/VSPW_480p --init-dir weights/ --dry-run
+      torchrun --nproc-per-node 8 -m vssbench reproduce all --preset paper --data data/vspw/VSPW_480p \
+          --init-dir weights/
     """
     from vssbench.harness.reproduce import TARGETS, paper_settings, reproduce, synthetic_settings
 
@@ -57,8 +60,10 @@ def reproduce_cmd(
     if preset == "paper":
         if not data_root:
             raise OptionError("--preset paper needs --data (the VSPW_480p root)")
-        settings = paper_settings(data_root, split(backbones), split(methods), device or "cuda", iters, seed)
+        settings = paper_settings(data_root, split(backbones), split(methods), device or "cuda", iters, seed, init_dir)
     else:
+        if init_dir:
+            raise OptionError("--init-dir is for --preset paper (the synthetic study trains from random init)")
         if data_root:
             raise OptionError("--preset synthetic makes its own dataset; drop --data or use --preset paper")
         settings = synthetic_settings(split(backbones), split(methods), device or "cpu", iters, seed)
