@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
-from torch import nn
 
 from vssbench.cli import main
-from vssbench.data import synthesize
 from vssbench.harness import DESIGN_KEYS, RECORD_KEYS
-from vssbench.methods import base as methods_base
-from vssbench.methods.base import MethodInfo, VideoSegmenter, register
 
 
 

@@ -10,7 +10,6 @@ import csv
 import itertools
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from vssbench.config import RunConfig
 from vssbench import data as vdata
-from vssbench.data import CLASS_NAMES, VSPWDataset, load_prediction, synthesize
+from vssbench.data import CLASS_NAMES, VSPWDataset, load_prediction
 from vssbench.errors import DataError, OptionError
 from vssbench.harness import (
     ACCURACY_KEYS,
@@ -42,8 +40,6 @@ from vssbench.harness import (
 from vssbench.harness import runner as runner_module
 from vssbench.harness.store import RunStore
 from vssbench.methods import available, create
-from vssbench.methods import base as methods_base
-from vssbench.methods.base import MethodInfo, VideoSegmenter, register
 from vssbench.metrics import confusion_matrix, iou_from_confusion, mean_vc, vc_window_scores
 
 METRICS = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")

@@ -7,7 +7,6 @@ Every test runs a random-init B0 on the shared tiny synthetic VSPW tree (3 val v
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

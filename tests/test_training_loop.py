@@ -16,7 +16,7 @@ from vssbench.training.hooks import LRSchedulerHook
 from vssbench.training.parallel import TrainStep
 from vssbench.training.recipes import TrainConfig, build_config, build_optimizer, build_scheduler
 from vssbench.training.run import load_init, train
-from vssbench.training.trainer import NonFiniteLossError, Trainer
+from vssbench.training.trainer import Trainer
 
 TINY = dict(crop=(32, 32), scale=(48, 32), batch_size=1, val_every=0, log_every=1, threads=1)
 

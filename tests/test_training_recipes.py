@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from vssbench.errors import OptionError
 from vssbench.methods import create

@@ -12,12 +12,15 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from vssbench.errors import OptionError
+from vssbench.errors import OptionError, VssbenchError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,26 @@ class DistContext:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def on_main(self, fn: Callable[[], T], what: str) -> T | None:
+        """Run ``fn`` on rank 0 only (e.g. preparing a run folder); its result there, None elsewhere.
+
+        A :class:`VssbenchError` that ``fn`` raises is raised on rank 0 as it is and on every other
+        rank as an :class:`OptionError` saying that rank 0 could not ``what``, so all ranks stop
+        together instead of waiting for a collective that never comes.
+        """
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except VssbenchError as exc:
+                error = exc
+        message = self.broadcast(None if error is None else str(error))
+        if error is not None:
+            raise error
+        if message is not None:
+            raise OptionError(f"rank 0 could not {what}: {message}")
+        return result
 
 
 def env_world_size() -> int:

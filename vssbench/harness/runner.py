@@ -27,7 +27,6 @@ import datetime as _dt
 import fnmatch
 import itertools
 import json
-import math
 import shutil
 import statistics
 import signal
@@ -35,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -455,18 +454,7 @@ def _run(
     elif load_report is not None and not load_report.ok:
         log.warning(f"--non-strict: partial load, {load_report.summary()}")
 
-    action, prep_exc = None, None
-    if ctx.is_main:
-        try:
-            action = store.prepare(resume)
-        except VssbenchError as exc:
-            prep_exc = exc
-    prep_error = ctx.broadcast(None if prep_exc is None else str(prep_exc))
-    if prep_exc is not None:
-        raise prep_exc
-    if prep_error is not None:
-        raise OptionError(f"rank 0 could not prepare the run folder: {prep_error}")
-    action = action or "joined"
+    action = ctx.on_main(lambda: store.prepare(resume), "prepare the run folder") or "joined"
     log.attach(store.log_path)
     if action == "replaced" and store.replaced_videos:
         log.warning(
@@ -589,12 +577,14 @@ def _evaluate_video(
     show: bool,
 ) -> dict[str, Any]:
     """One video of a run through the shared loop (:func:`evaluate_video`); its videos.jsonl entry."""
-    sink = None
+    sink: Callable[[str, str, np.ndarray], None] | None = None
     if save_preds is not None:
         from vssbench.data import write_predictions_dir
 
-        def sink(video: str, stem: str, pred: np.ndarray) -> None:
+        def write(video: str, stem: str, pred: np.ndarray) -> None:
             write_predictions_dir(save_preds, video, stem, pred)
+
+        sink = write
 
     entry = evaluate_video(
         adapter, dataset, video, num_frames, transform, evaluator, device=ctx.device,

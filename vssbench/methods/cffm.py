@@ -28,7 +28,6 @@ strictly through the mmseg loader, which drops only the dead ``conv_seg``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any

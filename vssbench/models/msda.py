@@ -241,7 +241,7 @@ class MSDeformAttn(nn.Module):
         dense value maps once and attend with any subset of queries.
         """
         n, q, _ = query.shape
-        m, n_levels, n_points = self.n_heads, self.n_levels, self.n_points
+        n_levels = self.n_levels
         if spatial_shapes.shape[0] != n_levels:
             raise ValueError(f"expected {n_levels} levels, got spatial_shapes of shape {tuple(spatial_shapes.shape)}")
         if reference_points.dim() == 3:

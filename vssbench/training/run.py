@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vssbench.errors import CheckpointError, OptionError, VssbenchError
+from vssbench.errors import CheckpointError, OptionError
 from vssbench.training.data import clip_loader
 from vssbench.training.hooks import CheckpointHook, EvalHook, LogWriter, LRSchedulerHook, restore_rng
 from vssbench.training.parallel import TrainStep, convert_sync_batchnorm
@@ -125,17 +125,7 @@ def train(
         torch.set_num_threads(config.threads)
     config = normalize_train_config(config.replace(world_size=ctx.world_size))
     out = Path(out).expanduser().resolve()
-    error, state = None, None
-    if ctx.is_main:
-        try:
-            state = _check_out(out, config, resume)
-        except VssbenchError as exc:
-            error = exc
-    message = ctx.broadcast(None if error is None else str(error))
-    if error is not None:
-        raise error
-    if message is not None:
-        raise OptionError(f"rank 0 refused the run folder: {message}")
+    state = ctx.on_main(lambda: _check_out(out, config, resume), "use the run folder")
     if state is None and resume:
         state = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
     device = ctx.device
