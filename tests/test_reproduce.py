@@ -76,7 +76,7 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
             if step.argv_now() == argv or step.argv == argv:
                 for out in step.outputs:
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    out.mkdir() if step.kind == "run" else out.write_text("x")
+                    out.mkdir(exist_ok=True) if step.kind == "run" else out.write_text("x")
 
     results = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
     assert results["train segformer-b0"] == "failed"
@@ -87,6 +87,11 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
     again = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
     assert again["train tfc-b0"] == again["run tfc-b0"] == "skipped"
     assert "train tfc" not in calls and "run tfc" not in calls
+    # A step whose input was just remade runs again, even though its own outputs are complete.
+    (tmp_path / "steps" / "train_tfc-b0.json").unlink()
+    calls.clear()
+    third = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    assert third["train tfc-b0"] == third["run tfc-b0"] == "done"
     # A different command for the same step is not "complete".
     changed = rp.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
     assert not rp.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0"))

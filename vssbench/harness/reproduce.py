@@ -368,6 +368,9 @@ def execute_plan(
 ) -> list[StepResult]:
     """Run the steps in order: complete ones are skipped, a failure blocks only its dependents.
 
+    A complete step runs again when a step it needs ran in this invocation (new weights are
+    evaluated again, new records tabulated again).
+
     Steps marked ``rank0_only`` run on rank 0 while the other ranks wait (under torchrun); every
     other step runs on every rank, as its command expects.
     """
@@ -387,7 +390,7 @@ def execute_plan(
             results.append(StepResult(step.name, "blocked", error=f"needs {', '.join(blocked)}"))
             log(f"{prefix}: blocked (needs {', '.join(blocked)})")
             continue
-        if is_complete(out, step):
+        if is_complete(out, step) and not set(step.needs) & ran:
             results.append(StepResult(step.name, "skipped"))
             log(f"{prefix}: complete, skipped")
             continue
