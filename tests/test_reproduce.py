@@ -51,6 +51,19 @@ def test_plan_covers_the_paper_protocol(tmp_path: Path) -> None:
     assert fig4.needs == ["train tfc-b0", "train tfc-no-focal-b0"]
 
 
+def test_synthetic_study_conditions_are_identical_for_every_method(tmp_path: Path) -> None:
+    """--size-divisor 32 (CFFM/MRCFA's protocol) is given to every run and changes no input size."""
+    from vssbench.data.synth import STUDY_SYNTH_ARGS
+
+    h, w = (int(v) for v in str(STUDY_SYNTH_ARGS["size"]).split("x"))
+    assert h % 32 == 0 and w % 32 == 0
+    runs = [s for s in rp.build_plan(rp.synthetic_settings(), tmp_path, ["table1"]) if s.kind == "run"]
+    assert len(runs) == 6
+    for step in runs:
+        assert step.argv[step.argv.index("--size-divisor") + 1] == "32"
+        assert step.argv[step.argv.index("--size") + 1] == f"{h}x{w}"
+
+
 def test_plan_paper_preset_and_targets(tmp_path: Path) -> None:
     steps = rp.build_plan(rp.paper_settings(str(tmp_path), init_dir=str(tmp_path / "w")), tmp_path / "study", ["table1"])
     runs = [s.name for s in steps if s.kind == "run"]
