@@ -137,6 +137,14 @@ def test_reproduce_in_miniature(tmp_path: Path) -> None:
         assert cells[4].split()[0] == f"{100 * record['mVC8']:.1f}"
     readme = (out / "README.md").read_text()
     assert "table1.md" in readme and "fig4.png" in readme
+    # A changed evaluation command replaces its run folder instead of leaving a stale record beside it.
+    changed = _tiny_settings()
+    changed = rp.StudySettings(**{**changed.__dict__, "run_args": (*changed.run_args, "--max-frames", "9")})
+    rp.reproduce(["table1"], changed, out, log=lambda m: None)
+    assert len(list((out / "runs" / "tfc-b0").rglob("record.json"))) == 1
+    (record_path,) = (out / "runs" / "tfc-b0").rglob("record.json")
+    record = json.loads(record_path.read_text())
+    assert record["num_frames"] == 9 * record["num_videos"]
     # Running the same command again skips every step.
-    again = rp.reproduce(["table1", "fig4"], _tiny_settings(), out, log=lambda m: None)
+    again = rp.reproduce(["table1"], changed, out, log=lambda m: None)
     assert {r.status for r in again["results"]} == {"skipped"}

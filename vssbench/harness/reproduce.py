@@ -412,6 +412,8 @@ def execute_plan(
         seconds = time.perf_counter() - start
         if error is None:
             if rank == 0:
+                if step.kind == "run":
+                    _prune_stale_runs(step.outputs[0])
                 _stamp_path(out, step).write_text(
                     json.dumps({"step": step.name, "command": step.command(), "digest": _command_digest(step),
                                 "seconds": round(seconds, 1), "finished": _now()}, indent=1) + "\n",
@@ -424,6 +426,19 @@ def execute_plan(
             failed.add(step.name)
             results.append(StepResult(step.name, "failed", seconds, error))
     return results
+
+
+def _prune_stale_runs(folder: Path) -> None:
+    """Keep only the newest run folder (by its record) of a run step's ``--out``.
+
+    A step whose command changed writes a new ``<method>-<backbone>-<hash>`` folder beside the old
+    one; the tables read the step's folder recursively, so the stale record must go.
+    """
+    import shutil
+
+    runs = sorted((p.stat().st_mtime, p.parent) for p in Path(folder).glob("*/record.json"))
+    for _, stale in runs[:-1]:
+        shutil.rmtree(stale)
 
 
 def _rank_world() -> tuple[int, int]:
