@@ -94,45 +94,32 @@ def paper_profile(
 
 
 def build_model(config: RunConfig) -> torch.nn.Module:
-    """The method of a (normalized) ``config``: seeded random init (or its checkpoint), eval, its decoder mode."""
-    from vssbench.methods import create
-    from vssbench.models.decoder import set_decoder_mode
+    """The method of a (normalized) ``config`` on the CPU, as ``vssbench run``/``profile`` build it."""
+    from vssbench.harness.runner import _build_adapter
 
-    torch.manual_seed(config.seed)
-    adapter = create(
-        config.method,
-        backbone=config.backbone,
-        num_classes=config.num_classes,
-        checkpoint=config.checkpoint,
-        **{**config.options, "interval": config.interval},
-    )
-    set_decoder_mode(adapter, config.decoder)
-    return adapter.eval()
+    return _build_adapter(config, torch.device("cpu"))[0]
 
 
 def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[torch.Tensor]:
     """``count`` normalized 1 x 3 x H x W frames of a rendered synthetic video (as ``vssbench profile``)."""
-    from PIL import Image
+    from vssbench.harness.runner import _profile_frames
 
-    from vssbench.data import TestTransform, render_video
-
-    transform = TestTransform(resolution=size, keep_ratio=False)
-    return [transform(Image.fromarray(rgb)) for rgb, _ in render_video(count, size, seed=seed)]
+    return _profile_frames("video", count, size, seed)
 
 
 def _mean_updated_fraction(adapter: torch.nn.Module, frames: Sequence[torch.Tensor]) -> float | None:
-    """Mean of the adapter's ``updated_fraction`` diagnostic over the non-keyframes of ``frames``."""
-    values = []
+    """Mean of the adapter's ``updated_fraction`` diagnostic over ``frames`` (NaN on keyframes: left out)."""
+    from vssbench.harness.evaluate import accumulate_diagnostics
+
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     with torch.inference_mode():
         adapter.reset()
         for frame in frames:
             adapter.step(frame)
-            info = getattr(adapter, "last_step_info", {}) or {}
-            value = info.get("updated_fraction")
-            if value is not None and not info.get("keyframe", False):
-                values.append(float(value))
+            accumulate_diagnostics(sums, counts, getattr(adapter, "last_step_info", {}))
         adapter.reset()
-    return sum(values) / len(values) if values else None
+    return sums["updated_fraction"] / counts["updated_fraction"] if counts.get("updated_fraction") else None
 
 
 def format_paper_profile(rows: Sequence[dict[str, Any]]) -> str:

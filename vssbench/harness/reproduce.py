@@ -287,24 +287,16 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
         if "fig4" in wanted:
             train(f"tfc-no-focal-{backbone}", "tfc", backbone, (("focal", "false"),), {"fig4"})
 
-    with_paper = ["--with-paper"]
-    if "table1" in wanted and table1_runs:
-        for fmt in ("md", "latex"):
-            path = out / f"table1.{'tex' if fmt == 'latex' else fmt}"
+    for target, layout, runs in (("table1", "main", table1_runs), ("table2", "ablation", table2_runs)):
+        if target not in wanted or not runs:
+            continue
+        for fmt, suffix in (("md", "md"), ("latex", "tex")):
+            path = out / f"{target}.{suffix}"
             add(Step(
-                f"table1 {fmt}", "table",
-                ["table", "main", *[str(out / "runs" / r) for r in table1_runs], *with_paper,
+                f"{target} {fmt}", "table",
+                ["table", layout, *[str(out / "runs" / r) for r in runs], "--with-paper",
                  "--format", fmt, "--out", str(path)],
-                [path], [f"run {r}" for r in table1_runs], {"table1"}, rank0_only=True,
-            ))
-    if "table2" in wanted and table2_runs:
-        for fmt in ("md", "latex"):
-            path = out / f"table2.{'tex' if fmt == 'latex' else fmt}"
-            add(Step(
-                f"table2 {fmt}", "table",
-                ["table", "ablation", *[str(out / "runs" / r) for r in table2_runs], *with_paper,
-                 "--format", fmt, "--out", str(path)],
-                [path], [f"run {r}" for r in table2_runs], {"table2"}, rank0_only=True,
+                [path], [f"run {r}" for r in runs], {target}, rank0_only=True,
             ))
     if "fig4" in wanted:
         backbone = settings.backbones[0]
