@@ -340,6 +340,18 @@ class _StepModule(nn.Module):
         return (logits, *cached) if cached else logits
 
 
+def _lead_and_interval(
+    image: torch.Tensor | Sequence[torch.Tensor], interval: int, lead_in: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The ``lead_in`` frames run before the measured interval, and the ``interval`` measured ones."""
+    if isinstance(lead_in, bool) or int(lead_in) != lead_in or lead_in < 0:
+        raise ValueError(f"lead_in must be a non-negative integer, got {lead_in!r}")
+    if isinstance(interval, bool) or int(interval) != interval or interval < 1:
+        raise ValueError(f"interval must be a positive integer, got {interval!r}")
+    frames = _frames_for_interval(image, lead_in + interval)
+    return frames[:lead_in], frames[lead_in:]
+
+
 def _frames_for_interval(image: torch.Tensor | Sequence[torch.Tensor], interval: int) -> list[torch.Tensor]:
     if isinstance(interval, bool) or int(interval) != interval or interval < 1:
         raise ValueError(f"interval must be a positive integer, got {interval!r}")
@@ -371,10 +383,7 @@ def count_gmacs(
         warnings.simplefilter("ignore", DeprecationWarning)
         from fvcore.nn import FlopCountAnalysis
 
-    if isinstance(lead_in, bool) or int(lead_in) != lead_in or lead_in < 0:
-        raise ValueError(f"lead_in must be a non-negative integer, got {lead_in!r}")
-    frames = _frames_for_interval(image, lead_in + interval)
-    lead, frames = frames[:lead_in], frames[lead_in:]
+    lead, frames = _lead_and_interval(image, interval, lead_in)
     wrapper = _StepModule(adapter)
     per_step: list[float] = []
     by_operator: Counter[str] = Counter()
@@ -461,10 +470,7 @@ def measure_fps(
         raise ValueError(f"repeats must be a positive integer or None (auto), got {repeats!r}")
     if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
-    if isinstance(lead_in, bool) or int(lead_in) != lead_in or lead_in < 0:
-        raise ValueError(f"lead_in must be a non-negative integer, got {lead_in!r}")
-    clip = _frames_for_interval(frames, lead_in + interval)  # a single tensor is reused for every step
-    lead, clip = clip[:lead_in], clip[lead_in:]
+    lead, clip = _lead_and_interval(frames, interval, lead_in)  # a single tensor is reused for every step
     times: list[float] = []
 
     def restart() -> None:
