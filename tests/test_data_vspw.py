@@ -166,6 +166,29 @@ def test_iter_video_break_stops_worker(long_tree: Path) -> None:
     assert not _decode_threads()
 
 
+def test_iter_video_ctrl_c_during_join_still_stops_worker(long_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C landing while the generator joins its worker (it is finishing a frame) must not leave
+    # the thread running: a live decode thread at interpreter exit aborts the process (exit -6).
+    ds = VSPWDataset(long_tree, "val")
+    gen = ds.iter_video("0001_long", _CountingTransform(), prefetch=1)
+    next(gen)
+    real_join = threading.Thread.join
+    calls = []
+
+    def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
+        calls.append(self.name)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    with pytest.raises(KeyboardInterrupt):
+        gen.close()
+    monkeypatch.undo()
+    assert len(calls) >= 2  # the join was retried after the interrupt
+    assert not _decode_threads()
+
+
 def test_iter_video_decode_error_names_file(long_tree: Path) -> None:
     ds = VSPWDataset(long_tree, "val")
     bad = ds.image_path("0001_long", "00000045")

@@ -274,7 +274,25 @@ class VSPWDataset:
                 yield item
         finally:
             stop.set()
+            _join_through_interrupts(worker)
+
+
+def _join_through_interrupts(worker: threading.Thread) -> None:
+    """Join ``worker`` even when Ctrl-C lands during the join, then re-raise that interrupt.
+
+    A ``KeyboardInterrupt`` raised out of ``Thread.join`` would leave the decode thread running
+    torch code while the interpreter shuts down, which aborts the process ("terminate called
+    without an active exception", exit -6 instead of 130). The worker stops within one frame once
+    ``stop`` is set, so the wait is short.
+    """
+    interrupt: KeyboardInterrupt | None = None
+    while worker.is_alive():
+        try:
             worker.join()
+        except KeyboardInterrupt as exc:
+            interrupt = exc
+    if interrupt is not None:
+        raise interrupt
 
 
 def write_predictions_dir(
