@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -12,7 +13,8 @@ from PIL import Image
 
 from vssbench.data import VSPWDataset, cache_dir, default_dataset, synthesize
 from vssbench.data import synth as synth_module
-from vssbench.errors import DataError
+from vssbench.data.synth import MARKER
+from vssbench.errors import DataError, OptionError
 
 SMALL = dict(videos=3, frames=5, size=(32, 48))
 
@@ -30,6 +32,25 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
     assert any(c.get(k) != v for k, v in a.items() if k.endswith(".jpg"))
 
 
+@pytest.mark.parametrize(
+    ("videos", "val", "expected"),
+    [(5, 1, (1, 1, 3)), (5, 3, (3, 1, 1)), (5, 4, (4, 0, 1)), (3, 2, (2, 0, 1)), (2, 1, (1, 0, 1))],
+)
+def test_val_videos_sets_the_val_split(tmp_path: Path, videos: int, val: int, expected: tuple[int, int, int]) -> None:
+    root = synthesize(tmp_path / "mini", videos=videos, frames=1, size=(16, 16), val_videos=val)
+    ids = [f"{v:04d}_synth{v:04d}" for v in range(1, videos + 1)]
+    split = {name: (root / f"{name}.txt").read_text().splitlines() for name in ("val", "test", "train")}
+    assert tuple(len(split[n]) for n in ("val", "test", "train")) == expected
+    assert split["val"] + split["test"] + split["train"] == ids  # val first, then test, then train
+
+
+@pytest.mark.parametrize("val", [0, 5, -1])
+def test_val_videos_out_of_range_is_named(tmp_path: Path, val: int) -> None:
+    with pytest.raises(OptionError, match=rf"--val-videos {val}: must be in 1\.\.4"):
+        synthesize(tmp_path / "mini", videos=5, frames=1, size=(16, 16), val_videos=val)
+    assert not (tmp_path / "mini").exists()
+
+
 def test_layout_and_splits(tmp_path: Path) -> None:
     root = synthesize(tmp_path / "mini", videos=5, frames=4, size=(32, 48), seed=0)
     assert root == tmp_path / "mini"
@@ -39,6 +60,7 @@ def test_layout_and_splits(tmp_path: Path) -> None:
     assert split["train"] == ["0004_synth0004", "0005_synth0005"]
     for name in ("train", "val", "test"):
         assert (root / f"{name}.txt").read_text().endswith("\n")
+    assert json.loads((root / MARKER).read_text())["splits"] == {"train": 2, "val": 2, "test": 1}
     ds = VSPWDataset(root, "val")
     for video in ds.videos:
         stems = ds.frame_stems(video)

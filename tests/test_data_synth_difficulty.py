@@ -194,6 +194,18 @@ def test_write_dataset_uses_the_preset_shape(tmp_path: Path, monkeypatch) -> Non
     meta = S.read_marker(write_dataset(tmp_path / "study"))
     assert meta is not None and (meta["videos"], meta["frames"], meta["size"]) == (3, 2, [32, 48])
     assert meta["difficulty"] == "study"
+    monkeypatch.setitem(S.PRESET_SHAPES, "study", {"videos": 5, "val_videos": 1, "frames": 2, "size": (32, 48)})
+    meta = S.read_marker(write_dataset(tmp_path / "study-val"))
+    assert meta is not None and meta["splits"] == {"val": 1, "test": 1, "train": 3}
+
+
+def test_study_shape_trains_on_more_videos_than_it_evaluates() -> None:
+    # The study's val split stays small (evaluation time) while training sees enough scenes that
+    # every val class occurs in train; reproduce passes exactly these arguments.
+    shape = S.PRESET_SHAPES["study"]
+    assert shape["videos"] - shape["val_videos"] - 1 > shape["val_videos"]
+    assert S.STUDY_SYNTH_ARGS["val_videos"] == shape["val_videos"]
+    assert S.STUDY_SYNTH_ARGS["videos"] == shape["videos"]
 
 
 def test_cli_study_arguments(tmp_path: Path) -> None:
@@ -204,8 +216,8 @@ def test_cli_study_arguments(tmp_path: Path) -> None:
     argv = [f"--{k.replace('_', '-')}={v}" for k, v in S.STUDY_SYNTH_ARGS.items()]  # as `reproduce` passes them
     out = tmp_path / "study"
     result = CliRunner().invoke(
-        main, ["data", "synth", "--out", str(out), *argv, "--videos", "2", "--frames", "2", "--size", "32x48",
-               "--knob", "thin=1"],
+        main, ["data", "synth", "--out", str(out), *argv, "--videos", "2", "--val-videos", "1", "--frames", "2",
+               "--size", "32x48", "--knob", "thin=1"],
     )
     assert result.exit_code == 0, result.output
     meta = S.read_marker(out)

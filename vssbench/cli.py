@@ -77,12 +77,16 @@ def data() -> None:
               help="Override one difficulty knob (repeatable), e.g. --knob noise=8 --knob lookalike=0.5. "
                    "Knobs: noise, jpeg_quality, jpeg_jitter, brightness_flicker, white_balance_flicker, motion_blur, "
                    "shake, speed, min_objects, max_objects, object_scale, lookalike, thin, object_classes, band_choices.")
-@click.option("--videos", type=int, default=None, help="Number of videos (split over train/val)  [default: 4; study: 12]")
+@click.option("--videos", type=int, default=None, help="Number of videos (split over train/val)  [default: 4; study: 36]")
+@click.option("--val-videos", type=int, default=None,
+              help="Videos in the val split (the first ones); one more goes to test, the rest to train  "
+                   "[default: half the videos; study: 6 of its 36]")
 @click.option("--frames", type=int, default=None, help="Frames per video  [default: 20; study: 24]")
 @click.option("--size", default=None, help="Frame size HxW  [default: 180x320; study: 96x160]")
 @click.option("--seed", type=int, default=0, show_default=True)
 def data_synth(
-    out: Path, difficulty: str, knobs: tuple[str, ...], videos: int | None, frames: int | None, size: str | None, seed: int
+    out: Path, difficulty: str, knobs: tuple[str, ...], videos: int | None, val_videos: int | None, frames: int | None,
+    size: str | None, seed: int,
 ) -> None:
     """Write a synthetic dataset in the exact VSPW layout.
 
@@ -116,6 +120,7 @@ def data_synth(
         frames=int(shape.get("frames", 20)) if frames is None else frames,  # type: ignore[call-overload]
         size=hw,
         seed=seed,
+        val_videos=shape.get("val_videos") if val_videos is None and videos is None else val_videos,  # type: ignore[arg-type]
         **overrides,
     )
     click.echo(f"wrote synthetic VSPW-mini ({difficulty}) to {root}")

@@ -9,8 +9,8 @@ them. As in real VSPW masks there is an "others" (raw 0) object, void (raw 255) 
 thin border around every object and in a few blobs, and label noise: a few boundary pixels per
 frame take their neighbour's label.
 
-Splits: ``val`` gets the first ``max(1, videos // 2)`` videos, ``test`` the next one when
-``videos >= 3``, ``train`` the rest (6 videos -> 3 val, 1 test, 2 train).
+Splits: ``val`` gets the first ``max(1, videos // 2)`` videos (or ``val_videos``), ``test`` the
+next one when ``videos >= 3``, ``train`` the rest (6 videos -> 3 val, 1 test, 2 train).
 
 Output is deterministic for a seed (byte-identical files) and written atomically: the tree is
 built in a temporary folder beside ``out`` and renamed into place, so nobody ever sees a
@@ -163,18 +163,20 @@ PRESETS: dict[str, Difficulty] = {
     ),
     "study": Difficulty(
         noise=8.0, jpeg_quality=50, jpeg_jitter=25, brightness_flicker=0.08, white_balance_flicker=0.04,
-        motion_blur=0.7, shake=1.5, speed=2.0, min_objects=4, max_objects=6, lookalike=0.35, thin=3,
-        object_classes=4, band_choices=2,
+        motion_blur=0.7, shake=1.5, speed=2.0, min_objects=4, max_objects=6, object_scale=1.5, lookalike=0.35,
+        thin=0, object_classes=4, band_choices=2,
     ),
 }
 #: Dataset shape of a preset made for a study (others use the caller's or the command's defaults).
 PRESET_SHAPES: dict[str, dict[str, object]] = {
-    "study": {"videos": 12, "frames": 24, "size": (96, 160)},
+    # 29 train videos so that every val class is seen in training (12 videos left 5, without "building").
+    "study": {"videos": 36, "val_videos": 6, "frames": 24, "size": (96, 160)},
 }
 #: ``vssbench data synth`` arguments that write the study dataset (``vssbench reproduce`` uses them).
 STUDY_SYNTH_ARGS: dict[str, object] = {
     "difficulty": "study",
     "videos": PRESET_SHAPES["study"]["videos"],
+    "val_videos": PRESET_SHAPES["study"]["val_videos"],
     "frames": PRESET_SHAPES["study"]["frames"],
     "size": "{}x{}".format(*PRESET_SHAPES["study"]["size"]),  # type: ignore[str-format]
 }
@@ -613,9 +615,9 @@ def render_video(
         yield _render_frame(scene, t, h, w, rng)
 
 
-def _split_videos(ids: list[str]) -> dict[str, list[str]]:
-    n_val = max(1, len(ids) // 2)
-    n_test = 1 if len(ids) >= 3 else 0
+def _split_videos(ids: list[str], val_videos: int | None = None) -> dict[str, list[str]]:
+    n_val = max(1, len(ids) // 2) if val_videos is None else val_videos
+    n_test = 1 if len(ids) >= 3 and len(ids) - n_val >= 2 else 0
     return {
         "train": ids[n_val + n_test :],
         "val": ids[:n_val],
@@ -624,7 +626,8 @@ def _split_videos(ids: list[str]) -> dict[str, list[str]]:
 
 
 def _write_tree(
-    tmp: Path, videos: int, frames: int, size: tuple[int, int], seed: int, knobs: Difficulty = EASY, name: str = "easy"
+    tmp: Path, videos: int, frames: int, size: tuple[int, int], seed: int, knobs: Difficulty = EASY, name: str = "easy",
+    val_videos: int | None = None,
 ) -> dict[str, object]:
     h, w = size
     ids = [f"{v + 1:04d}_synth{v + 1:04d}" for v in range(videos)]
@@ -644,7 +647,7 @@ def _write_tree(
             png = Image.fromarray(raw)
             png.putpalette(palette)  # 'L' -> 'P' keeping the raw values as indices
             png.save(mask / f"{stem}.png", format="PNG")
-    splits = _split_videos(ids)
+    splits = _split_videos(ids, val_videos)
     for split, members in splits.items():
         (tmp / f"{split}.txt").write_text("".join(f"{m}\n" for m in members), encoding="utf-8")
     meta: dict[str, object] = {
@@ -662,10 +665,14 @@ def _write_tree(
     return meta
 
 
-def _check_params(videos: int, frames: int, size: tuple[int, int], seed: int = 0) -> tuple[int, int]:
+def _check_params(
+    videos: int, frames: int, size: tuple[int, int], seed: int = 0, val_videos: int | None = None
+) -> tuple[int, int]:
     """(H, W) of valid generator parameters; an :class:`OptionError` naming the flag and value otherwise."""
     if videos < 1:
         raise OptionError(f"--videos {videos}: must be >= 1")
+    if val_videos is not None and not 1 <= val_videos <= videos - 1:
+        raise OptionError(f"--val-videos {val_videos}: must be in 1..{videos - 1} (--videos {videos} minus a train video)")
     if frames < 1:
         raise OptionError(f"--frames {frames}: must be >= 1")
     if len(size) != 2 or min(size) < 16:
@@ -677,13 +684,14 @@ def _check_params(videos: int, frames: int, size: tuple[int, int], seed: int = 0
 
 
 def _build(
-    out: Path, videos: int, frames: int, size: tuple[int, int], seed: int, knobs: Difficulty = EASY, name: str = "easy"
+    out: Path, videos: int, frames: int, size: tuple[int, int], seed: int, knobs: Difficulty = EASY, name: str = "easy",
+    val_videos: int | None = None,
 ) -> Path:
     """Build the tree in a temporary sibling of ``out``, marker last; returns the temporary path."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        meta = _write_tree(tmp, videos, frames, size, seed, knobs, name)
+        meta = _write_tree(tmp, videos, frames, size, seed, knobs, name, val_videos)
         (tmp / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset itself is not
     except BaseException:
@@ -703,10 +711,13 @@ def synthesize(
     size: tuple[int, int] = (180, 320),
     seed: int = 0,
     difficulty: str | Difficulty = "easy",
+    val_videos: int | None = None,
     **knobs: object,
 ) -> Path:
     """Write a synthetic VSPW-mini of ``videos`` x ``frames`` frames of ``size`` (H, W) to ``out``.
 
+    ``val_videos`` is the size of the val split (default half the videos, at least one); one
+    video goes to ``test`` when at least two remain, the rest to ``train``.
     ``difficulty`` is a preset name of :data:`PRESETS` or a :class:`Difficulty`; ``knobs`` override
     single knobs of it (``noise=8``, ``lookalike=0.5``). Returns ``out``. Raises DataError if
     ``out`` already exists and is not an empty folder (an existing dataset is never overwritten),
@@ -716,11 +727,11 @@ def synthesize(
     name = difficulty if isinstance(difficulty, str) else "custom"
     if knobs:
         name += "+knobs"
-    h, w = _check_params(videos, frames, size, seed)
+    h, w = _check_params(videos, frames, size, seed, val_videos)
     out = Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise DataError(out, "already exists and is not empty; choose another --out or remove it")
-    tmp = _build(out, videos, frames, (h, w), seed, resolved, name)
+    tmp = _build(out, videos, frames, (h, w), seed, resolved, name, val_videos)
     try:
         os.replace(tmp, out)  # atomic; replaces only a missing or empty folder
     except OSError as exc:
@@ -738,12 +749,13 @@ def write_dataset(
     frames: int | None = None,
     size: tuple[int, int] | None = None,
     seed: int = 0,
+    val_videos: int | None = None,
     **knobs: object,
 ) -> Path:
     """Write the dataset of preset ``difficulty`` (default: the synthetic study's) to ``out``.
 
-    The shape (videos, frames, size) defaults to the preset's own (:data:`PRESET_SHAPES`; for
-    ``study`` 12 videos of 24 frames at 96x160), else to :func:`synthesize`'s. This is what
+    The shape (videos, frames, size, val_videos) defaults to the preset's own
+    (:data:`PRESET_SHAPES`), else to :func:`synthesize`'s. This is what
     ``vssbench data synth --difficulty NAME`` and ``vssbench reproduce`` write.
     """
     shape = dict(DEFAULT_PARAMS, **PRESET_SHAPES.get(difficulty, {}))
@@ -754,6 +766,8 @@ def write_dataset(
         size=tuple(shape["size"]) if size is None else size,  # type: ignore[arg-type]
         seed=seed,
         difficulty=difficulty,
+        # The preset's val split goes with the preset's number of videos; other counts split in half.
+        val_videos=shape.get("val_videos") if val_videos is None and videos is None else val_videos,  # type: ignore[arg-type]
         **knobs,
     )
 
