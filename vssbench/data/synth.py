@@ -10,7 +10,8 @@ thin border around every object and in a few blobs, and label noise: a few bound
 frame take their neighbour's label.
 
 Splits: ``val`` gets the first ``max(1, videos // 2)`` videos (or ``val_videos``), ``test`` the
-next one when ``videos >= 3``, ``train`` the rest (6 videos -> 3 val, 1 test, 2 train).
+next one when ``videos >= 3`` and at least two remain, ``train`` the rest (6 videos -> 3 val,
+1 test, 2 train; the study's 36 with ``val_videos=6`` -> 6 val, 1 test, 29 train).
 
 Output is deterministic for a seed (byte-identical files) and written atomically: the tree is
 built in a temporary folder beside ``out`` and renamed into place, so nobody ever sees a
