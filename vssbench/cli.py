@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -144,28 +145,84 @@ def data_check(root: Path, split: str) -> None:
         sys.exit(1)
 
 
+def _model_options(f: Any) -> Any:
+    """The options shared by `run` and `profile`: what is built, on what, and how it is measured.
+
+    The command receives them as keyword arguments; :func:`_configs_from` turns them (plus the
+    command's own fields) into run configs.
+    """
+    options = [
+        click.option("--backbone", default="b0", show_default=True, help="MiT backbone b0..b5 (comma list or glob)."),
+        click.option("--checkpoint", default=None,
+                     help="Weights to load (omitted: random init, accuracy meaningless and TFC's content-dependent "
+                          "cost untrained)."),
+        click.option("--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf."),
+        click.option("--non-strict", is_flag=True,
+                     help="Load only the checkpoint keys that fit (a partial load; the record marks it)."),
+        click.option("--interval", type=int, default=None,
+                     help="Keyframe interval, also the GMACs/FPS averaging window (default: the method's)."),
+        click.option("--decoder-dim", type=int, default=None, help="Decoder embedding dim (default: the method's, 256)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only "
+                          "(tfc.threshold=0.5)."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+        click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
+                     show_default=True),
+        click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)."),
+        click.option("--size-divisor", type=int, default=None, help="Round both sides up to a multiple (CFFM: 32)."),
+        click.option("--warmup", type=int, default=1, show_default=True, help="FPS: untimed warm-up intervals."),
+        click.option("--repeats", type=int, default=None,
+                     help="FPS: timed intervals (median)  [default: enough for ~10 s of timing, 3..30]"),
+        click.option("--decoder", type=click.Choice(["folded", "reference"]), default="folded", show_default=True,
+                     help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal "
+                          "architecture's cost)."),
+        click.option("--num-classes", type=int, default=124, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the (random) initialization."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print only the records on stdout, as one JSON list (also for one row)."),
+        click.option("--json-lines", "as_json_lines", is_flag=True,
+                     help="Print only the records on stdout, one JSON object per line."),
+    ]
+    for option in reversed(options):  # click lists options in decorator order, top first
+        f = option(f)
+    return f
+
+
+def _configs_from(method: str, size: str, common: dict[str, Any], **fields: Any) -> list[Any]:
+    """Run configs for ``method`` from :func:`_model_options`' values (``common``) and the command's ``fields``.
+
+    Pops the output flags (``as_json``, ``as_json_lines``) out of ``common`` first; they exclude
+    each other.
+    """
+    from vssbench.harness import build_configs
+
+    as_json, as_json_lines = common.pop("as_json"), common.pop("as_json_lines")
+    if as_json and as_json_lines:
+        raise click.UsageError("--json and --json-lines exclude each other")
+    options = parse_sets(common.pop("sets"))
+    decoder_dim = common.pop("decoder_dim")
+    if decoder_dim is not None:
+        options["decoder_dim"] = decoder_dim
+    return build_configs(method, common.pop("backbone"), options=options, resolution=parse_size(size), **common, **fields)
+
+
+def _echo_output(records: list[dict], as_json: bool, as_json_lines: bool) -> None:
+    """The records as JSON (``--json``/``--json-lines``) or as the summary table."""
+    from vssbench.harness import format_table
+
+    if as_json or as_json_lines:
+        echo_records(records, lines=as_json_lines)
+    else:
+        click.echo(format_table(records))
+
+
 @main.command("run")
 @click.option("--method", required=True, help="Method name, comma list or glob over the registry ('tfc,segformer', '*').")
-@click.option("--backbone", default="b0", show_default=True, help="MiT backbone b0..b5 (comma list or glob).")
 @click.option("--data", "data_root", default=None, help="VSPW root (omitted: the embedded synthetic VSPW-mini).")
 @click.option("--split", default="val", show_default=True)
-@click.option("--checkpoint", default=None, help="Weights to load (omitted: random init, accuracy meaningless).")
-@click.option("--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf.")
-@click.option("--non-strict", is_flag=True, help="Load only the checkpoint keys that fit (a partial load; the record marks it).")
-@click.option("--interval", type=int, default=None, help="Keyframe interval (default: the method's).")
-@click.option("--decoder-dim", type=int, default=None, help="Decoder embedding dim (default: the method's, 256).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only (tfc.threshold=0.5).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
 @click.option("--size", default="480x853", show_default=True, help="Test resolution HxW (keep-ratio resize).")
-@click.option("--size-divisor", type=int, default=None, help="Round both sides up to a multiple (CFFM: 32).")
 @click.option("--max-videos", type=int, default=None, help="Evaluate only the first N videos of the split.")
 @click.option("--max-frames", type=int, default=None, help="Evaluate only the first N frames of each video.")
-@click.option("--warmup", type=int, default=1, show_default=True, help="FPS: untimed warm-up intervals.")
-@click.option("--repeats", type=int, default=None,
-              help="FPS: timed intervals (median)  [default: enough for ~10 s of timing, 3..30]")
 @click.option(
     "--efficiency",
     type=click.Choice(["full", "fast", "none"]),
@@ -175,15 +232,6 @@ def data_check(root: Path, split: str) -> None:
     "and params only.",
 )
 @click.option("--metric-preset", type=click.Choice(["vspw", "cffm"]), default="vspw", show_default=True)
-@click.option(
-    "--decoder",
-    type=click.Choice(["folded", "reference"]),
-    default="folded",
-    show_default=True,
-    help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal architecture's cost).",
-)
-@click.option("--num-classes", type=int, default=124, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the (random) initialization.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Results store.")
 @click.option("--resume", is_flag=True, help="Continue the run folder of the same config, skipping finished videos.")
 @click.option(
@@ -193,40 +241,22 @@ def data_check(root: Path, split: str) -> None:
     help="Write predictions as PNGs of class ids 0..123 (evaluation space, at the mask's size): DIR/<video>/<stem>.png "
     "for one row, DIR/<method>-<backbone>[-<options>]/<video>/<stem>.png per row of a sweep.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print only the records on stdout, as one JSON list (also for one row).")
-@click.option("--json-lines", "as_json_lines", is_flag=True, help="Print only the records on stdout, one JSON object per line.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_model_options
 def run_cmd(
     method: str,
-    backbone: str,
     data_root: str | None,
     split: str,
-    checkpoint: str | None,
-    checkpoint_format: str,
-    non_strict: bool,
-    interval: int | None,
-    decoder_dim: int | None,
-    sets: tuple[str, ...],
-    device: str,
-    dtype: str,
-    threads: int | None,
     size: str,
-    size_divisor: int | None,
     max_videos: int | None,
     max_frames: int | None,
-    warmup: int,
-    repeats: int | None,
     efficiency: str,
     metric_preset: str,
-    decoder: str,
-    num_classes: int,
-    seed: int,
     out: str,
     resume: bool,
     save_preds: str | None,
-    as_json: bool,
-    as_json_lines: bool,
     quiet: bool,
+    **common: Any,
 ) -> None:
     """Evaluate methods over a split; print a summary row each and write records to --out.
 
@@ -256,39 +286,15 @@ def run_cmd(
       vssbench run --method '*' --set tfc.threshold=0.5 --save-preds preds/
       torchrun --nproc-per-node 4 -m vssbench run --method tfc --device cuda --data data/vspw/VSPW_480p
     """
-    from vssbench.harness import build_configs, format_table, run_sweep, setup_distributed
+    from vssbench.harness import run_sweep, setup_distributed
     from vssbench.harness.runner import RunInterrupted
 
-    if as_json and as_json_lines:
-        raise click.UsageError("--json and --json-lines exclude each other")
-    options = parse_sets(sets)
-    if decoder_dim is not None:
-        options["decoder_dim"] = decoder_dim
-    configs = build_configs(
-        method,
-        backbone,
-        options=options,
-        checkpoint=checkpoint,
-        checkpoint_format=checkpoint_format,
-        non_strict=non_strict,
-        num_classes=num_classes,
-        data=data_root,
-        split=split,
-        max_videos=max_videos,
-        max_frames=max_frames,
-        resolution=parse_size(size),
-        size_divisor=size_divisor,
-        interval=interval,
-        device=device,
-        dtype=dtype,
-        threads=threads,
-        warmup=warmup,
-        repeats=repeats,
-        seed=seed,
+    as_json, as_json_lines = common["as_json"], common["as_json_lines"]
+    configs = _configs_from(
+        method, size, common, data=data_root, split=split, max_videos=max_videos, max_frames=max_frames,
         metric_preset=metric_preset,
-        decoder=decoder,
     )
-    is_main = setup_distributed(device).is_main
+    is_main = setup_distributed(common["device"]).is_main
     try:
         records = run_sweep(
             configs, out=out, resume=resume, save_preds=save_preds, progress=not quiet, efficiency=efficiency
@@ -300,10 +306,8 @@ def run_cmd(
         click.echo("\ninterrupted before the first video finished; nothing to resume", err=True)
         sys.exit(130)
     if is_main:
-        if as_json or as_json_lines:
-            echo_records(records, lines=as_json_lines)
-        else:
-            click.echo(format_table(records))
+        _echo_output(records, as_json, as_json_lines)
+        if not (as_json or as_json_lines):
             for record in records:
                 if record.get("run_dir"):
                     click.echo(f"record: {record['run_dir']}/record.json", err=True)
@@ -313,23 +317,7 @@ def run_cmd(
 
 @main.command("profile")
 @click.option("--method", default=None, help="Method name, comma list or glob over the registry (required without --paper).")
-@click.option("--backbone", default="b0", show_default=True, help="MiT backbone b0..b5 (comma list or glob).")
 @click.option("--size", default="480x853", show_default=True, help="Input size HxW.")
-@click.option("--size-divisor", type=int, default=None, help="Round both sides up to a multiple.")
-@click.option("--num-classes", type=int, default=124, show_default=True)
-@click.option("--decoder-dim", type=int, default=None, help="Decoder embedding dim (default: the method's, 256).")
-@click.option("--checkpoint", default=None, help="Weights to load (TFC's sparse update depends on them).")
-@click.option("--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf.")
-@click.option("--non-strict", is_flag=True, help="Load only the checkpoint keys that fit (a partial load; the record marks it).")
-@click.option("--interval", type=int, default=None, help="Keyframe interval = averaging window (default: the method's).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
-@click.option("--warmup", type=int, default=1, show_default=True)
-@click.option("--repeats", type=int, default=None, help="Timed intervals  [default: enough for ~10 s of timing, 3..30]")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--frames",
     type=click.Choice(["video", "random"]),
@@ -338,44 +326,13 @@ def run_cmd(
     help="Inputs: a rendered synthetic video, or random images (content-dependent methods' costliest case).",
 )
 @click.option(
-    "--decoder",
-    type=click.Choice(["folded", "reference"]),
-    default="folded",
-    show_default=True,
-    help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal architecture's cost).",
-)
-@click.option(
     "--paper",
     is_flag=True,
     help="Paper-comparable GMACs instead: SegFormer and TFC on B0 and B5 at 480x480, decoder widths 256 and 768, "
     "reference decoder (unless --decoder is given), next to the paper's Sec. 4.2 values. No FPS.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print only the records on stdout, as one JSON list (also for one row).")
-@click.option("--json-lines", "as_json_lines", is_flag=True, help="Print only the records on stdout, one JSON object per line.")
-def profile_cmd(
-    method: str | None,
-    backbone: str,
-    size: str,
-    size_divisor: int | None,
-    num_classes: int,
-    decoder_dim: int | None,
-    checkpoint: str | None,
-    checkpoint_format: str,
-    non_strict: bool,
-    interval: int | None,
-    sets: tuple[str, ...],
-    device: str,
-    dtype: str,
-    threads: int | None,
-    warmup: int,
-    repeats: int | None,
-    seed: int,
-    frames: str,
-    decoder: str,
-    paper: bool,
-    as_json: bool,
-    as_json_lines: bool,
-) -> None:
+@_model_options
+def profile_cmd(method: str | None, size: str, frames: str, paper: bool, **common: Any) -> None:
     """Params (grouped, dead), GMACs and per-interval FPS without data.
 
     The inputs are one keyframe interval of a synthetic video rendered at --size (moving
@@ -400,44 +357,18 @@ def profile_cmd(
         from vssbench.harness.paper_profile import format_paper_profile, paper_profile
 
         source = click.get_current_context().get_parameter_source("decoder")
-        mode = decoder if source == click.core.ParameterSource.COMMANDLINE else "reference"
-        rows = paper_profile(decoder=mode, seed=seed)
-        click.echo(_json.dumps(rows, indent=2, allow_nan=False) if as_json else format_paper_profile(rows))
+        mode = common["decoder"] if source == click.core.ParameterSource.COMMANDLINE else "reference"
+        rows = paper_profile(decoder=mode, seed=common["seed"])
+        click.echo(_json.dumps(rows, indent=2, allow_nan=False) if common["as_json"] else format_paper_profile(rows))
         return
     if method is None:
         raise click.UsageError("--method is required (or use --paper)")
 
-    from vssbench.harness import build_configs, format_table, profile_sweep
+    from vssbench.harness import profile_sweep
 
-    options = parse_sets(sets)
-    if decoder_dim is not None:
-        options["decoder_dim"] = decoder_dim
-    if as_json and as_json_lines:
-        raise click.UsageError("--json and --json-lines exclude each other")
-    configs = build_configs(
-        method,
-        backbone,
-        options=options,
-        checkpoint=checkpoint,
-        checkpoint_format=checkpoint_format,
-        non_strict=non_strict,
-        num_classes=num_classes,
-        resolution=parse_size(size),
-        size_divisor=size_divisor,
-        interval=interval,
-        device=device,
-        dtype=dtype,
-        threads=threads,
-        warmup=warmup,
-        repeats=repeats,
-        seed=seed,
-        decoder=decoder,
-    )
-    records = profile_sweep(configs, frames=frames)
-    if as_json or as_json_lines:
-        echo_records(records, lines=as_json_lines)
-    else:
-        click.echo(format_table(records))
+    as_json, as_json_lines = common["as_json"], common["as_json_lines"]
+    records = profile_sweep(_configs_from(method, size, common), frames=frames)
+    _echo_output(records, as_json, as_json_lines)
     if any(r.get("error") for r in records):
         sys.exit(1)
 
