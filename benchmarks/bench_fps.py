@@ -33,7 +33,9 @@ FIELDS = [
     "gmacs_nonkeyframe",
     "gmacs_per_frame",
     "fps",
+    "fps_spread_rel",
     "interval",
+    "lead_in",
     "interval_time_s",
     "updated_fraction",
     "size",
@@ -41,6 +43,7 @@ FIELDS = [
     "torch",
     "threads",
     "dtype",
+    "decoder",
     "timer",
     "date",
     "error",
@@ -60,7 +63,9 @@ def row_of(record: dict) -> dict:
         "gmacs_nonkeyframe": record.get("gmacs_nonkeyframe"),
         "gmacs_per_frame": record.get("gmacs_per_frame"),
         "fps": record.get("fps"),
+        "fps_spread_rel": (record.get("fps_spread") or {}).get("relative"),
         "interval": record.get("interval"),
+        "lead_in": protocol.get("lead_in"),
         "interval_time_s": protocol.get("interval_time_s"),
         "updated_fraction": diagnostics.get("updated_fraction"),
         "size": "x".join(str(v) for v in record.get("input_size") or []),
@@ -68,6 +73,7 @@ def row_of(record: dict) -> dict:
         "torch": record.get("torch"),
         "threads": record.get("threads"),
         "dtype": record.get("dtype"),
+        "decoder": record.get("decoder"),
         "timer": protocol.get("timer"),
         "date": datetime.date.today().isoformat(),
         "error": record.get("error"),
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", default="video", choices=["video", "random"])
+    parser.add_argument("--decoder", default="folded", choices=["folded", "reference"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fps_cpu.csv"))
     args = parser.parse_args(argv)
 
@@ -98,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads,
         warmup=args.warmup,
         repeats=args.repeats,
+        decoder=args.decoder,
     )
     rows = [row_of(record) for record in profile_sweep(configs, frames=args.frames)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
