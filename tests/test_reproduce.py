@@ -115,6 +115,70 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
     assert "--efficiency" in run_tfc.argv and run_tfc.argv[run_tfc.argv.index("--efficiency") + 1] == "none"
 
 
+def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
+    """New data or a changed training command starts the training afresh; an interruption resumes."""
+    from vssbench.data.synth import MARKER
+
+    calls: list[list[str]] = []
+
+    def invoke(argv: list[str]) -> None:
+        calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        if argv[0] == "data":
+            assert not out.exists(), "the old synthetic data must be gone before data synth runs"
+            out.mkdir(parents=True)
+            for name in (MARKER, "val.txt", "train.txt"):
+                (out / name).write_text("{}")
+        elif argv[0] == "train":
+            assert ("--resume" in argv) == (out / "last.pth").exists()
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("last.pth", "model.pth", "log.jsonl"):
+                (out / name).write_text(" ".join(argv))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            out.joinpath("x").write_text("x")
+
+    def execute(settings: rp.StudySettings) -> dict[str, str]:
+        steps = rp.build_plan(settings, tmp_path, ["table1"])
+        return {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+
+    def train_calls() -> list[list[str]]:
+        return [c for c in calls if c[0] == "train"]
+
+    base = _tiny_settings(methods=("tfc",))
+    assert set(execute(base).values()) == {"done"}
+    model = tmp_path / "train" / "tfc-b0" / "model.pth"
+    # The study's data settings change: the data is made again and the training starts afresh
+    # (before, the finished last.pth was "resumed" and the old weights evaluated on the new data).
+    calls.clear()
+    new_data = rp.StudySettings(**{**base.__dict__, "synth_args": (*base.synth_args, "--seed=1")})
+    assert execute(new_data)["train tfc-b0"] == "done"
+    assert [c[0] for c in calls][:2] == ["data", "train"] and "--resume" not in train_calls()[0]
+    # The training command changes (more iterations): afresh, not a refused --resume.
+    calls.clear()
+    longer = rp.StudySettings(**{**new_data.__dict__, "iters": 2})
+    assert execute(longer)["train tfc-b0"] == "done"
+    assert "--resume" not in train_calls()[0] and "--iters 2" in model.read_text()
+    # An interrupted training of the same command continues from its last.pth.
+    (tmp_path / "steps" / "train_tfc-b0.json").unlink()
+    (tmp_path / "steps" / "train_tfc-b0.started.json").write_text(
+        json.dumps({"digest": rp._command_digest(next(s for s in rp.build_plan(longer, tmp_path, ["table1"])
+                                                      if s.name == "train tfc-b0"))})
+    )
+    calls.clear()
+    assert execute(longer)["train tfc-b0"] == "done"
+    assert "--resume" in train_calls()[0]
+    # A data folder that is not ours is never removed: data synth refuses it instead.
+    calls.clear()
+    (tmp_path / "data" / MARKER).unlink()
+    other = rp.StudySettings(**{**longer.__dict__, "synth_args": (*base.synth_args, "--seed=2")})
+    statuses = execute(other)
+    assert statuses["data"] == "failed" and statuses["train tfc-b0"] == "blocked"
+    assert (tmp_path / "data" / "val.txt").exists()
+    error = (tmp_path / "steps" / "data.error.txt").read_text()
+    assert "old synthetic data must be gone" in error
+
+
 @pytest.mark.slow
 def test_reproduce_in_miniature(tmp_path: Path) -> None:
     """The whole plumbing: data, two trainings per method, runs, Table 1 (md + LaTeX) and Fig. 4."""

@@ -120,6 +120,10 @@ class Step:
     #: ``--resume`` is added unless a step it needs ran in this invocation (an evaluation
     #: interrupted earlier continues; one whose weights were just (re)trained starts afresh).
     resume_unless_needs_ran: bool = False
+    #: A folder only this step writes (a training's, the synthetic data's). It is removed before the
+    #: step starts afresh: when its command changed since its last start, or when a step it needs
+    #: ran in this invocation (old weights must not be resumed on new data).
+    owned: Path | None = None
 
     def command(self) -> str:
         """The shell command a user would type for this step."""
@@ -220,7 +224,7 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
             "data", "synth",
             ["data", "synth", "--out", str(data_dir), *settings.synth_args],
             [data_dir / "val.txt", data_dir / "train.txt"],
-            targets=set(wanted), rank0_only=True,
+            targets=set(wanted), rank0_only=True, owned=data_dir,
         ))
         data = str(data_dir)
         needs_data = ["data"]
@@ -238,7 +242,7 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
         add(Step(f"train {name}", "train", argv, [folder / "model.pth", folder / "log.jsonl"], list(needs_data), targets,
-                 resume_marker=folder / "last.pth"))
+                 resume_marker=folder / "last.pth", owned=folder))
         return str(folder / "model.pth")
 
     def run(name: str, method: str, backbone: str, checkpoint: str, trained: str, sets: Sequence[tuple[str, str]],
@@ -332,6 +336,35 @@ def _command_digest(step: Step) -> str:
     return hashlib.sha256(json.dumps(step.argv).encode()).hexdigest()[:16]
 
 
+def _started_path(out: Path, step: Step) -> Path:
+    return _stamp_path(out, step).with_suffix(".started.json")
+
+
+def _previous_digest(out: Path, step: Step) -> str | None:
+    """The command digest of the step's last start (its done stamp, else its started stamp), or None."""
+    for path in (_stamp_path(out, step), _started_path(out, step)):
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("digest")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _discard_owned(step: Step, reason: str, log: Callable[[str], None], prefix: str) -> None:
+    """Remove the step's own folder before a fresh start (a data folder only if it is synthetic)."""
+    import shutil
+
+    from vssbench.data.synth import read_marker
+
+    folder = step.owned
+    if folder is None or not folder.exists():
+        return
+    if step.kind == "synth" and read_marker(folder) is None:
+        return  # not a dataset we made: `data synth` refuses it with a clear error
+    log(f"{prefix}: removing {folder} ({reason})")
+    shutil.rmtree(folder)
+
+
 def is_complete(out: Path, step: Step) -> bool:
     """Outputs present and made by this very command (its stamp records the same argv)."""
     stamp = _stamp_path(out, step)
@@ -392,6 +425,21 @@ def execute_plan(
         start = time.perf_counter()
         error = None
         try:
+            if rank == 0:
+                previous = _previous_digest(out, step)
+                if set(step.needs) & ran:
+                    _discard_owned(step, "a step it needs ran now", log, prefix)
+                elif previous is not None and previous != _command_digest(step):
+                    _discard_owned(step, "its command changed", log, prefix)
+                elif step.kind == "synth":
+                    _discard_owned(step, "incomplete or without a stamp", log, prefix)
+                _stamp_path(out, step).unlink(missing_ok=True)
+                _started_path(out, step).write_text(
+                    json.dumps({"step": step.name, "digest": _command_digest(step), "started": _now()}) + "\n",
+                    encoding="utf-8",
+                )
+            if world > 1 and env_world_size() > 1:
+                _barrier()  # every rank sees the folder removed before the command starts
             if not step.rank0_only or rank == 0:
                 invoke(step.argv_now(ran))
         except Exception as exc:  # a failed step is reported; the others go on
@@ -411,6 +459,7 @@ def execute_plan(
                                 "seconds": round(seconds, 1), "finished": _now()}, indent=1) + "\n",
                     encoding="utf-8",
                 )
+                _started_path(out, step).unlink(missing_ok=True)
             ran.add(step.name)
             results.append(StepResult(step.name, "done", seconds))
             log(f"{prefix}: done in {seconds:.0f} s")
