@@ -203,6 +203,24 @@ def test_ablation_groups_rows_and_missing_variants() -> None:
     assert not any(n.startswith("†") for n in table.notes)
 
 
+def test_ablation_says_which_rows_share_trained_weights() -> None:
+    # The interval rows evaluate the default TFC's checkpoint; every learned variant has its own.
+    records = [
+        record("feature_reuse", checkpoint_sha256="f" * 64, mIoU=0.315, mVC8=0.843, mVC16=0.787),
+        record("tfc", interval=6, checkpoint_sha256="a" * 64, mIoU=0.328, mVC8=0.858, mVC16=0.804),
+        record("tfc", checkpoint_sha256="a" * 64, mIoU=0.329, mVC8=0.853, mVC16=0.800),
+        record("tfc", options={"focal": False}, checkpoint_sha256="b" * 64, mIoU=0.321, mVC8=0.831, mVC16=0.777),
+        record("tfc", interval=5, mIoU=0.3, mVC8=0.8, mVC16=0.7),  # no checkpoint (random init)
+    ]
+    table = ablation_table(records)
+    weights = dict(zip(table.frame["Methods"], table.frame["Weights"]))
+    assert weights["Interval 6"] == "shared: SegFormer + TFC"
+    assert weights["Interval 4"] == weights["With Focal Loss"] == weights["Without Focal Loss"] == "own"
+    assert weights["Feature reuse"] == "own" and weights["Interval 5"] == "-"
+    assert any(note.startswith("Weights: 'own' rows") for note in table.notes)
+    assert not any(n.startswith("Weights:") for n in ablation_table(records[2:4]).notes)  # nothing shared
+
+
 def test_ablation_alias_tfc_without_modules_is_feature_reuse() -> None:
     table = ablation_table([record("tfc", options={"interp": "none", "update": "none"}, mIoU=0.3, mVC8=0.8, mVC16=0.7)])
     assert list(table.frame["Methods"]) == ["Feature reuse", "Feature reuse"]

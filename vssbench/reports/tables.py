@@ -479,14 +479,17 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
     marks_by_id = dict(zip((id(u) for u in unique), _flag_rows(unique, [
         next(lab for lab, c in zip(labels, chosen) if c[5] is u) for u in unique
     ], notes, ignore=("interval",))))
+    weights = _weights_column(unique)
     display, data = [], []
     columns = (("mIoU", "mIoU", 100.0, 1), ("mVC8", "mVC8", 100.0, 1), ("mVC16", "mVC16", 100.0, 1),
                ("GMACs/frame", "gmacs_per_frame", 1.0, 1))
     for group, label, method, variant, backbone, r in chosen:
         mark = marks_by_id[id(r)]
-        drow = {"Group": group, "Methods": label + (f" {mark}" if mark else ""), "Backbone": backbone_label(backbone)}
+        drow = {"Group": group, "Methods": label + (f" {mark}" if mark else ""), "Backbone": backbone_label(backbone),
+                "Weights": weights[id(r)]}
         nrow: dict[str, Any] = {"group": group, "row": label, "method": method, "variant": variant,
-                                "backbone": backbone, "flags": mark, "conditions_hash": r.get("conditions_hash")}
+                                "backbone": backbone, "flags": mark, "conditions_hash": r.get("conditions_hash"),
+                                "weights": weights[id(r)], "checkpoint_sha256": r.get("checkpoint_sha256")}
         for header, key, scale, digits in columns:
             ours = _value(r, key, scale)
             text = _cell(ours, digits)
@@ -500,17 +503,47 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
         data.append(nrow)
     if not chosen:
         notes.append("no record matches a row of Table 2 (see `vssbench table ablation --help` for the options of each row)")
+    if any(w.startswith("shared") for w in weights.values()):
+        notes.append("Weights: 'own' rows were trained with their setting; 'shared: X' rows evaluate the weights "
+                     "trained for X (the same checkpoint sha256) with an inference-time change, such as the frame "
+                     "interval")
     if with_paper:
         notes.append("cells read 'ours | paper' (the paper's Table 2, MiT-B0)")
-    headers = ["Group", "Methods", "Backbone"] + [c[0] for c in columns]
+    headers = ["Group", "Methods", "Backbone", "Weights"] + [c[0] for c in columns]
     return ReportTable(
         title="Ablations (TFC paper, Table 2 layout)",
         frame=pd.DataFrame(display, columns=headers),
         data=pd.DataFrame(data),
         notes=notes,
         group_column="Group",
-        text_columns=("Group", "Methods", "Backbone"),
+        text_columns=("Group", "Methods", "Backbone", "Weights"),
     )
+
+
+def _weights_column(records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """Per record (by ``id``): "own", "shared: <the setup trained for these weights>", or "-" without a checkpoint.
+
+    Records with the same ``checkpoint_sha256`` evaluate one trained model. Its owner is the one
+    run at the method's default interval (the setting it was trained for), else the first.
+    """
+    by_sha: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("checkpoint_sha256"):
+            by_sha.setdefault(str(r["checkpoint_sha256"]), []).append(r)
+    out: dict[int, str] = {}
+    for r in records:
+        sha = r.get("checkpoint_sha256")
+        if not sha:
+            out[id(r)] = "-"
+            continue
+        group = by_sha[str(sha)]
+        at_default = [g for g in group if "interval=" not in variant_of(g)]
+        owner = (at_default or group)[0]
+        if owner is r:
+            out[id(r)] = "own"
+        else:
+            out[id(r)] = "shared: " + method_label(str(owner["method"]), variant_of(owner))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
