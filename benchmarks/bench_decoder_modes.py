@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 
 from vssbench.config import RunConfig
-from vssbench.harness.evaluate import accumulate_diagnostics
-from vssbench.harness.paper_profile import build_model, synthetic_frames
+from vssbench.harness.paper_profile import build_model, mean_updated_fraction, synthetic_frames
 from vssbench.harness.runner import normalize_config
 from vssbench.metrics.efficiency import count_gmacs, environment, measure_fps
 
@@ -47,18 +46,11 @@ def measure(
     )
     adapter = build_model(config)
     frames = synthetic_frames(config.interval, size, config.seed)
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    with torch.inference_mode():
-        adapter.reset()
-        for frame in frames:
-            adapter.step(frame)
-            accumulate_diagnostics(sums, counts, adapter.last_step_info)
+    updated = mean_updated_fraction(adapter, frames)
     gmacs = count_gmacs(adapter, frames, config.interval)
     fps = {"fps": float("nan"), "interval_time_s": float("nan")}
     if repeats > 0:
         fps = measure_fps(adapter, frames, config.interval, warmup=warmup, repeats=repeats)
-    updated = sums["updated_fraction"] / counts["updated_fraction"] if counts.get("updated_fraction") else ""
     return {
         "backbone": backbone,
         "method": method,
@@ -73,7 +65,7 @@ def measure(
         "interval_time_s": round(fps["interval_time_s"], 3),
         "warmup": warmup,
         "repeats": repeats,
-        "updated_fraction": "" if updated == "" else round(updated, 4),
+        "updated_fraction": "" if updated is None else round(updated, 4),
     }
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +60,25 @@ def failing_method(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
     register(Failing.info, FailingOptions)(lambda backbone, num_classes, options: Failing())
     return Failing.info.name
+
+
+@pytest.fixture
+def launch_two_ranks() -> Callable[[Sequence[str], float], list[tuple[int, str, str]]]:
+    """Run a command as ranks 0 and 1 of a 2-process group (torchrun's environment, a free port).
+
+    Returns ``launch(cmd, timeout)`` -> ``[(returncode, stdout, stderr)]`` per rank.
+    """
+
+    def launch(cmd: Sequence[str], timeout: float) -> list[tuple[int, str, str]]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        procs = []
+        for rank in range(2):
+            env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            procs.append(subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+        return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+    return launch

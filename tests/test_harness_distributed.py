@@ -7,9 +7,6 @@ The ranks are two ``python -m vssbench run`` processes with the environment torc
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,30 +19,18 @@ from vssbench.harness import normalize_config, read_videos_file, run_evaluation
 METRICS = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_two_gloo_ranks_equal_a_single_process_run(tmp_path: Path) -> None:
+def test_two_gloo_ranks_equal_a_single_process_run(tmp_path: Path, launch_two_ranks) -> None:
     root = synthesize(tmp_path / "mini", videos=6, frames=18, size=(32, 48), seed=0)
     config = RunConfig(method="segformer", data=str(root), resolution=(32, 48), warmup=0, repeats=1, threads=1)
     single = run_evaluation(config, out=tmp_path / "single", progress=False)
 
-    port = free_port()
     args = [sys.executable, "-m", "vssbench", "run", "--method", "segformer", "--data", str(root), "--size", "32x48",
             "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "dist"), "--json"]
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=180) for p in procs]
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err
-    assert outputs[1][0] == ""  # ranks > 0 print nothing on stdout
-    (record,) = json.loads(outputs[0][0])  # --json prints a list, also for one row
+    results = launch_two_ranks(args, 180)
+    for returncode, _, err in results:
+        assert returncode == 0, err
+    assert results[1][1] == ""  # ranks > 0 print nothing on stdout
+    (record,) = json.loads(results[0][1])  # --json prints a list, also for one row
 
     assert record["world_size"] == 2 and record["fps_protocol"]["scope"] == "rank 0 only"
     assert record["config_hash"] == normalize_config(config).config_hash

@@ -48,20 +48,21 @@ def one_line_error(result: Any) -> str:
     return result.stderr
 
 
+def _random_segformer_checkpoint(factory: pytest.TempPathFactory, backbone: str, seed: int) -> Path:
+    path = factory.mktemp("ckpt") / f"segformer-{backbone}.pth"
+    torch.manual_seed(seed)
+    save_checkpoint(create("segformer", backbone=backbone), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def b1_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "segformer-b1.pth"
-    torch.manual_seed(0)
-    save_checkpoint(create("segformer", backbone="b1"), path)
-    return path
+    return _random_segformer_checkpoint(tmp_path_factory, "b1", seed=0)
 
 
 @pytest.fixture(scope="module")
 def b0_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "segformer-b0.pth"
-    torch.manual_seed(1)
-    save_checkpoint(create("segformer", backbone="b0"), path)
-    return path
+    return _random_segformer_checkpoint(tmp_path_factory, "b0", seed=1)
 
 
 # --- data integrity -------------------------------------------------------------------------------

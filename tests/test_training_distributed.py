@@ -19,9 +19,6 @@ shift) is replaced by the check that both models compute the same function in tr
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -40,12 +37,6 @@ ARGS = ["--method", "segformer", "--set", "drop_path_rate=0", "--set", "dropout=
         "--lr", "1e-3", "--val-every", "0", "--checkpoint-every", "3", "--threads", "1", "--quiet"]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def null_gradient_parameters(crop: int = 32) -> set[str]:
     """Parameters of SegFormer-B0 whose float64 gradient on a random batch is zero (< 1e-12 of the largest)."""
     torch.manual_seed(0)
@@ -58,7 +49,7 @@ def null_gradient_parameters(crop: int = 32) -> set[str]:
     return {k for k, g in grads.items() if g <= 1e-12 * largest}
 
 
-def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path: Path) -> None:
+def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path: Path, launch_two_ranks) -> None:
     root = synthesize(tmp_path / "mini", videos=6, frames=8, size=(32, 48), seed=3)
     for mask in root.glob("data/*/mask/*.png"):  # raw 0 and 255 (ignored) -> class 1: no ignored pixel
         raw = np.asarray(Image.open(mask))
@@ -68,18 +59,12 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path: Path) -> None
                           crop=(32, 32), lr=1e-3, batch_size=2, val_every=0, checkpoint_every=3, threads=1)
     train(config, tmp_path / "single", progress=False)
 
-    port = free_port()
     cmd = [sys.executable, "-m", "vssbench", "train", *ARGS, "--data", str(root), "--preset", "synthetic",
            "--batch-size", "1", "--out", str(tmp_path / "dist"), "--json"]
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err
-    assert outputs[1][0] == ""  # rank 1 prints nothing on stdout
+    results = launch_two_ranks(cmd, 600)
+    for returncode, _, err in results:
+        assert returncode == 0, err
+    assert results[1][1] == ""  # rank 1 prints nothing on stdout
 
     # the same losses at every iteration (rank-averaged in the distributed log)
     logs = {name: [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]

@@ -106,23 +106,16 @@ def data_synth(
         if not sep or not key.strip():
             raise OptionError(f"--knob {item!r}: expected KEY=VALUE, e.g. noise=8")
         overrides[key.strip()] = value.strip()
-    shape = PRESET_SHAPES.get(difficulty, {})
+    hw = None
     if size is not None:
         try:
             hw = parse_size(size)
         except click.BadParameter as exc:
             raise OptionError(f"--size {size}: {exc.message}") from None
-    else:
-        hw = tuple(shape.get("size", (180, 320)))  # type: ignore[assignment]
+    if videos is None and difficulty not in PRESET_SHAPES:
+        videos = 4  # the command's default; a preset's own shape comes from write_dataset
     root = write_dataset(
-        out,
-        difficulty=difficulty,
-        videos=int(shape.get("videos", 4)) if videos is None else videos,  # type: ignore[call-overload]
-        frames=int(shape.get("frames", 20)) if frames is None else frames,  # type: ignore[call-overload]
-        size=hw,
-        seed=seed,
-        val_videos=shape.get("val_videos") if val_videos is None and videos is None else val_videos,  # type: ignore[arg-type]
-        **overrides,
+        out, difficulty=difficulty, videos=videos, frames=frames, size=hw, seed=seed, val_videos=val_videos, **overrides
     )
     click.echo(f"wrote synthetic VSPW-mini ({difficulty}) to {root}")
 
@@ -188,17 +181,19 @@ def _model_options(f: Any) -> Any:
     return f
 
 
-def _configs_from(method: str, size: str, common: dict[str, Any], **fields: Any) -> list[Any]:
-    """Run configs for ``method`` from :func:`_model_options`' values (``common``) and the command's ``fields``.
-
-    Pops the output flags (``as_json``, ``as_json_lines``) out of ``common`` first; they exclude
-    each other.
-    """
-    from vssbench.harness import build_configs
-
+def _output_flags(common: dict[str, Any]) -> tuple[bool, bool]:
+    """Pop (``--json``, ``--json-lines``) out of :func:`_model_options`' values; they exclude each other."""
     as_json, as_json_lines = common.pop("as_json"), common.pop("as_json_lines")
     if as_json and as_json_lines:
         raise click.UsageError("--json and --json-lines exclude each other")
+    return as_json, as_json_lines
+
+
+def _configs_from(method: str, size: str, common: dict[str, Any], **fields: Any) -> list[Any]:
+    """Run configs for ``method`` from :func:`_model_options`' values (``common``, output flags
+    popped) and the command's own ``fields``."""
+    from vssbench.harness import build_configs
+
     options = parse_sets(common.pop("sets"))
     decoder_dim = common.pop("decoder_dim")
     if decoder_dim is not None:
@@ -289,7 +284,7 @@ def run_cmd(
     from vssbench.harness import run_sweep, setup_distributed
     from vssbench.harness.runner import RunInterrupted
 
-    as_json, as_json_lines = common["as_json"], common["as_json_lines"]
+    as_json, as_json_lines = _output_flags(common)
     configs = _configs_from(
         method, size, common, data=data_root, split=split, max_videos=max_videos, max_frames=max_frames,
         metric_preset=metric_preset,
@@ -366,7 +361,7 @@ def profile_cmd(method: str | None, size: str, frames: str, paper: bool, **commo
 
     from vssbench.harness import profile_sweep
 
-    as_json, as_json_lines = common["as_json"], common["as_json_lines"]
+    as_json, as_json_lines = _output_flags(common)
     records = profile_sweep(_configs_from(method, size, common), frames=frames)
     _echo_output(records, as_json, as_json_lines)
     if any(r.get("error") for r in records):

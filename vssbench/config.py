@@ -28,6 +28,14 @@ HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"checkpoint_sha256": None, "checkpoin
 HASH_OMITTED_AT_DEFAULT["decoder"] = "reference"
 
 
+def check_known_keys(cls: type, d: dict[str, Any], what: str) -> None:
+    """Raise :class:`OptionError` naming the keys of ``d`` that are not fields of dataclass ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise OptionError(f"unknown {what} {unknown}; known: {sorted(names)}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Conditions of one evaluation run (all fields JSON-serializable).
@@ -91,10 +99,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise OptionError(f"unknown RunConfig keys {unknown}; known: {sorted(names)}")
+        check_known_keys(cls, d, "RunConfig keys")
         d = dict(d)
         if "resolution" in d:
             d["resolution"] = tuple(d["resolution"])

@@ -71,7 +71,7 @@ def paper_profile(
                 adapter = build_model(config)
                 frames = synthetic_frames(config.interval, tuple(size), seed)
                 gmacs = count_gmacs(adapter, frames, config.interval)
-                updated = _mean_updated_fraction(adapter, frames)
+                updated = mean_updated_fraction(adapter, frames)
                 paper = paper_value("text", method, backbone, "gmacs_nonkeyframe")
                 rows.append(
                     {
@@ -107,7 +107,7 @@ def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[t
     return _profile_frames("video", count, size, seed)
 
 
-def _mean_updated_fraction(adapter: torch.nn.Module, frames: Sequence[torch.Tensor]) -> float | None:
+def mean_updated_fraction(adapter: torch.nn.Module, frames: Sequence[torch.Tensor]) -> float | None:
     """Mean of the adapter's ``updated_fraction`` diagnostic over ``frames`` (NaN on keyframes: left out)."""
     from vssbench.harness.evaluate import accumulate_diagnostics
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vssbench.config import check_known_keys
 from vssbench.errors import OptionError
 
 #: Fields that may change between a run and its resume: they do not change any trained number.
@@ -154,10 +155,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise OptionError(f"unknown training config keys {unknown}; known: {sorted(names)}")
+        check_known_keys(cls, d, "training config keys")
         return cls(**d)
 
     def replace(self, **changes: Any) -> "TrainConfig":
