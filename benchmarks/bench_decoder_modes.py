@@ -24,7 +24,7 @@ import torch
 from vssbench.config import RunConfig
 from vssbench.harness.paper_profile import build_model, mean_updated_fraction, synthetic_frames
 from vssbench.harness.runner import normalize_config
-from vssbench.metrics.efficiency import count_gmacs, environment, measure_fps
+from vssbench.profiling import count_gmacs, environment, measure_fps
 
 FIELDS = [
     "backbone", "method", "options", "decoder", "size", "interval", "gmacs_keyframe", "gmacs_nonkeyframe",

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from vssbench.methods import create
-from vssbench.metrics.efficiency import count_gmacs, count_parameters, environment
+from vssbench.profiling import count_gmacs, count_parameters, environment
 
 FIELDS = [
     "method", "backbone", "mode", "params_M", "gmacs_per_frame", "gmacs_fallback", "gmacs_first_interval",

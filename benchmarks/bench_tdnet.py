@@ -30,7 +30,7 @@ from vssbench.data import render_video
 from vssbench.data.transforms import normalize
 from vssbench.harness import profile_method
 from vssbench.methods import create
-from vssbench.metrics.efficiency import count_gmacs
+from vssbench.profiling import count_gmacs
 from vssbench.models.decoder import set_decoder_mode
 
 FIELDS = [

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vssbench.metrics import VCMetric, VideoEvaluator, compute_metrics
-from vssbench.metrics.efficiency import cpu_model
+from vssbench.profiling import cpu_model
 
 H, W, K = 480, 853, 124
 

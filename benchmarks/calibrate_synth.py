@@ -3,7 +3,7 @@
 The study needs data on which a per-frame model, once trained, is unstable (val mVC8 <= 85) while
 the task is still learned (val mIoU >= 50). This script runs exactly the commands of
 ``vssbench reproduce table1 --methods segformer`` (the study's dataset, training schedule and
-evaluation settings, from :func:`vssbench.harness.reproduce.synthetic_settings`) with the given
+evaluation settings, from :func:`vssbench.study.reproduce.synthetic_settings`) with the given
 difficulty knobs on top, and appends one row to ``benchmarks/results/synth_calibration.csv``.
 Only SegFormer's numbers decide the setting: never TFC's or any other method's.
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from vssbench.data.synth import resolve_difficulty
-from vssbench.harness.reproduce import STUDY_ITERS, _invoke, synthetic_settings
+from vssbench.study.reproduce import STUDY_ITERS, _invoke, synthetic_settings
 from vssbench.reports.tables import load_records
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth_calibration.csv"

@@ -7,7 +7,7 @@ failures into error rows; ``profile_method(config)`` measures params/GMACs/FPS w
 """
 
 from vssbench.harness.distributed import DistContext, setup_distributed
-from vssbench.harness.records import (
+from vssbench.results.records import (
     ACCURACY_KEYS,
     DESIGN_KEYS,
     EXTRA_KEYS,
@@ -30,7 +30,7 @@ from vssbench.harness.runner import (
     run_evaluation,
     run_sweep,
 )
-from vssbench.harness.store import RunStore, read_videos_file, run_dir_name
+from vssbench.results.store import RunStore, read_videos_file, run_dir_name
 
 __all__ = [
     "ACCURACY_KEYS",

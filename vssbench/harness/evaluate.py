@@ -89,7 +89,7 @@ def evaluate_video(
     :class:`MetricState` as a dict), "diagnostics" ({key: [sum, count]}), "data_time_s",
     "model_time_s"}``. Run it under ``torch.no_grad()`` (the caller decides).
     """
-    from vssbench.harness.records import to_jsonable
+    from vssbench.results.records import to_jsonable
     from vssbench.models.decoder import resize_logits
 
     pred_dtype = torch.uint8 if num_classes <= 256 else torch.int64

@@ -50,7 +50,7 @@ def paper_profile(
     paper, non-keyframe).
     """
     from vssbench.harness.runner import normalize_config
-    from vssbench.metrics.efficiency import count_gmacs, count_parameters
+    from vssbench.profiling import count_gmacs, count_parameters
 
     rows = []
     for backbone in backbones:

@@ -1,4 +1,4 @@
-"""The ``vssbench reproduce`` command (a thin shell over :mod:`vssbench.harness.reproduce`)."""
+"""The ``vssbench reproduce`` command (a thin shell over :mod:`vssbench.study.reproduce`)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def reproduce_cmd(
       torchrun --nproc-per-node 8 -m vssbench reproduce all --preset paper --data data/vspw/VSPW_480p \
           --init-dir weights/
     """
-    from vssbench.harness.reproduce import TARGETS, paper_settings, reproduce, synthetic_settings
+    from vssbench.study.reproduce import TARGETS, paper_settings, reproduce, synthetic_settings
 
     preset = preset or ("paper" if data_root else "synthetic")
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731

@@ -54,8 +54,8 @@ from vssbench.harness.evaluate import (
     evaluate_video,
     frames_to_use,
 )
-from vssbench.harness.records import empty_record, options_tag, to_jsonable
-from vssbench.harness.store import RunLog, RunStore
+from vssbench.results.records import empty_record, options_tag, to_jsonable
+from vssbench.results.store import RunLog, RunStore
 from vssbench.methods.base import BACKBONES, available, coerce, create, method_info, method_options, parse_options
 from vssbench.models.decoder import set_decoder_mode
 
@@ -612,7 +612,7 @@ def _finalize(
     """Rank 0: sum the per-video states in dataset order, measure efficiency, write the record."""
     from vssbench.data import CLASS_NAMES
     from vssbench.metrics import MetricState, compute_metrics
-    from vssbench.metrics.efficiency import count_parameters, environment
+    from vssbench.profiling import count_parameters, environment
 
     ordered = [entries[v] for v in videos]
     total = MetricState.zeros(config.num_classes, METRIC_CLIPS)
@@ -716,7 +716,7 @@ def _efficiency(
     ``dead_search=False`` skips :func:`find_dead_parameters` (``params_dead``/``params_inference``
     stay null). The FPS spread over the timed repeats goes into ``fps_spread``.
     """
-    from vssbench.metrics.efficiency import count_gmacs, count_parameters, find_dead_parameters, measure_fps
+    from vssbench.profiling import count_gmacs, count_parameters, find_dead_parameters, measure_fps
 
     device = ctx.device
     on_device = [f.to(device=device, dtype=DTYPES[config.dtype]) for f in frames]
@@ -893,7 +893,7 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
         raise OptionError(f"profile frames must be one of {', '.join(PROFILE_FRAMES)}, got {frames!r}")
     config = prepare_config(config)
     ctx = DistContext(device=resolve_device(config.device))
-    from vssbench.metrics.efficiency import environment
+    from vssbench.profiling import environment
 
     with _torch_threads(config.threads):
         adapter, load_report = _build_adapter(config, ctx.device)

@@ -82,7 +82,7 @@ from vssbench.methods.segformer import SegFormer, SegFormerOptions, segmentation
 from vssbench.models.decoder import compose_linear, resize_logits
 from vssbench.models.flow import CorrelationFlow, resize_flow, warp
 from vssbench.models.msda import DeformableEncoderLayer, flatten_levels, sparse_msda_update
-from vssbench.training.losses import binary_mask_accuracy, focal_bce, label_consistency
+from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency
 
 Interp = Literal["soft", "hard", "fixed", "none"]
 Update = Literal["msda", "none", "flow"]

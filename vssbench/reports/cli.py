@@ -144,7 +144,7 @@ def compare(run_a: Path, run_b: Path, metric: str, samples: int, seed: int, leve
     Example:
       vssbench compare runs/tfc-b0-<hash> runs/segformer-b0-<hash>
     """
-    from vssbench.harness.records import to_jsonable
+    from vssbench.results.records import to_jsonable
     from vssbench.reports.stats import compare_runs, intervals_to_json
 
     metrics = [m.strip() for m in metric.split(",") if m.strip()]

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from vssbench.errors import DataError, VssbenchError
-from vssbench.harness.records import compare_records
-from vssbench.harness.store import read_videos_file
+from vssbench.results.records import compare_records
+from vssbench.results.store import read_videos_file
 from vssbench.metrics.evaluator import MetricState, compute_metrics
 
 #: Metrics a bootstrap can resample (keys of :func:`compute_metrics`).
@@ -172,7 +172,7 @@ def compare_runs(
 
     Refused (:class:`ComparisonError`, one line) when the runs evaluated different videos or
     under different conditions (``conditions_hash`` and environment, as
-    :func:`~vssbench.harness.records.compare_records` decides).
+    :func:`~vssbench.results.records.compare_records` decides).
     """
     dir_a, dir_b = _run_dir(run_a), _run_dir(run_b)
     rec_a, rec_b = _read_record(dir_a), _read_record(dir_b)

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from vssbench.errors import DataError
-from vssbench.harness.records import compare_records
+from vssbench.results.records import compare_records
 from vssbench.reports import paper
 
 #: Backbone order of the tables.
@@ -323,7 +323,7 @@ def main_table(
     """Table 1 from records: one row per method x backbone x variant, grouped by backbone.
 
     Non-image rows show ``value (+delta)``: the difference to SegFormer on the same backbone
-    whose conditions are the same (:func:`~vssbench.harness.records.compare_records`), from
+    whose conditions are the same (:func:`~vssbench.results.records.compare_records`), from
     unrounded values. ``with_paper`` appends the paper's number (``ours | paper``) for rows the
     paper has (default variant; Table 1, or Sec. 4.2 for GMACs at non-keyframes, not per frame:
     so GMACs get none). ``ci`` maps (row index, metric key) to an

@@ -21,7 +21,7 @@ from vssbench.methods.tfc import (
     select_points,
 )
 from vssbench.models.decoder import resize_logits
-from vssbench.training.losses import focal_bce
+from vssbench.models.losses import focal_bce
 
 
 def moving_block_video(frames: int = 5, seed: int = 0, size: int = 64) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vssbench.errors import OptionError
-from vssbench.harness import reproduce as rp
+from vssbench.study import reproduce as rp
 
 
 def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> rp.StudySettings:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vssbench.methods import available, create
-from vssbench.metrics.efficiency import count_gmacs, count_parameters
+from vssbench.profiling import count_gmacs, count_parameters
 
 SIZE, CLASSES, DECODER_DIM = 512, 150, 256
 # (paper GMACs, parameter count of the same model measured with HF transformers, see

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vssbench.training.losses import binary_mask_accuracy, focal_bce, label_consistency, segmentation_ce
+from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency, segmentation_ce
 
 
 def test_focal_bce_hand_worked() -> None:

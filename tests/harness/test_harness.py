@@ -38,7 +38,7 @@ from vssbench.harness import (
     run_sweep,
 )
 from vssbench.harness import runner as runner_module
-from vssbench.harness.store import RunStore
+from vssbench.results.store import RunStore
 from vssbench.methods import available, create
 from vssbench.metrics import confusion_matrix, iou_from_confusion, mean_vc, vc_window_scores
 

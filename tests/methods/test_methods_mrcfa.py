@@ -9,7 +9,7 @@ import torch
 from vssbench.errors import CheckpointError
 from vssbench.methods import create, describe, method_info
 from vssbench.methods.mrcfa import MRCFA, MRCFAOptions
-from vssbench.metrics.efficiency import count_gmacs, find_dead_parameters
+from vssbench.profiling import count_gmacs, find_dead_parameters
 from vssbench.models.checkpoint import load_checkpoint
 from vssbench.models.decoder import resize_logits
 

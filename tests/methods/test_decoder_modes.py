@@ -9,7 +9,7 @@ from torch import nn
 from vssbench.config import RunConfig
 from vssbench.errors import OptionError
 from vssbench.methods import create
-from vssbench.metrics.efficiency import count_gmacs
+from vssbench.profiling import count_gmacs
 from vssbench.models.decoder import SegFormerHead, set_decoder_mode
 
 

@@ -22,7 +22,7 @@ from vssbench.cli import main
 from vssbench.config import RunConfig
 from vssbench.errors import OptionError
 from vssbench.harness import RECORD_KEYS, build_configs, format_table, run_evaluation
-from vssbench.harness.records import options_tag
+from vssbench.results.records import options_tag
 from vssbench.methods import create
 from vssbench.models.checkpoint import file_digest, save_checkpoint
 

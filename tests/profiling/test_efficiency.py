@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssbench.methods.base import MethodInfo, VideoSegmenter
-from vssbench.metrics.efficiency import (
+from vssbench.profiling import (
     MACS_CONVENTION,
     count_gmacs,
     count_parameters,
@@ -114,7 +114,7 @@ def test_graph_walk_finds_the_dead_set_of_the_gradient_search(method: str, optio
 
 def test_graph_walk_keeps_no_activations(monkeypatch: pytest.MonkeyPatch) -> None:
     # Memory stays at inference level: every tensor autograd would save goes through the drop hook.
-    from vssbench.metrics import efficiency
+    from vssbench import profiling as efficiency
 
     packed: list[torch.Size] = []
 

@@ -35,13 +35,13 @@ from typing import Any, TextIO
 
 from vssbench.config import RunConfig
 from vssbench.errors import DataError, OptionError
-from vssbench.harness.records import options_tag
+from vssbench.results.records import options_tag
 
 
 def run_dir_name(config: RunConfig) -> str:
     """Folder name of a run: ``<method>-<backbone>[-<options tag>]-<config_hash>``.
 
-    The tag (:func:`~vssbench.harness.records.options_tag`) makes rows that differ only by
+    The tag (:func:`~vssbench.results.records.options_tag`) makes rows that differ only by
     options tell apart at a glance; the hash alone decides identity.
     """
     tag = options_tag(config)

@@ -128,7 +128,7 @@ def test_training_is_segformers_per_frame_loss() -> None:
 
 
 def test_cached_fuse_term_makes_non_keyframes_cheaper() -> None:
-    from vssbench.metrics.efficiency import count_gmacs
+    from vssbench.profiling import count_gmacs
 
     frames = _frames(2)
     full = count_gmacs(_pair(2, cache_fuse=False)[1], frames, interval=2)

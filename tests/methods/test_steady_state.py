@@ -8,7 +8,7 @@ import torch
 from vssbench.config import RunConfig
 from vssbench.harness import profile_method
 from vssbench.methods import available, create
-from vssbench.metrics.efficiency import count_gmacs, measure_fps
+from vssbench.profiling import count_gmacs, measure_fps
 
 
 def test_steady_state_after_is_declared_by_the_adapters() -> None:

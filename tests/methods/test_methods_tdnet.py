@@ -13,7 +13,7 @@ from vssbench.data.samplers import ConsecutiveClipSampler
 from vssbench.errors import OptionError
 from vssbench.methods import available, create, method_info
 from vssbench.methods.tdnet import TDNet, TDNetOptions
-from vssbench.metrics.efficiency import count_parameters
+from vssbench.profiling import count_parameters
 from vssbench.models.decoder import resize_logits, set_decoder_mode
 
 
@@ -210,7 +210,7 @@ def test_training_losses_finite_with_gradients_into_apm_and_equal_to_inference()
 def test_every_parameter_is_used_within_two_cycles() -> None:
     # One cycle after reset() never reaches the full APM of paths 0..2 (warm-up), two cycles do;
     # the FIFO keeps its graph, so the caching convs count as used too.
-    from vssbench.metrics.efficiency import find_dead_parameters
+    from vssbench.profiling import find_dead_parameters
 
     model = _model()
     frames = _frames(8)

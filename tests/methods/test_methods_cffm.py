@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vssbench.methods import available, create, method_info
 from vssbench.methods.cffm import CFFM, CFFMAttention, CFFMOptions, rolled_ring_index
-from vssbench.metrics.efficiency import count_gmacs
+from vssbench.profiling import count_gmacs
 from vssbench.models.checkpoint import load_checkpoint
 from vssbench.models.mit import MixTransformer
 
