@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency, segmentation_ce
+from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency, segmentation_loss
 
 
 def test_focal_bce_hand_worked() -> None:
@@ -58,15 +58,15 @@ def test_binary_mask_accuracy() -> None:
     assert math.isnan(binary_mask_accuracy(p, y, 0.8, torch.zeros(5, dtype=torch.bool)).item())
 
 
-def test_segmentation_ce_ignores_255_and_upsamples() -> None:
+def test_segmentation_loss_ignores_255_and_upsamples() -> None:
     logits = torch.zeros(1, 3, 1, 1)
     logits[0, :, 0, 0] = torch.tensor([2.0, 0.0, 0.0])
     labels = torch.tensor([[[0, 1], [255, 255]]])
     # Upsampled 1x1 -> 2x2 is constant; two labelled pixels with classes 0 and 1.
     lse = math.log(math.exp(2) + 2)
     want = ((lse - 2) + lse) / 2
-    assert segmentation_ce(logits, labels).item() == pytest.approx(want, rel=1e-6)
-    assert segmentation_ce(logits, torch.full((1, 2, 2), 255)).item() == 0.0
+    assert segmentation_loss(logits, labels).item() == pytest.approx(want, rel=1e-6)
+    assert segmentation_loss(logits, torch.full((1, 2, 2), 255)).item() == 0.0
 
 
 def test_label_consistency_nearest_and_ignore() -> None:

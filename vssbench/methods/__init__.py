@@ -1,7 +1,9 @@
 """Method adapters and their registry (built-in adapters are imported explicitly below)."""
 
+from vssbench.methods import cffm, feature_reuse, mrcfa, segformer, tdnet, tfc  # noqa: F401  (register on import)
 from vssbench.methods.base import (
     BACKBONES,
+    BaseOptions,
     MethodInfo,
     VideoSegmenter,
     available,
@@ -12,15 +14,9 @@ from vssbench.methods.base import (
     register,
 )
 
-# Built-in adapters register themselves on import; keep this list complete (a test checks it).
-from vssbench.methods import feature_reuse, segformer  # noqa: F401
-from vssbench.methods import tfc  # noqa: F401
-from vssbench.methods import tdnet  # noqa: F401
-from vssbench.methods import cffm  # noqa: F401
-from vssbench.methods import mrcfa  # noqa: F401
-
 __all__ = [
     "BACKBONES",
+    "BaseOptions",
     "MethodInfo",
     "VideoSegmenter",
     "available",

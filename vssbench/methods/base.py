@@ -1,8 +1,9 @@
-"""The method adapter protocol and the method registry.
+"""The method adapter protocol, the base class that does its bookkeeping, and the method registry.
 
-Every method is one file in ``vssbench/methods/`` that defines a :class:`VideoSegmenter`
-subclass with an ``Options`` dataclass and registers a factory with :func:`register`. The harness
-only ever calls :func:`create`, ``reset()`` and ``step()``; it never special-cases a method.
+Every method is one file in ``vssbench/methods/`` holding a :class:`VideoSegmenter` subclass with
+an ``info`` (:class:`MethodInfo`) and an ``Options`` dataclass (a :class:`BaseOptions` subclass),
+registered with the class decorator :func:`register`. The harness only ever calls :func:`create`,
+``reset()`` and ``step()``; it never special-cases a method.
 
 Protocol (online and causal):
 
@@ -20,20 +21,32 @@ Protocol (online and causal):
 * ``train_sampler()``: the :class:`~vssbench.data.samplers.ClipSampler` that draws this method's
   training clips (frame indices, target last); ``forward_train`` receives clips drawn by it.
 
-The trainer never names a method: everything it needs is one of these calls.
+What the base class does, so that a method file holds only what is new about the method:
+``step`` checks the input, guards against a frame of another size while state from earlier
+frames is held ("call reset() between videos"), restarts the video when the decoder mode was
+switched since the last frame (no state crosses a mode switch), calls the method's
+:meth:`VideoSegmenter.segment`, records its diagnostics, advances the frame counter ``t`` and
+resizes the logits to the input size; ``reset`` clears that bookkeeping and calls the method's
+:meth:`VideoSegmenter.reset_state`; ``forward_train`` checks the clip and calls
+:meth:`VideoSegmenter.train_losses`. The trainer never names a method: everything it needs is
+one of these calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
+from vssbench.data.samplers import ClipSampler
 from vssbench.errors import OptionError
+from vssbench.models.checkpoint import load_checkpoint
+from vssbench.models.decoder import resize_logits
 
 BACKBONES = ("b0", "b1", "b2", "b3", "b4", "b5")
 METHOD_TYPES = ("Image", "E", "S", "E&S")
@@ -62,26 +75,112 @@ class MethodInfo:
             raise ValueError(f"method type must be one of {METHOD_TYPES}, got {self.type!r}")
 
 
+@dataclass(frozen=True)
+class BaseOptions:
+    """The options every method has (a method's ``Options`` dataclass subclasses this one).
+
+    ``interval``: the keyframe interval of a keyframe method, and for every method the window
+    over which the harness averages GMACs and FPS. ``decoder_dim``: the decoder width E (256 in
+    every VSPW config; ``--decoder-dim``). ``drop_path_rate``: stochastic depth of the encoder
+    (training only).
+    """
+
+    interval: int = 4
+    decoder_dim: int = 256
+    drop_path_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.interval < 1:
+            raise ValueError(f"interval must be >= 1, got {self.interval}")
+        if self.decoder_dim < 1:
+            raise ValueError(f"decoder_dim must be >= 1, got {self.decoder_dim}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+
+
 class VideoSegmenter(nn.Module):
-    """Base class of every method adapter (see the module docstring for the protocol)."""
+    """Base class of every method adapter (see the module docstring for the protocol).
+
+    A subclass sets ``info`` and ``Options``, builds its modules in ``__init__`` (calling
+    ``super().__init__(options)`` first, which stores ``self.options``), and implements
+    :meth:`segment` (one frame), :meth:`reset_state` (if it caches anything), :meth:`state_tensors`,
+    :meth:`train_losses`, :meth:`parameter_groups` and :meth:`train_sampler`.
+    """
 
     info: ClassVar[MethodInfo]
+    Options: ClassVar[type[BaseOptions]] = BaseOptions
 
-    def __init__(self) -> None:
+    def __init__(self, options: BaseOptions | None = None) -> None:
         super().__init__()
+        self.options = options if options is not None else type(self).Options()
+        #: Index of the next frame within the current video (0 after ``reset()``).
+        self.t = 0
         self.last_step_info: dict[str, Any] = {}
+        self._frame_shape: tuple[int, ...] | None = None
+        self._mode_holders: list[nn.Module] | None = None
+        self._decoder_modes: tuple[str, ...] | None = None
+
+    # ----------------------------------------------------------------------------- bookkeeping
 
     def reset(self) -> None:
-        """Forget every cached state; called at the start of each video."""
-        raise NotImplementedError
+        """Start a new video: frame counter to 0, diagnostics cleared, the method's state forgotten."""
+        self.t = 0
+        self.last_step_info = {}
+        self._frame_shape = None
+        self._mode_holders = None  # found again: a module may have been replaced between videos
+        self._decoder_modes = None
+        self.reset_state()
 
     def step(self, image: torch.Tensor) -> torch.Tensor:
-        """Segment the next frame of the current video; returns logits at the input resolution."""
-        raise NotImplementedError
+        """Segment the next frame: N x 3 x H x W normalized image -> N x num_classes x H x W logits."""
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3:
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"step expects one frame batch N x 3 x H x W, got shape {shape}")
+        modes = self._current_decoder_modes()
+        if self._decoder_modes is not None and modes != self._decoder_modes:
+            self.reset()  # state cached under one decoder mode is never reused under the other
+        shape = tuple(image.shape)
+        if self._frame_shape is not None and shape != self._frame_shape and self.state_tensors():
+            raise ValueError(
+                f"frame {self.t} has shape {shape} but the frames before it had {self._frame_shape}; "
+                "call reset() between videos"
+            )
+        logits, info = self.segment(image)
+        self.last_step_info = info
+        self._frame_shape = shape
+        self._decoder_modes = modes
+        self.t += 1
+        return resize_logits(logits, shape[-2:])
 
     def forward_train(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named losses for a training clip (``"loss"`` is the one to back-propagate)."""
-        raise NotImplementedError
+        """Named losses for a training clip (``"loss"`` is the one to back-propagate).
+
+        images N x T x 3 x H x W, labels N x T x H' x W' (checked here), then :meth:`train_losses`.
+        """
+        check_training_clip(images, labels)
+        return self.train_losses(images, labels)
+
+    def _current_decoder_modes(self) -> tuple[str, ...]:
+        if self._mode_holders is None:
+            self._mode_holders = [m for m in self.modules() if m is not self and hasattr(m, "decoder_mode")]
+        return tuple(m.decoder_mode for m in self._mode_holders)
+
+    # ----------------------------------------------------------------------------- what a method implements
+
+    def segment(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Logits of frame ``self.t`` (any resolution: ``step`` resizes them) and its diagnostics.
+
+        ``image`` is N x 3 x H x W; the input checks, the frame counter and the video guard are
+        done by ``step``. The diagnostics become ``last_step_info`` (``keyframe`` at least).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement segment()")
+
+    def reset_state(self) -> None:
+        """Forget what the method caches between frames (called by ``reset()``); nothing by default."""
+
+    def train_losses(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named losses of a checked training clip (``"loss"`` is the total)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement train_losses()")
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Tensors the adapter keeps for later frames (keyframe caches); empty for per-frame methods.
@@ -113,7 +212,7 @@ class VideoSegmenter(nn.Module):
     #: Learning-rate multiplier of every parameter group except ``"encoder"`` (SegFormer: 10).
     head_lr_mult: ClassVar[float] = 10.0
 
-    def train_sampler(self) -> Any:
+    def train_sampler(self) -> ClipSampler:
         """The clip sampler of training (a :class:`vssbench.data.samplers.ClipSampler`).
 
         Its clips (frame indices in the order ``forward_train`` consumes them, target last) are
@@ -136,36 +235,40 @@ def check_training_clip(images: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
-Factory = Callable[..., VideoSegmenter]
-
-
 @dataclass(frozen=True)
 class _Entry:
-    factory: Factory
-    options: type
+    cls: type[VideoSegmenter]
+    options: type[BaseOptions]
     info: MethodInfo
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
+M = TypeVar("M", bound=type[VideoSegmenter])
 
-def register(info: MethodInfo, options: type) -> Callable[[Factory], Factory]:
-    """Register ``factory(backbone=..., num_classes=..., options=<options instance>)`` under ``info.name``.
 
-    ``options`` is the method's frozen ``Options`` dataclass; :func:`create` validates and
-    coerces user options against its fields. A duplicate name is an error.
+def register(cls: M) -> M:
+    """Class decorator: register a :class:`VideoSegmenter` subclass under ``cls.info.name``.
+
+    The class declares ``info`` (:class:`MethodInfo`) and ``Options`` (a frozen
+    :class:`BaseOptions` dataclass; :func:`create` validates and coerces user options against its
+    fields) and is built as ``cls(backbone=..., num_classes=..., options=<Options instance>)``.
+    A duplicate name is an error.
     """
-
-    if not dataclasses.is_dataclass(options):
-        raise TypeError(f"options for {info.name!r} must be a dataclass, got {options!r}")
-
-    def decorator(factory: Factory) -> Factory:
-        if info.name in _REGISTRY:
-            raise ValueError(f"method {info.name!r} is already registered")
-        _REGISTRY[info.name] = _Entry(factory=factory, options=options, info=info)
-        return factory
-
-    return decorator
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if not (isinstance(cls, type) and issubclass(cls, VideoSegmenter)):
+        raise TypeError(f"register expects a VideoSegmenter subclass, got {cls!r}")
+    info = cls.__dict__.get("info")
+    if not isinstance(info, MethodInfo):
+        raise TypeError(f"{where} must set info = MethodInfo(...) in its own class body")
+    options = cls.Options
+    if not (dataclasses.is_dataclass(options) and issubclass(options, BaseOptions)):
+        raise TypeError(f"{where}.Options must be a dataclass subclassing BaseOptions, got {options!r}")
+    if info.name in _REGISTRY:
+        other = _REGISTRY[info.name].cls
+        raise ValueError(f"method {info.name!r} is already registered (by {other.__module__}.{other.__qualname__})")
+    _REGISTRY[info.name] = _Entry(cls=cls, options=options, info=info)
+    return cls
 
 
 def available() -> list[str]:
@@ -242,7 +345,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             if value == choice or (isinstance(value, str) and str(choice) == value):
                 return choice
         raise OptionError(f"{where} must be one of {list(args)}, got {value!r}")
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None
@@ -292,9 +395,7 @@ def create(
     if backbone not in BACKBONES:
         raise OptionError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
     parsed = parse_options(name, options)
-    model = entry.factory(backbone=backbone, num_classes=num_classes, options=parsed)
+    model = entry.cls(backbone=backbone, num_classes=num_classes, options=parsed)
     if checkpoint is not None:
-        from vssbench.models.checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint, format=checkpoint_format)
     return model.eval()

@@ -1,7 +1,6 @@
 """CFFM (Sun et al., CVPR 2022): SegFormer + Cross-frame Feature Mining over reference frames.
 
-Head ``CFFMHead_clips_resize1_8`` (``reference/methods.md`` section 1): the SegFormer MLP decoder
-runs per frame and gives the fused feature F (E channels, 1/4 resolution) and per-frame logits;
+Head ``CFFMHead_clips_resize1_8`` of the released code: the SegFormer MLP decoder runs per frame and gives the fused feature F (E channels, 1/4 resolution) and per-frame logits;
 F is resized to 1/8 and a focal-window transformer (``decoder_focal``) lets the *target* frame's
 7x7 windows attend to a coarse-to-fine assembly of keys: its own window and the ring around it
 (fine), its pooled neighbouring windows (coarse), and pooled neighbourhoods of the references
@@ -37,9 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, check_training_clip, register
-from vssbench.methods.segformer import SegFormer, SegFormerOptions, segmentation_loss
+from vssbench.data.samplers import ReferenceClipSampler
+from vssbench.methods.base import MethodInfo, register
+from vssbench.methods.segformer import SegFormer, SegFormerOptions
 from vssbench.models.decoder import SegFormerHead, resize_logits
+from vssbench.models.losses import segmentation_loss
 
 #: Transformer depth of the CFFM head per backbone (``decoder_params.depths`` of the released
 #: configs: B0 1, B1 2, B2 2, B5 4). No B3/B4 configs were released; they get B5's 4.
@@ -368,10 +369,9 @@ class CFFMHead(SegFormerHead):
     def frame_feature(self, feats: Sequence[Tensor]) -> Tensor:
         """Fused per-frame feature F (B x E x h x w at 1/4) from encoder maps [x^1..x^4].
 
-        Uses the head's current decoder mode (``fused``: reference or folded) where the head has one.
+        Uses the head's current decoder mode (reference or folded).
         """
-        fused = getattr(super(), "fused", None)
-        return fused(feats) if fused is not None else self.fuse(self.project(feats))
+        return self.fused(feats)
 
     @staticmethod
     def eighth(feature: Tensor) -> Tensor:
@@ -386,6 +386,7 @@ class CFFMHead(SegFormerHead):
         return resize_logits(logits, size)
 
 
+@register
 class CFFM(SegFormer):
     """CFFM on MiT ``backbone``: online, one frame per ``step``, references from the past only.
 
@@ -404,23 +405,21 @@ class CFFM(SegFormer):
         size_divisor=32,
     )
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: CFFMOptions | None = None) -> None:
-        options = options if options is not None else CFFMOptions()
-        super().__init__(backbone, num_classes, options)
-        self.options: CFFMOptions = options
-        self.depth = options.depth if options.depth is not None else DEPTHS[backbone]
-        self.decode_head = CFFMHead(
-            self.backbone.embed_dims, options.decoder_dim, num_classes, self.depth, dropout=options.dropout
-        )
-        from vssbench.data.samplers import ReferenceClipSampler
+    Options = CFFMOptions
+    options: CFFMOptions
 
+    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: CFFMOptions | None = None) -> None:
+        super().__init__(backbone, num_classes, options)
+        self.depth = self.options.depth if self.options.depth is not None else DEPTHS[backbone]
+        self.decode_head = CFFMHead(
+            self.backbone.embed_dims, self.options.decoder_dim, num_classes, self.depth, dropout=self.options.dropout
+        )
         self.sampler = ReferenceClipSampler()
         self.last_clip: list[int] = []
         self._history: dict[int, Tensor] = {}  # frame index -> F8 (cache) or the image (recompute)
 
-    def reset(self) -> None:
-        """Start a new video: empty the ring buffer."""
-        super().reset()
+    def reset_state(self) -> None:
+        """Empty the ring buffer."""
         self.last_clip = []
         self._history = {}
 
@@ -467,14 +466,13 @@ class CFFM(SegFormer):
         refs = [eighth[:, i] for i in range(length - 1)]
         return head.temporal(eighth[:, -1], refs, feature.shape[-2:])
 
-    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def train_losses(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Released losses on a clip [t-9, t-6, t-3, t]: images N x 4 x 3 x H x W, labels N x 4 x H' x W'.
 
         ``loss = 0.5 * loss_frames + 1.0 * loss_seg`` with ``loss_frames`` the CE of the four
         per-frame predictions against their own labels (one mean over all their pixels) and
         ``loss_seg`` the CE of the CFFM output against the target's label.
         """
-        check_training_clip(images, labels)
         n, length = images.shape[:2]
         if length != len(REF_LEVELS) + 1:
             raise ValueError(f"CFFM trains on clips of {len(REF_LEVELS) + 1} frames (t-9, t-6, t-3, t), got {length}")
@@ -489,17 +487,9 @@ class CFFM(SegFormer):
         loss = 0.5 * loss_frames + 1.0 * loss_seg
         return {"loss": loss, "loss_seg": loss_seg, "loss_frames": loss_frames}
 
-    def train_sampler(self) -> Any:
+    def train_sampler(self) -> ReferenceClipSampler:
         """CFFM's clips: t-9, t-6, t-3, t with t >= 9, on a video reversed with probability 0.5."""
-        from vssbench.data.samplers import ReferenceClipSampler
-
         return ReferenceClipSampler()
 
 
-@register(CFFM.info, CFFMOptions)
-def build_cffm(backbone: str = "b0", num_classes: int = 124, options: CFFMOptions | None = None) -> CFFM:
-    """Registry factory of :class:`CFFM`."""
-    return CFFM(backbone=backbone, num_classes=num_classes, options=options)
-
-
-__all__ = ["CFFM", "CFFMHead", "CFFMOptions", "DEPTHS", "build_cffm", "relative_position_index", "rolled_ring_index"]
+__all__ = ["CFFM", "CFFMHead", "CFFMOptions", "DEPTHS", "relative_position_index", "rolled_ring_index"]

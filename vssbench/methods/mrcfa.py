@@ -1,7 +1,7 @@
 """MRCFA (Sun et al., ECCV 2022): SegFormer plus multi-resolution cross-frame affinity over references.
 
-Rebuilt from ``reference/methods.md`` sections 0, 2 and 5 (head
-``SegFormerHead_clips2_resize_1_8_hypercorrelation2_topk_ensemble4``). For a target frame t and
+Rebuilt from the released code's head
+``SegFormerHead_clips2_resize_1_8_hypercorrelation2_topk_ensemble4``. For a target frame t and
 references at t-9, t-6, t-3 (target last):
 
 1. the SegFormer MLP decoder gives each frame's fused feature z (E channels at 1/4) and its
@@ -41,9 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, VideoSegmenter, check_training_clip, register
-from vssbench.methods.segformer import segmentation_loss
+from vssbench.data.samplers import ReferenceClipSampler
+from vssbench.methods.base import BaseOptions, MethodInfo, VideoSegmenter, register
 from vssbench.models.decoder import SegFormerHead, resize_logits
+from vssbench.models.losses import segmentation_loss
 from vssbench.models.mit import MixTransformer
 
 #: Number of reference frames (the official ``num_clips`` is 4 with the target).
@@ -58,7 +59,7 @@ HISTORY = 9
 
 
 @dataclass(frozen=True)
-class MRCFAOptions:
+class MRCFAOptions(BaseOptions):
     """Options of MRCFA.
 
     ``cache``: keep each past frame's reference keys/values (one backbone run per frame) instead
@@ -72,19 +73,11 @@ class MRCFAOptions:
 
     cache: bool = True
     mask_ratio: float | None = None
-    interval: int = 4
-    decoder_dim: int = 256
-    drop_path_rate: float = 0.1
 
     def __post_init__(self) -> None:
         if self.mask_ratio is not None and not 0.0 < self.mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1], got {self.mask_ratio}")
-        if self.interval < 1:
-            raise ValueError(f"interval must be >= 1, got {self.interval}")
-        if self.decoder_dim < 1:
-            raise ValueError(f"decoder_dim must be >= 1, got {self.decoder_dim}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        super().__post_init__()
 
 
 class PlaneConv(nn.Module):
@@ -112,7 +105,7 @@ class AffinityRefiner(nn.Module):
     """Single-scale refinement per level and coarse-to-fine aggregation of affinity maps.
 
     B1 uses two convs per level (1 -> 1 -> 2 channels) and two-conv mixing blocks ending in one
-    channel; every other backbone one 1 -> 1 conv each (``reference/methods.md`` section 2).
+    channel; every other backbone one 1 -> 1 conv each (as released).
     """
 
     def __init__(self, backbone: str) -> None:
@@ -271,6 +264,7 @@ class MRCFAHead(SegFormerHead):
         return outs, keep
 
 
+@register
 class MRCFA(VideoSegmenter):
     """MRCFA on MiT ``backbone`` with ``num_classes`` outputs (see the module docstring).
 
@@ -291,11 +285,11 @@ class MRCFA(VideoSegmenter):
         ),
     )
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: MRCFAOptions | None = None) -> None:
-        super().__init__()
-        from vssbench.data.samplers import ReferenceClipSampler
+    Options = MRCFAOptions
+    options: MRCFAOptions
 
-        self.options = options if options is not None else MRCFAOptions()
+    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: MRCFAOptions | None = None) -> None:
+        super().__init__(options)
         self.num_classes = num_classes
         ratio = self.options.mask_ratio
         if ratio is None:
@@ -305,17 +299,12 @@ class MRCFA(VideoSegmenter):
             self.backbone.embed_dims, backbone, self.options.decoder_dim, num_classes, mask_ratio=ratio
         )
         self.clips = ReferenceClipSampler()
-        self.t = 0
         # frame index -> (k1, k2, k3, v) with cache, or -> the image without it
         self._history: dict[int, Any] = {}
-        self._shape: tuple[int, ...] | None = None
 
-    def reset(self) -> None:
-        """Start a new video: forget every cached frame."""
-        self.t = 0
+    def reset_state(self) -> None:
+        """Forget every cached frame."""
         self._history = {}
-        self._shape = None
-        self.last_step_info = {}
 
     def encode(self, images: Tensor) -> list[Tensor]:
         """Encoder maps [x^1..x^4] of images B x 3 x H x W."""
@@ -350,6 +339,13 @@ class MRCFA(VideoSegmenter):
 
     def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """1/4-resolution logits of the current frame ``self.t`` and this step's diagnostics."""
+        logits, info = self._predict(image)
+        # Ring buffer: forget what no later target can reach (target t reaches back to t - HISTORY).
+        for old in [i for i in self._history if i <= self.t - HISTORY]:
+            del self._history[old]
+        return logits, info
+
+    def _predict(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
         head = self.decode_head
         t = self.t
         clip = self.clips.test_clip(t, t + 1)
@@ -375,25 +371,7 @@ class MRCFA(VideoSegmenter):
         info["kept_tokens"] = int(keep.shape[-1])
         return outs[-1], info
 
-    def step(self, image: Tensor) -> Tensor:
-        """Segment the next frame: N x 3 x H x W normalized image -> N x num_classes x H x W logits."""
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"step expects one frame batch N x 3 x H x W, got shape {tuple(image.shape)}")
-        if self._shape is not None and tuple(image.shape) != self._shape:
-            raise ValueError(
-                f"frame {self.t} has shape {tuple(image.shape)} but earlier frames had {self._shape}; "
-                "call reset() between videos"
-            )
-        self._shape = tuple(image.shape)
-        logits, info = self.segment(image)
-        self.last_step_info = info
-        self.t += 1
-        # Ring buffer: forget what no later target can reach (target t reaches back to t - HISTORY).
-        for old in [i for i in self._history if i < self.t - HISTORY]:
-            del self._history[old]
-        return resize_logits(logits, image.shape[-2:])
-
-    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def train_losses(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Released MRCFA losses on clips [t-9, t-6, t-3, t]: images N x 4 x 3 x H x W, labels N x 4 x H' x W'.
 
         ``loss = 0.5 * loss_frame + loss_temporal``: ``loss_frame`` is the CE of the per-frame
@@ -402,7 +380,6 @@ class MRCFA(VideoSegmenter):
         ``loss_o1``..``loss_o4``). CE averages over non-ignored pixels (vssbench's
         :func:`segmentation_loss`). ``loss_seg`` equals ``loss`` (the released name).
         """
-        check_training_clip(images, labels)
         n, t = images.shape[:2]
         if t != NUM_REFERENCES + 1:
             raise ValueError(f"MRCFA trains on clips of {NUM_REFERENCES + 1} frames (t-9, t-6, t-3, t), got {t}")
@@ -422,17 +399,9 @@ class MRCFA(VideoSegmenter):
         """Encoder (MiT) and decoder (MLP decoder + MRCFA head) for counts and the head lr."""
         return {"encoder": self.backbone, "decoder": self.decode_head}
 
-    def train_sampler(self) -> Any:
+    def train_sampler(self) -> ReferenceClipSampler:
         """Clips [t-9, t-6, t-3, t] on a video reversed with probability 0.5 (the released sampler)."""
-        from vssbench.data.samplers import ReferenceClipSampler
-
         return ReferenceClipSampler()
 
 
-@register(MRCFA.info, MRCFAOptions)
-def build_mrcfa(backbone: str = "b0", num_classes: int = 124, options: MRCFAOptions | None = None) -> MRCFA:
-    """Registry factory of :class:`MRCFA`."""
-    return MRCFA(backbone=backbone, num_classes=num_classes, options=options)
-
-
-__all__ = ["MRCFA", "MRCFAHead", "MRCFAOptions", "build_mrcfa"]
+__all__ = ["MRCFA", "MRCFAHead", "MRCFAOptions"]

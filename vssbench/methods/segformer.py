@@ -12,44 +12,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, VideoSegmenter, check_training_clip, register
-from vssbench.models.decoder import SegFormerHead, resize_logits
+from vssbench.data.samplers import KeyframeClipSampler
+from vssbench.methods.base import BaseOptions, MethodInfo, VideoSegmenter, register
+from vssbench.models.decoder import SegFormerHead
+from vssbench.models.losses import segmentation_loss
 from vssbench.models.mit import MixTransformer
-
-IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)
-class SegFormerOptions:
+class SegFormerOptions(BaseOptions):
     """Options of the per-frame SegFormer.
 
     ``interval``: for an image method only the window over which GMACs and FPS are averaged
-    (every frame is processed alike, so it changes no prediction). ``decoder_dim``: MLP decoder
-    width E (256 in all VSPW configs). ``drop_path_rate``: stochastic depth of the encoder
-    (training only). ``dropout``: the decoder's Dropout2d rate before the classifier (0.1 in
-    every SegFormer config; training only; 0 makes a training step deterministic, e.g. to
-    compare distributed and single-process training).
+    (every frame is processed alike, so it changes no prediction). ``decoder_dim`` and
+    ``drop_path_rate`` as in :class:`~vssbench.methods.base.BaseOptions`. ``dropout``: the
+    decoder's Dropout2d rate before the classifier (0.1 in every SegFormer config; training
+    only; 0 makes a training step deterministic, e.g. to compare distributed and single-process
+    training).
     """
 
-    interval: int = 4
-    decoder_dim: int = 256
-    drop_path_rate: float = 0.1
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.interval < 1:
-            raise ValueError(f"interval must be >= 1, got {self.interval}")
-        if self.decoder_dim < 1:
-            raise ValueError(f"decoder_dim must be >= 1, got {self.decoder_dim}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        super().__post_init__()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
+@register
 class SegFormer(VideoSegmenter):
     """Per-frame SegFormer on MiT ``backbone`` with ``num_classes`` outputs.
 
@@ -64,21 +56,16 @@ class SegFormer(VideoSegmenter):
         default_interval=4,
         description="Per-frame MiT encoder + all-MLP decoder; every frame processed alike.",
     )
+    Options = SegFormerOptions
+    options: SegFormerOptions
 
     def __init__(self, backbone: str = "b0", num_classes: int = 124, options: SegFormerOptions | None = None) -> None:
-        super().__init__()
-        self.options = options if options is not None else SegFormerOptions()
+        super().__init__(options)
         self.num_classes = num_classes
         self.backbone = MixTransformer(backbone, drop_path_rate=self.options.drop_path_rate)
         self.decode_head = SegFormerHead(
             self.backbone.embed_dims, self.options.decoder_dim, num_classes, dropout=self.options.dropout
         )
-        self.t = 0
-
-    def reset(self) -> None:
-        """Start a new video: the frame counter returns to 0."""
-        self.t = 0
-        self.last_step_info = {}
 
     def encode(self, image: Tensor, num_stages: int = 4) -> list[Tensor]:
         """Encoder maps [x^1..x^num_stages] of images N x 3 x H x W."""
@@ -92,22 +79,12 @@ class SegFormer(VideoSegmenter):
         """
         return self.decode_head(self.encode(image)), {"keyframe": True}
 
-    def step(self, image: Tensor) -> Tensor:
-        """Segment the next frame: N x 3 x H x W normalized image -> N x num_classes x H x W logits."""
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"step expects one frame batch N x 3 x H x W, got shape {tuple(image.shape)}")
-        logits, info = self.segment(image)
-        self.last_step_info = info
-        self.t += 1
-        return resize_logits(logits, image.shape[-2:])
-
-    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def train_losses(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Per-frame cross-entropy over a clip: images N x T x 3 x H x W, labels N x T x H' x W'.
 
         Every frame is segmented independently; the 1/4-resolution logits are upsampled to the
         label size and the CE is averaged over all non-ignored (255) pixels of all frames.
         """
-        check_training_clip(images, labels)
         logits = self.decode_head(self.encode(images.flatten(0, 1)))
         loss = segmentation_loss(logits, labels.flatten(0, 1))
         return {"loss": loss, "loss_seg": loss}
@@ -116,34 +93,13 @@ class SegFormer(VideoSegmenter):
         """Encoder (MiT) and decoder (MLP head) for grouped parameter counts."""
         return {"encoder": self.backbone, "decoder": self.decode_head}
 
-    def train_sampler(self) -> Any:
+    def train_sampler(self) -> KeyframeClipSampler:
         """``interval`` consecutive frames (one keyframe interval), each with its own CE.
 
         The same frames per clip as the keyframe methods, so every method of a comparison sees the
         same number of labelled frames per iteration.
         """
-        from vssbench.data.samplers import KeyframeClipSampler
-
         return KeyframeClipSampler(self.options.interval)
 
 
-def segmentation_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Pixel-wise CE of B x K x h x w logits upsampled to B x H x W int64 labels (255 ignored).
-
-    The mean is over the non-ignored pixels; a batch with none gives a zero that still carries
-    the graph (instead of NaN).
-    """
-    labels = labels.long()
-    logits = resize_logits(logits, labels.shape[-2:])
-    if not bool((labels != IGNORE_INDEX).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-
-
-@register(SegFormer.info, SegFormerOptions)
-def build_segformer(backbone: str = "b0", num_classes: int = 124, options: SegFormerOptions | None = None) -> SegFormer:
-    """Registry factory of :class:`SegFormer`."""
-    return SegFormer(backbone=backbone, num_classes=num_classes, options=options)
-
-
-__all__ = ["SegFormer", "SegFormerOptions", "build_segformer", "segmentation_loss"]
+__all__ = ["SegFormer", "SegFormerOptions"]

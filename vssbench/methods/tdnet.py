@@ -2,7 +2,7 @@
 
 The TFC paper compares against "SegFormer + TDNet" (MiT-B0, type E, 5.8M parameters) and removes
 TDNet's knowledge distillation for a fair comparison. No MiT version exists upstream; this module
-maps the original TD4-PSP18 (``reference/methods.md`` section 3) onto MiT.
+maps the original TD4-PSP18 onto MiT.
 
 The original (ResNet/PSP, Cityscapes)
     N sub-networks (paths); frame tau is processed by path ``tau mod N`` only. Each path encodes
@@ -77,9 +77,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, VideoSegmenter, check_training_clip, register
-from vssbench.methods.segformer import segmentation_loss
+from vssbench.data.samplers import ConsecutiveClipSampler
+from vssbench.methods.base import BaseOptions, MethodInfo, VideoSegmenter, register
 from vssbench.models.decoder import SegFormerHead, resize_logits
+from vssbench.models.losses import segmentation_loss
 from vssbench.models.mit import MixTransformer
 
 #: A cached frame's encodings as token tensors: (query B x n x d or None, key B x n x d, value B x n x E).
@@ -87,7 +88,7 @@ Encoded = tuple[Tensor | None, Tensor, Tensor]
 
 
 @dataclass(frozen=True)
-class TDNetOptions:
+class TDNetOptions(BaseOptions):
     """Options of TDNet on MiT (every one settable with ``--set key=value``).
 
     ``num_paths``: number of sub-networks N (4 = TD4, 2 = TD2); frame t uses path ``t mod N``,
@@ -106,16 +107,13 @@ or 4.
     TDNet is trained without it.
     """
 
-    interval: int = 4
     num_paths: int = 4
     kv_stride: int = 4
     key_dim: int = 64
     feature_stride: Literal[4, 8] = 8
     warmup: Literal["current", "partial"] = "current"
-    decoder_dim: int = 256
     dropout: float = 0.1
     sub_loss_weight: float = 0.5
-    drop_path_rate: float = 0.1
 
     def __post_init__(self) -> None:
         if self.num_paths < 2:
@@ -137,8 +135,7 @@ or 4.
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.sub_loss_weight < 0.0:
             raise ValueError(f"sub_loss_weight must be >= 0, got {self.sub_loss_weight}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        super().__post_init__()
 
 
 def _tokens(x: Tensor) -> Tensor:
@@ -241,6 +238,7 @@ class FCNHead(nn.Module):
         return self.classifier(self.dropout(self.act(self.bn(self.conv(x)))))
 
 
+@register
 class TDNet(VideoSegmenter):
     """TDNet on MiT ``backbone``: a shared MiT + MLP decoder, N paths of encodings, APM and heads.
 
@@ -256,9 +254,11 @@ class TDNet(VideoSegmenter):
         description="Frame t uses path t mod 4; attention propagation over the last 3 frames' cached q/k/v.",
     )
 
+    Options = TDNetOptions
+    options: TDNetOptions
+
     def __init__(self, backbone: str = "b0", num_classes: int = 124, options: TDNetOptions | None = None) -> None:
-        super().__init__()
-        self.options = options if options is not None else TDNetOptions()
+        super().__init__(options)
         o = self.options
         self.num_classes = num_classes
         self.num_paths = o.num_paths
@@ -272,9 +272,7 @@ class TDNet(VideoSegmenter):
         )
         self.norms = nn.ModuleList(ChannelLayerNorm(o.decoder_dim) for _ in range(o.num_paths))
         self.heads = nn.ModuleList(FCNHead(o.decoder_dim, num_classes, o.dropout) for _ in range(o.num_paths))
-        self.t = 0
         self._fifo: list[Encoded] = []
-        self._shape: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -318,12 +316,9 @@ class TDNet(VideoSegmenter):
 
     # ------------------------------------------------------------------ online protocol
 
-    def reset(self) -> None:
-        """Start a new video: empty the FIFO, frame counter to 0."""
-        self.t = 0
+    def reset_state(self) -> None:
+        """Empty the FIFO."""
         self._fifo = []
-        self._shape = None
-        self.last_step_info = {}
 
     @property
     def steady_state_after(self) -> int:
@@ -334,15 +329,8 @@ class TDNet(VideoSegmenter):
         """The FIFO's cached (q, k, v) tokens, oldest frame first."""
         return [x for entry in self._fifo for x in entry if x is not None]
 
-    def step(self, image: Tensor) -> Tensor:
-        """Segment the next frame: N x 3 x H x W normalized image -> N x num_classes x H x W logits."""
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"step expects one frame batch N x 3 x H x W, got shape {tuple(image.shape)}")
-        if self._fifo and tuple(image.shape) != self._shape:
-            raise ValueError(
-                f"frame {self.t} has shape {tuple(image.shape)} but the cached frames had {self._shape}; "
-                "call reset() between videos"
-            )
+    def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """Logits at 1/``feature_stride`` of frame ``self.t`` (path ``t mod N``) and its diagnostics."""
         path = self.t % self.num_paths
         z = self.features(image)
         full = len(self._fifo) == self.num_paths - 1
@@ -355,20 +343,16 @@ class TDNet(VideoSegmenter):
         # see the caching convs as used.
         entry = self.encodings[path].cached(z, self.options.kv_stride)
         self._fifo = [*self._fifo, entry][-(self.num_paths - 1) :]
-        self._shape = tuple(image.shape)
-        self.last_step_info = {"path": path, "hops": len(cache)}
-        self.t += 1
-        return resize_logits(logits, image.shape[-2:])
+        return logits, {"path": path, "hops": len(cache)}
 
     # ------------------------------------------------------------------ training
 
-    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def train_losses(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """CE(full) + ``sub_loss_weight`` x CE(sub) on the last frame of N consecutive frames.
 
         images B x N x 3 x H x W (oldest first), labels B x N x H' x W' (only the last frame's are
         used). The target's path p is drawn uniformly; frame N-1-i before it uses path p-i.
         """
-        check_training_clip(images, labels)
         b, n = images.shape[:2]
         if n != self.num_paths:
             raise ValueError(f"forward_train expects clips of num_paths={self.num_paths} frames, got {n}")
@@ -397,17 +381,9 @@ class TDNet(VideoSegmenter):
             "head": nn.ModuleList([self.norms, self.heads]),
         }
 
-    def train_sampler(self) -> Any:
+    def train_sampler(self) -> ConsecutiveClipSampler:
         """``num_paths`` consecutive frames ending at the target (what :meth:`forward_train` consumes)."""
-        from vssbench.data.samplers import ConsecutiveClipSampler
-
         return ConsecutiveClipSampler(self.num_paths)
 
 
-@register(TDNet.info, TDNetOptions)
-def build_tdnet(backbone: str = "b0", num_classes: int = 124, options: TDNetOptions | None = None) -> TDNet:
-    """Registry factory of :class:`TDNet`."""
-    return TDNet(backbone=backbone, num_classes=num_classes, options=options)
-
-
-__all__ = ["TDNet", "TDNetOptions", "build_tdnet"]
+__all__ = ["TDNet", "TDNetOptions"]

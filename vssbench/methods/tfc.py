@@ -34,13 +34,15 @@ Table 2's fixed row is more stable than soft interpolation (mVC8 85.9 vs 85.0) a
 (31.0), which only a keyframe-heavy blend gives. So 0.1 is read as the weight of the current
 frame (the share of points that change): ŵ = ``fixed_weight`` = 0.9 on z_k by default, an option.
 
-Decoder modes (:func:`vssbench.models.decoder.set_decoder_mode`). In ``"folded"`` mode (the
-harness default) every linear map that consumes a ``linear_c{l}`` output is composed with it
-and applied at the level's own resolution: the fuse conv's share of each level (as SegFormer),
-and the MSDA value projection of levels 1-2 at non-keyframes and of levels 3-4 at keyframes
-(value_proj·L_l, C_l x d MACs per position instead of a dense d x d). Only the similarity
-level's (and, for the flow variant, level 2's) ``linear_c`` map is still computed, for w_t.
-The logits equal the ``"reference"`` mode's (the literal architecture) in real arithmetic.
+Decoder modes (:mod:`vssbench.models.decoder`). The decoder head owns them: TFC asks it for a
+frame's :class:`~vssbench.models.decoder.DecoderInputs` and takes z, the levels' fuse terms, x̂^s
+and the MSDA values (value_proj after ``linear_c{l}``) from it. In ``"folded"`` mode (the harness
+default) every linear map that consumes a ``linear_c{l}`` output is composed with it and applied
+at the level's own resolution: the fuse conv's share of each level, and the MSDA value projection
+of levels 1-2 at non-keyframes and of levels 3-4 at keyframes (C_l x d MACs per position instead
+of a dense d x d). Only the similarity level's (and, for the flow variant, level 2's)
+``linear_c`` map is still computed, for w_t. The logits equal the ``"reference"`` mode's (the
+literal architecture) in real arithmetic.
 
 Open choices (the paper leaves them open; decided here, with the alternative as an option
 where it is cheap):
@@ -71,18 +73,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vssbench.methods.base import MethodInfo, check_training_clip, register
-from vssbench.methods.segformer import SegFormer, SegFormerOptions, segmentation_loss
-from vssbench.models.decoder import compose_linear, resize_logits
+from vssbench.methods.base import MethodInfo, register
+from vssbench.methods.segformer import SegFormer, SegFormerOptions
+from vssbench.models.decoder import DecoderInputs
 from vssbench.models.flow import CorrelationFlow, resize_flow, warp
-from vssbench.models.msda import DeformableEncoderLayer, flatten_levels, sparse_msda_update
-from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency
+from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency, segmentation_loss
+from vssbench.models.msda import DeformableEncoderLayer, sparse_msda_update
 
 Interp = Literal["soft", "hard", "fixed", "none"]
 Update = Literal["msda", "none", "flow"]
@@ -205,20 +208,18 @@ def interpolate_features(
 
 @dataclass
 class _KeyframeState:
-    """What a keyframe leaves for the frames that follow it (one decoder mode's layout)."""
+    """What a keyframe leaves for the frames that follow it."""
 
     z: Tensor  # z_k, N x E x h x w (1/4)
     similarity_ref: Tensor  # x̂_k^s (s = similarity_level), N x E x h x w
     flow_ref: Tensor | None  # linear_c2(x_k^2) at 1/8 (update="flow")
     fuse34: Tensor | None  # W_3·x̂_k^3 + W_4·x̂_k^4, the reused levels' fuse term (cache_fuse)
-    # Without cache_fuse: x̂_k^3, x̂_k^4 at 1/4 (reference) or the encoder maps x_k^3, x_k^4 (folded).
-    reused: list[Tensor]
+    maps34: list[Tensor]  # x_k^3, x_k^4 (without cache_fuse, their terms are recomputed per frame)
+    projected34: dict[int, Tensor]  # x̂_k^3, x̂_k^4 where the keyframe's decoder computed them
     value34: Tensor | None  # MSDA value of levels 3-4, N x S_34 x M x Dh (update="msda")
     shapes34: list[tuple[int, int]]  # (H, W) of levels 3 and 4
-    image_shape: tuple[int, ...]
-    folded: bool  # the decoder mode the state was made in
 
-    def detached(self) -> "_KeyframeState":
+    def detached(self) -> _KeyframeState:
         def det(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.detach()
 
@@ -227,11 +228,10 @@ class _KeyframeState:
             similarity_ref=self.similarity_ref.detach(),
             flow_ref=det(self.flow_ref),
             fuse34=det(self.fuse34),
-            reused=[x.detach() for x in self.reused],
+            maps34=[x.detach() for x in self.maps34] if self.fuse34 is None else [],
+            projected34={k: v.detach() for k, v in self.projected34.items()} if self.fuse34 is None else {},
             value34=det(self.value34),
             shapes34=list(self.shapes34),
-            image_shape=self.image_shape,
-            folded=self.folded,
         )
 
 
@@ -242,6 +242,7 @@ class _FrameResult:
     selected: Tensor | None  # points updated by MSDA (None when update != "msda")
 
 
+@register
 class TFC(SegFormer):
     """SegFormer + TFC: cosine-similarity interpolation and sparse MSDA at non-keyframes.
 
@@ -264,21 +265,20 @@ class TFC(SegFormer):
             "low-similarity points with sparse MSDA and interpolate with the keyframe by cosine similarity."
         ),
     )
+    Options = TFCOptions
+    options: TFCOptions
 
     def __init__(self, backbone: str = "b0", num_classes: int = 124, options: TFCOptions | None = None) -> None:
-        options = options if options is not None else TFCOptions()
         super().__init__(backbone, num_classes, options)
-        self.options: TFCOptions = options
-        dim = options.decoder_dim
+        dim = self.options.decoder_dim
         self.msda = DeformableEncoderLayer(dim, MSDA_FFN, MSDA_LEVELS, MSDA_HEADS, MSDA_POINTS, MSDA_DROPOUT)
-        self.flow = CorrelationFlow(dim, radius=FLOW_RADIUS) if options.update == "flow" else None
+        self.flow = CorrelationFlow(dim, radius=FLOW_RADIUS) if self.options.update == "flow" else None
         self.last_similarity: Tensor | None = None
         self._key: _KeyframeState | None = None
         self._key_t = 0
 
-    def reset(self) -> None:
-        """Start a new video: forget the keyframe state."""
-        super().reset()
+    def reset_state(self) -> None:
+        """Forget the keyframe state."""
         self._key = None
         self._key_t = 0
         self.last_similarity = None
@@ -289,7 +289,7 @@ class TFC(SegFormer):
         if key is None:
             return []
         extra = [t for t in (key.flow_ref, key.fuse34, key.value34) if t is not None]
-        return [key.z, key.similarity_ref, *extra, *key.reused]
+        return [key.z, key.similarity_ref, *extra, *key.maps34, *key.projected34.values()]
 
     def parameter_groups(self) -> dict[str, nn.Module]:
         """Encoder (MiT), decoder (MLP head) and tfc (the deformable layer, + the flow estimator)."""
@@ -298,126 +298,59 @@ class TFC(SegFormer):
 
     # ----------------------------------------------------------------------------- the two paths
 
-    def _folded_value(self, feats: Sequence[Tensor], levels: Sequence[int]) -> Tensor:
-        """MSDA value of encoder maps ``feats`` (levels ``levels``) through value_proj ∘ linear_c{l}, folded.
-
-        value_proj(linear_c{l}(x)) is one C_l -> d map (V·L_l, V·b_l + b_v) applied per token at
-        the level's own resolution: C_l x d MACs per position instead of (C_l + d) x d.
-        Returns [N, S, M, Dh] in :func:`flatten_levels` order.
-        """
+    def _value(self, inputs: DecoderInputs, levels: Sequence[int]) -> Tensor:
+        """MSDA value of ``levels``: value_proj after each level's ``linear_c`` -> [N, S, M, Dh]."""
         attn = self.msda.self_attn
-        head = self.decode_head
-        parts = []
-        for level, x in zip(levels, feats):
-            proj = getattr(head, f"linear_c{level}").proj
-            weight, bias = compose_linear(attn.value_proj.weight, proj.weight, proj.bias, attn.value_proj.bias)
-            parts.append(F.linear(x.flatten(2).transpose(1, 2), weight, bias))
-        tokens = torch.cat(parts, dim=1)
-        n, s, _ = tokens.shape
-        return tokens.view(n, s, attn.n_heads, attn.d_model // attn.n_heads)
+        return inputs.through(levels, attn.value_proj).unflatten(-1, (attn.n_heads, attn.d_model // attn.n_heads))
 
-    def _keyframe(
-        self, feats: list[Tensor], image_shape: tuple[int, ...], native: dict[int, Tensor] | None = None
-    ) -> tuple[Tensor, _KeyframeState]:
-        """SegFormer's decoder on [x^1..x^4] (the same ops as SegFormer in either mode) and the state later frames need.
+    def _keyframe(self, inputs: DecoderInputs) -> tuple[Tensor, _KeyframeState]:
+        """SegFormer's decoder on a keyframe's four levels, and the state later frames need.
 
-        ``native`` may hold already computed ``linear_c{l}`` maps of levels 1-2 (an adaptive
-        keyframe reuses its own non-keyframe projections).
+        ``inputs`` may already hold ``linear_c`` maps of levels 1-2 (an adaptive keyframe reuses
+        its own non-keyframe projections).
         """
         opts = self.options
-        head = self.decode_head
-        given = dict(native or {})
-        size = tuple(feats[0].shape[-2:])
-        level = opts.similarity_level
-        shapes34 = [tuple(x.shape[-2:]) for x in feats[2:]]
-        if head.folded:
-            terms = head.folded_terms(feats, size)
-            z = head.fuse_terms(terms)
-            sim_native = given[level] if level in given else getattr(head, f"linear_c{level}")(feats[level - 1])
-            similarity_ref = resize_logits(sim_native, size)
-            flow_ref = None
-            if opts.update == "flow":
-                flow_ref = given[2] if 2 in given else (sim_native if level == 2 else head.linear_c2(feats[1]))
-            value34 = self._folded_value(feats[2:], (3, 4)) if opts.update == "msda" else None
-            fuse34 = terms[2] + terms[3] if opts.cache_fuse else None
-            reused = [] if opts.cache_fuse else [feats[2], feats[3]]
-        else:
-            levels = [
-                given[i] if i in given else getattr(head, f"linear_c{i}")(x) for i, x in enumerate(feats, start=1)
-            ]
-            projected = [resize_logits(x, size) for x in levels]
-            z = head.fuse(projected)
-            similarity_ref = projected[level - 1]
-            flow_ref = levels[1] if opts.update == "flow" else None
-            value34 = None
-            if opts.update == "msda":
-                value34 = self.msda.self_attn.project_value(flatten_levels(levels[2:])[0])
-            fuse34 = None
-            if opts.cache_fuse:
-                fuse34 = head.fuse_term(3, levels[2], size) + head.fuse_term(4, levels[3], size)
-            reused = [] if opts.cache_fuse else projected[2:]
+        z = inputs.fused()
         state = _KeyframeState(
-            z, similarity_ref, flow_ref, fuse34, reused, value34, shapes34, image_shape, head.folded
+            z=z,
+            similarity_ref=inputs.projected(opts.similarity_level),
+            flow_ref=inputs.native(2) if opts.update == "flow" else None,
+            fuse34=inputs.partial((3, 4)) if opts.cache_fuse else None,
+            maps34=[inputs.maps[3], inputs.maps[4]],
+            projected34=inputs.cached_projected((3, 4)),
+            value34=self._value(inputs, (3, 4)) if opts.update == "msda" else None,
+            shapes34=[tuple(inputs.maps[level].shape[-2:]) for level in (3, 4)],
         )
-        return head.classify(z), state
+        return self.decode_head.classify(z), state
 
-    def _project_current(self, x1: Tensor, x2: Tensor) -> dict[int, Tensor]:
-        """``linear_c{l}`` of x_t^1, x_t^2 at their own resolution, for the levels this mode needs.
-
-        Reference: both (they feed the fuse and the MSDA value). Folded: only the similarity
-        level's (and level 2 for the flow estimator); the fuse and the value take x_t^l directly.
-        """
-        head = self.decode_head
-        if not head.folded:
-            return {1: head.linear_c1(x1), 2: head.linear_c2(x2)}
-        need = {self.options.similarity_level} | ({2} if self.options.update == "flow" else set())
-        return {level: getattr(head, f"linear_c{level}")((x1, x2)[level - 1]) for level in sorted(need)}
-
-    def _similarity(self, key: _KeyframeState, native: dict[int, Tensor], size: tuple[int, int]) -> Tensor:
+    def _similarity(self, key: _KeyframeState, current: DecoderInputs) -> Tensor:
         """w_t: cosine similarity of x̂_k^s and x̂_t^s at 1/4 resolution (N x h x w)."""
-        current = resize_logits(native[self.options.similarity_level], size)
-        return cosine_similarity_map(key.similarity_ref, current)
+        return cosine_similarity_map(key.similarity_ref, current.projected(self.options.similarity_level))
 
-    def _non_keyframe(
-        self, key: _KeyframeState, x1: Tensor, x2: Tensor, native: dict[int, Tensor], similarity: Tensor
-    ) -> _FrameResult:
-        """1/4-resolution logits of a non-keyframe from x_t^1, x_t^2, their projections and w_t."""
+    def _non_keyframe(self, key: _KeyframeState, current: DecoderInputs, similarity: Tensor) -> _FrameResult:
+        """1/4-resolution logits of a non-keyframe from its levels 1-2 (``current``) and w_t."""
         opts = self.options
         head = self.decode_head
-        size = tuple(x1.shape[-2:])
-        flow = None
+        warp_to_current = None
         if opts.update == "flow":
             assert self.flow is not None and key.flow_ref is not None
-            flow = resize_flow(self.flow(key.flow_ref, native[2]), size)
-        if key.folded:
-            if key.fuse34 is not None:
-                reused = key.fuse34
-            else:
-                reused = head.folded_term(3, key.reused[0], size) + head.folded_term(4, key.reused[1], size)
-            if flow is not None:
-                reused = warp(reused, flow)  # warping is linear: it commutes with the 1x1 maps
-            z = head.fuse_terms([reused, head.folded_term(1, x1, size), head.folded_term(2, x2, size)])
+            flow = resize_flow(self.flow(key.flow_ref, current.native(2)), current.size)
+            warp_to_current = partial(warp, flow=flow)  # linear: it commutes with the 1x1 maps
+        if key.fuse34 is not None:
+            reused = key.fuse34 if warp_to_current is None else warp_to_current(key.fuse34)
+            z = head.fuse_with(reused, current)
         else:
-            reused_maps = key.reused if key.fuse34 is None else [key.fuse34]
-            if flow is not None:
-                reused_maps = [warp(x, flow) for x in reused_maps]
-            if key.fuse34 is None:
-                z = head.fuse([native[1], resize_logits(native[2], size), *reused_maps])
-            else:
-                # x̂_t^1 is already at 1/4; level 2's term is computed at 1/8 and resized.
-                terms = [head.fuse_term(1, native[1], size), head.fuse_term(2, native[2], size)]
-                z = head.fuse_terms([*reused_maps, *terms])
+            maps = {**current.maps, 3: key.maps34[0], 4: key.maps34[1]}
+            mixed = head.inputs(maps, current.size, native=current.cached_native(), projected=key.projected34)
+            z = mixed.fused(reused=(3, 4), transform=warp_to_current)
         selected = None
         if opts.update == "msda":
             selected = select_points(similarity.detach(), opts.threshold)
         if selected is not None and bool(selected.any()):
             # The values are only needed when some point is updated (no work at threshold 0).
             assert key.value34 is not None
-            if key.folded:
-                current_value = self._folded_value([x1, x2], (1, 2))
-            else:
-                current_value = self.msda.self_attn.project_value(flatten_levels([native[1], native[2]])[0])
-            value = torch.cat([current_value, key.value34], dim=1)
+            value = torch.cat([self._value(current, (1, 2)), key.value34], dim=1)
+            x1, x2 = current.maps[1], current.maps[2]
             shapes = torch.tensor([tuple(x1.shape[-2:]), tuple(x2.shape[-2:]), *key.shapes34], device=z.device)
             post_norm = opts.msda_output == "norm"
             z = sparse_msda_update(
@@ -431,21 +364,13 @@ class TFC(SegFormer):
     def segment(self, image: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """1/4-resolution logits of the current frame and its diagnostics (see the class docstring)."""
         opts = self.options
-        image_shape = tuple(image.shape)
-        since = self.t - self._key_t
+        head = self.decode_head
         if self._key is None:
             due = True
-        elif self._key.folded != self.decode_head.folded:
-            due = True  # the decoder mode changed mid-video: the cached state has the other layout
         elif opts.keyframe == "fixed":
             due = self.t % opts.interval == 0
         else:
-            due = since >= opts.interval
-        if self._key is not None and not due and image_shape != self._key.image_shape:
-            raise ValueError(
-                f"frame {self.t} has shape {image_shape} but its keyframe had {self._key.image_shape}; "
-                "call reset() between videos"
-            )
+            due = self.t - self._key_t >= opts.interval
         self.last_similarity = None
         keyframe_info = {
             "keyframe": True,
@@ -455,25 +380,25 @@ class TFC(SegFormer):
             "promoted": False,
         }
         if due:
-            logits, key = self._keyframe(self.encode(image, 4), image_shape)
+            logits, key = self._keyframe(head.inputs(self.encode(image, 4)))
             self._key, self._key_t = key.detached(), self.t
             return logits, keyframe_info
 
         key = self._key
         assert key is not None
-        x1, x2 = self.encode(image, 2)
-        native = self._project_current(x1, x2)
-        similarity = self._similarity(key, native, tuple(x1.shape[-2:]))
+        current = head.inputs(self.encode(image, 2))
+        similarity = self._similarity(key, current)
         low = float((similarity.clamp(0.0, 1.0) < opts.threshold).float().mean())
         if opts.keyframe == "adaptive" and low > opts.budget:
-            # Too much changed: promote this frame to a keyframe, reusing its stages 1-2.
+            # Too much changed: promote this frame to a keyframe, reusing its stages 1-2 and projections.
+            x1, x2 = current.maps[1], current.maps[2]
             x3 = self.backbone.forward_stage(2, x2)
             x4 = self.backbone.forward_stage(3, x3)
-            logits, key = self._keyframe([x1, x2, x3, x4], image_shape, native)
+            logits, key = self._keyframe(head.inputs([x1, x2, x3, x4], native=current.cached_native()))
             self._key, self._key_t = key.detached(), self.t
             return logits, {**keyframe_info, "promoted": True}
 
-        result = self._non_keyframe(key, x1, x2, native, similarity)
+        result = self._non_keyframe(key, current, similarity)
         self.last_similarity = similarity.detach()
         updated = 0.0 if result.selected is None else float(result.selected.float().mean())
         info = {
@@ -487,7 +412,7 @@ class TFC(SegFormer):
 
     # ----------------------------------------------------------------------------- training
 
-    def forward_train(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def train_losses(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Losses of a clip whose frame 0 is the keyframe: images N x T x 3 x H x W, labels N x T x H' x W'.
 
         Returns ``loss`` = ``loss_seg`` + ``loss_bce``, and ``mask_acc``: the accuracy of
@@ -495,18 +420,17 @@ class TFC(SegFormer):
         non-keyframes (the paper's Fig. 4; NaN without any). Every frame after the first is a
         non-keyframe of that keyframe (the adaptive schedule is an inference-time policy).
         """
-        check_training_clip(images, labels)
         opts = self.options
+        head = self.decode_head
         frames = images.shape[1]
-        key_logits, key = self._keyframe(self.encode(images[:, 0], 4), tuple(images[:, 0].shape))
+        key_logits, key = self._keyframe(head.inputs(self.encode(images[:, 0], 4)))
         seg_losses = [segmentation_loss(key_logits, labels[:, 0])]
         bce_losses: list[Tensor] = []
         similarities, targets, valids = [], [], []
         for t in range(1, frames):
-            x1, x2 = self.encode(images[:, t], 2)
-            native = self._project_current(x1, x2)
-            similarity = self._similarity(key, native, tuple(x1.shape[-2:]))
-            result = self._non_keyframe(key, x1, x2, native, similarity)
+            current = head.inputs(self.encode(images[:, t], 2))
+            similarity = self._similarity(key, current)
+            result = self._non_keyframe(key, current, similarity)
             seg_losses.append(segmentation_loss(result.logits, labels[:, t]))
             target, valid = label_consistency(labels[:, 0], labels[:, t], tuple(similarity.shape[-2:]))
             w_hat = similarity.clamp(0.0, 1.0)
@@ -528,16 +452,9 @@ class TFC(SegFormer):
         return {"loss": loss_seg + loss_bce, "loss_seg": loss_seg, "loss_bce": loss_bce, "mask_acc": mask_acc}
 
 
-@register(TFC.info, TFCOptions)
-def build_tfc(backbone: str = "b0", num_classes: int = 124, options: TFCOptions | None = None) -> TFC:
-    """Registry factory of :class:`TFC`."""
-    return TFC(backbone=backbone, num_classes=num_classes, options=options)
-
-
 __all__ = [
     "TFC",
     "TFCOptions",
-    "build_tfc",
     "cosine_similarity_map",
     "interpolate_features",
     "interpolation_weight",

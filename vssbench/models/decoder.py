@@ -24,11 +24,18 @@ Two decoder modes compute the same function (exactly in real arithmetic; float r
 
 Modules are built in ``"reference"`` mode (what the names in a checkpoint describe);
 the harness switches every model it builds to the mode of ``--decoder`` (default ``folded``).
+
+The head owns the mode: a method never branches on it. It asks :meth:`SegFormerHead.inputs`
+for one frame's :class:`DecoderInputs` and takes from it what it needs: the fused feature z,
+one level's share of the fuse conv (``term``), the partial sum of the levels it will reuse
+(``partial``), the projected map x̂^l (``projected``), or a further linear map applied after a
+level's projection (``through``, e.g. an attention's value projection). Each is computed once
+per frame, in the head's current mode, with exactly the operations that mode prescribes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -196,11 +203,33 @@ class SegFormerHead(nn.Module):
             size = tuple(feats[0].shape[-2:])
         return [self.folded_term(level, x, size) for level, x in enumerate(feats, start=1)]
 
+    def inputs(
+        self,
+        maps: Sequence[Tensor] | Mapping[int, Tensor],
+        size: tuple[int, int] | Sequence[int] | None = None,
+        native: Mapping[int, Tensor] | None = None,
+        projected: Mapping[int, Tensor] | None = None,
+    ) -> DecoderInputs:
+        """One frame's encoder maps as this head sees them (see :class:`DecoderInputs`).
+
+        ``maps`` is [x^1..x^k] or {level: x^level}; ``size`` the 1/4 size (default: level 1's map);
+        ``native`` and ``projected`` hold ``linear_c{l}`` outputs (own resolution) and x̂^l maps
+        already computed elsewhere, e.g. by the keyframe whose levels a frame reuses.
+        """
+        return DecoderInputs(self, maps, size, native, projected)
+
     def fused(self, feats: Sequence[Tensor]) -> Tensor:
         """z (B x E x h x w at level-1 resolution) from encoder maps [x^1..x^4], in the current mode."""
-        if self.folded:
-            return self.fuse_terms(self.folded_terms(feats))
-        return self.fuse(self.project(feats))
+        return self.inputs(feats).fused()
+
+    def fuse_with(self, reused: Tensor, current: DecoderInputs) -> Tensor:
+        """z from a cached partial term of reused levels plus the ``current`` frame's own levels.
+
+        ``reused`` is :meth:`DecoderInputs.partial` of an earlier frame (the keyframe's levels
+        3-4, possibly warped); the current frame contributes one ``term`` per level it holds.
+        Both modes sum the same terms in the same order: reused first, then levels ascending.
+        """
+        return self.fuse_terms([reused, *(current.term(level) for level in current.levels)])
 
     def project_level(self, level: int, x: Tensor, size: tuple[int, int] | Sequence[int]) -> Tensor:
         """x̂^level: ``linear_c{level}`` per token, then bilinear resize to ``size`` -> B x E x size.
@@ -252,3 +281,117 @@ class SegFormerHead(nn.Module):
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Logits at level-1 resolution (1/4 of the image) from encoder maps [x^1..x^4] (either mode)."""
         return self.classify(self.fused(feats))
+
+
+class DecoderInputs:
+    """One frame's encoder maps as a :class:`SegFormerHead` sees them, each derived value computed once.
+
+    Everything is lazy and cached per instance, and computed with the operations of the head's
+    mode at the time of the call:
+
+    * ``native(l)``: ``linear_c{l}(x^l)`` at the level's own resolution, B x E x h_l x w_l;
+    * ``projected(l)``: x̂^l, the native map resized to the 1/4 ``size``;
+    * ``term(l)``: W_l·x̂^l, level l's share of the fuse conv before BN, B x E x size. Folded: one
+      C_l -> E map of x^l (:meth:`SegFormerHead.folded_term`); reference: W_l of the native map,
+      resized (:meth:`SegFormerHead.fuse_term`);
+    * ``partial(levels)``: the sum of those levels' terms (what a keyframe method caches);
+    * ``fused(...)``: z; reference mode uses the literal concat and 4E -> E conv;
+    * ``through(levels, linear)``: ``linear`` after each level's ``linear_c`` as tokens
+      B x S x out (levels flattened in order): folded composes the two maps (C_l x out MACs per
+      position), reference applies ``linear`` to the native tokens.
+    """
+
+    def __init__(
+        self,
+        head: SegFormerHead,
+        maps: Sequence[Tensor] | Mapping[int, Tensor],
+        size: tuple[int, int] | Sequence[int] | None = None,
+        native: Mapping[int, Tensor] | None = None,
+        projected: Mapping[int, Tensor] | None = None,
+    ) -> None:
+        self.head = head
+        self.maps = dict(maps) if isinstance(maps, Mapping) else dict(enumerate(maps, start=1))
+        for level in self.maps:
+            if not 1 <= level <= 4:
+                raise ValueError(f"decoder level must be 1..4, got {level}")
+        if size is None:
+            if 1 not in self.maps:
+                raise ValueError("size is needed when level 1 is not among the maps")
+            size = self.maps[1].shape[-2:]
+        self.size = (int(size[0]), int(size[1]))
+        self._native: dict[int, Tensor] = dict(native or {})
+        self._projected: dict[int, Tensor] = dict(projected or {})
+        self._terms: dict[int, Tensor] = {}
+
+    @property
+    def levels(self) -> list[int]:
+        """The levels this frame holds, ascending."""
+        return sorted(self.maps)
+
+    def native(self, level: int) -> Tensor:
+        """``linear_c{level}`` of x^level at the level's own resolution (computed once)."""
+        if level not in self._native:
+            self._native[level] = getattr(self.head, f"linear_c{level}")(self.maps[level])
+        return self._native[level]
+
+    def projected(self, level: int) -> Tensor:
+        """x̂^level: the native map resized bilinearly to the 1/4 size (computed once)."""
+        if level not in self._projected:
+            self._projected[level] = resize_logits(self.native(level), self.size)
+        return self._projected[level]
+
+    def cached_native(self) -> dict[int, Tensor]:
+        """The native maps computed so far, by level (another view of the same levels can reuse them)."""
+        return dict(self._native)
+
+    def cached_projected(self, levels: Sequence[int]) -> dict[int, Tensor]:
+        """The x̂ maps of ``levels`` computed so far (a keyframe hands them to the frames that reuse it)."""
+        return {level: self._projected[level] for level in levels if level in self._projected}
+
+    def term(self, level: int) -> Tensor:
+        """W_level·x̂^level at the 1/4 size, in the head's mode (computed once)."""
+        if level not in self._terms:
+            if self.head.folded:
+                self._terms[level] = self.head.folded_term(level, self.maps[level], self.size)
+            else:
+                self._terms[level] = self.head.fuse_term(level, self.native(level), self.size)
+        return self._terms[level]
+
+    def partial(self, levels: Sequence[int]) -> Tensor:
+        """The sum of ``levels``' terms: their share of the fuse conv before BN."""
+        total = self.term(levels[0])
+        for level in levels[1:]:
+            total = total + self.term(level)
+        return total
+
+    def fused(self, reused: Sequence[int] = (), transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """z from all four levels; ``reused`` levels come from an earlier frame.
+
+        ``transform`` is a linear spatial map of 1/4 maps (e.g. flow warping) applied to the
+        reused levels' contribution: to each x̂^l in reference mode, to their summed term when
+        folded (it commutes with the 1x1 maps). Reference mode is the literal architecture
+        (concat, then the 4E -> E conv); folded sums the per-level terms, reused levels first.
+        """
+        if self.levels != [1, 2, 3, 4]:
+            raise ValueError(f"the fused feature needs levels 1-4, got {self.levels}")
+        transform = transform or (lambda x: x)
+        if not self.head.folded:
+            return self.head.fuse(
+                [transform(self.projected(level)) if level in reused else self.projected(level) for level in self.levels]
+            )
+        own = [self.term(level) for level in self.levels if level not in reused]
+        if not reused:
+            return self.head.fuse_terms(own)
+        return self.head.fuse_terms([transform(self.partial(list(reused))), *own])
+
+    def through(self, levels: Sequence[int], linear: nn.Linear) -> Tensor:
+        """``linear`` applied after ``linear_c{l}`` to every position of ``levels``: tokens B x S x out."""
+        if self.head.folded:
+            parts = []
+            for level in levels:
+                proj = getattr(self.head, f"linear_c{level}").proj
+                weight, bias = compose_linear(linear.weight, proj.weight, proj.bias, linear.bias)
+                parts.append(F.linear(self.maps[level].flatten(2).transpose(1, 2), weight, bias))
+            return torch.cat(parts, dim=1)
+        tokens = torch.cat([self.native(level).flatten(2).transpose(1, 2) for level in levels], dim=1)
+        return linear(tokens)

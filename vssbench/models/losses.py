@@ -1,7 +1,7 @@
 """Training losses shared by the method adapters.
 
-* :func:`segmentation_ce`: pixel cross entropy with the VSPW ignore label (255), mean over the
-  labelled pixels.
+* :func:`segmentation_loss`: pixel cross entropy with the VSPW ignore label (255), mean over the
+  labelled pixels (the per-frame loss of every method).
 * :func:`focal_bce`: binary cross entropy in focal form on probabilities (TFC supervises its
   clamped cosine similarity with it, gamma = 1, paper Sec. 3.3).
 * :func:`binary_mask_accuracy`: accuracy of a thresholded probability map (the paper's Fig. 4).
@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["binary_mask_accuracy", "focal_bce", "label_consistency", "segmentation_ce"]
+from vssbench.data.labels import IGNORE_INDEX
+from vssbench.models.decoder import resize_logits
 
-IGNORE_INDEX = 255
+__all__ = ["binary_mask_accuracy", "focal_bce", "label_consistency", "segmentation_loss"]
 
 
 def _valid_mask(target: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -70,16 +71,18 @@ def binary_mask_accuracy(
     return correct.sum().float() / count
 
 
-def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Cross entropy of logits N x K x h x w against labels N x H x W, mean over labelled pixels.
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise CE of B x K x h x w logits upsampled to B x H x W int64 labels (255 ignored).
 
-    Logits are upsampled bilinearly (align_corners=False) to the label size first. A batch
-    without any labelled pixel gives 0 (attached to the graph) rather than NaN.
+    The logits are upsampled bilinearly (align_corners=False) to the label size; the mean is over
+    the non-ignored pixels; a batch with none gives a zero that still carries the graph (instead
+    of NaN).
     """
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    total = F.cross_entropy(logits, labels.long(), ignore_index=ignore_index, reduction="sum")
-    return total / (labels != ignore_index).sum().clamp(min=1)
+    labels = labels.long()
+    logits = resize_logits(logits, labels.shape[-2:])
+    if not bool((labels != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
 def label_consistency(
