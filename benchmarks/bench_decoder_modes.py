@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from vssbench.config import RunConfig
+from vssbench.harness import normalize_config
 from vssbench.harness.paper_profile import build_model, mean_updated_fraction, synthetic_frames
-from vssbench.harness.runner import normalize_config
 from vssbench.profiling import count_gmacs, environment, measure_fps
 
 FIELDS = [

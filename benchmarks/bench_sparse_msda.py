@@ -31,12 +31,12 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-import vssbench.models.msda as msda
+from vssbench.models import msda
 from vssbench.models.mit import MixTransformer
 from vssbench.models.msda import DeformableEncoderLayer, flatten_levels, sparse_msda_update
 

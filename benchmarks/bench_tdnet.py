@@ -30,8 +30,8 @@ from vssbench.data import render_video
 from vssbench.data.transforms import normalize
 from vssbench.harness import profile_method
 from vssbench.methods import create
-from vssbench.profiling import count_gmacs
 from vssbench.models.decoder import set_decoder_mode
+from vssbench.profiling import count_gmacs
 
 FIELDS = [
     "method", "backbone", "options", "decoder", "params_M", "gmacs_per_frame", "gmacs_steady", "gmacs_per_step",

@@ -3,8 +3,9 @@
 The study needs data on which a per-frame model, once trained, is unstable (val mVC8 <= 85) while
 the task is still learned (val mIoU >= 50). This script runs exactly the commands of
 ``vssbench reproduce table1 --methods segformer`` (the study's dataset, training schedule and
-evaluation settings, from :func:`vssbench.study.reproduce.synthetic_settings`) with the given
-difficulty knobs on top, and appends one row to ``benchmarks/results/synth_calibration.csv``.
+evaluation settings, from :func:`vssbench.study.plan.synthetic_settings`) with the given
+difficulty knobs on top, each in its own ``python -m vssbench`` process (the times include its
+start, a few seconds), and appends one row to ``benchmarks/results/synth_calibration.csv``.
 Only SegFormer's numbers decide the setting: never TFC's or any other method's.
 
 Usage (from the repository root)::
@@ -21,19 +22,26 @@ import csv
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from vssbench.data.synth import resolve_difficulty
-from vssbench.study.reproduce import STUDY_ITERS, _invoke, synthetic_settings
 from vssbench.reports.tables import load_records
+from vssbench.study.plan import STUDY_ITERS, synthetic_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth_calibration.csv"
 COLUMNS = [
     "created", "difficulty", "knobs", "videos", "frames", "size", "seed", "iters", "lr", "batch", "crop",
     "threads", "train_s", "eval_s", "final_loss", "mIoU", "mVC8", "mVC16", "loadavg", "note",
 ]
+
+
+def _vssbench(argv: list[str]) -> None:
+    """Run one ``vssbench`` command as a user would; a non-zero exit status raises CalledProcessError."""
+    subprocess.run([sys.executable, "-m", "vssbench", *argv], check=True)
 
 
 def _option(args: tuple[str, ...], name: str) -> str:
@@ -77,16 +85,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="synth-cal-") as tmp:
         work = args.keep or Path(tmp)
         data, train, runs = work / "data", work / "train", work / "runs"
-        _invoke(["data", "synth", "--out", str(data), *settings.synth_args,
-                 *(f"--knob={k}={v}" for k, v in knobs.items())])
+        _vssbench(["data", "synth", "--out", str(data), *settings.synth_args,
+                   *(f"--knob={k}={v}" for k, v in knobs.items())])
         start = time.perf_counter()
-        _invoke(["train", "--method", "segformer", "--backbone", "b0", "--data", str(data), "--device", "cpu",
-                 "--seed", str(args.seed), *train_args, "--out", str(train)])
+        _vssbench(["train", "--method", "segformer", "--backbone", "b0", "--data", str(data), "--device", "cpu",
+                   "--seed", str(args.seed), *train_args, "--out", str(train)])
         train_s = time.perf_counter() - start
         start = time.perf_counter()
-        _invoke(["run", "--method", "segformer", "--backbone", "b0", "--data", str(data), "--device", "cpu",
-                 "--quiet", *settings.run_args, "--checkpoint", str(train / "model.pth"), "--out", str(runs),
-                 "--efficiency", "none"])
+        _vssbench(["run", "--method", "segformer", "--backbone", "b0", "--data", str(data), "--device", "cpu",
+                   "--quiet", *settings.run_args, "--checkpoint", str(train / "model.pth"), "--out", str(runs),
+                   "--efficiency", "none"])
         eval_s = time.perf_counter() - start
         (record,) = load_records([runs])
         log = [json.loads(line) for line in (train / "log.jsonl").read_text().splitlines() if line.strip()]

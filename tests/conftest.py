@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from torch import nn
 
 from vssbench.data import synthesize
 from vssbench.methods import base as methods_base
-from vssbench.methods.base import MethodInfo, VideoSegmenter, register
+from vssbench.methods.base import BaseOptions, MethodInfo, VideoSegmenter, register
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,24 +32,17 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(tmp_path_factory.mktemp("vspw") / "mini", videos=6, frames=18, size=(32, 48), seed=0)
 
 
-@dataclass(frozen=True)
-class FailingOptions:
-    interval: int = 4
-
-
 class Failing(VideoSegmenter):
     """A method whose every step raises (for sweep and error-row tests)."""
 
     info = MethodInfo("test_failing", paper="none (test)", type="Image", default_interval=4)
+    Options = BaseOptions
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: BaseOptions | None = None) -> None:
+        super().__init__(options)
         self.layer = nn.Conv2d(3, 4, 1)
 
-    def reset(self) -> None:
-        pass
-
-    def step(self, image: torch.Tensor) -> torch.Tensor:
+    def segment(self, image: torch.Tensor) -> tuple[torch.Tensor, dict]:
         raise RuntimeError("deliberate failure in step")
 
 
@@ -58,7 +50,7 @@ class Failing(VideoSegmenter):
 def failing_method(monkeypatch: pytest.MonkeyPatch) -> str:
     """Register the failing method in a private copy of the registry (other tests never see it)."""
     monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
-    register(Failing.info, FailingOptions)(lambda backbone, num_classes, options: Failing())
+    register(Failing)
     return Failing.info.name
 
 

@@ -17,8 +17,8 @@ import statistics
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -250,7 +250,6 @@ def find_dead_parameters(adapter: nn.Module, images: Sequence[torch.Tensor]) -> 
 
 def _drop_saved(tensor: torch.Tensor) -> None:
     """saved_tensors_hooks pack: keep nothing (the graph is walked, never differentiated)."""
-    return None
 
 
 def _no_backward(packed: None) -> torch.Tensor:

@@ -9,11 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from vssbench.cli import main
-from vssbench.harness import DESIGN_KEYS, RECORD_KEYS
-
-
-
-
+from vssbench.results.records import DESIGN_KEYS, RECORD_KEYS
 
 
 def run_args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -21,6 +17,7 @@ def run_args(root: Path, out: Path, *extra: str) -> list[str]:
             "--out", str(out), "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_run_json_is_the_only_thing_on_stdout(data_root: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, run_args(data_root, tmp_path, "--method", "segformer", "--json"))
     assert result.exit_code == 0, result.output

@@ -198,6 +198,7 @@ def test_cli_synth_bad_argument_is_one_line(tmp_path: Path, flag: str, value: st
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-made
 
 
+@pytest.mark.slow
 def test_cli_synth_bad_argument_subprocess(tmp_path: Path) -> None:
     import subprocess
     import sys

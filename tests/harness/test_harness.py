@@ -18,29 +18,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vssbench.config import RunConfig
 from vssbench import data as vdata
+from vssbench.config import RunConfig
 from vssbench.data import CLASS_NAMES, VSPWDataset, load_prediction
 from vssbench.errors import DataError, OptionError
+from vssbench.harness import evaluate as evaluate_module
 from vssbench.harness import (
-    ACCURACY_KEYS,
-    DESIGN_KEYS,
-    RECORD_KEYS,
-    compare_records,
-    empty_record,
     expand_backbones,
     expand_methods,
-    format_table,
     normalize_config,
     profile_method,
-    read_videos_file,
     run_evaluation,
     run_sweep,
 )
 from vssbench.harness import runner as runner_module
-from vssbench.results.store import RunStore
 from vssbench.methods import available, create
 from vssbench.metrics import confusion_matrix, iou_from_confusion, mean_vc, vc_window_scores
+from vssbench.results import (
+    ACCURACY_KEYS,
+    DESIGN_KEYS,
+    RECORD_KEYS,
+    RunStore,
+    compare_records,
+    empty_record,
+    format_table,
+    read_videos_file,
+)
 
 METRICS = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")
 
@@ -369,9 +372,9 @@ def test_diagnostics_skip_nan_and_count_bools() -> None:
         {"keyframe": False, "similarity": 0.7, "updated": np.float32(0.75)},
     ]
     for info in infos:
-        runner_module.accumulate_diagnostics(sums, counts, info)
+        evaluate_module.accumulate_diagnostics(sums, counts, info)
     entry = {"diagnostics": {k: [sums[k], counts[k]] for k in sums}}
-    assert runner_module.combine_diagnostics([entry, entry]) == pytest.approx(
+    assert evaluate_module.combine_diagnostics([entry, entry]) == pytest.approx(
         {"keyframe": 1 / 3, "similarity": 0.6, "updated": 0.5}
     )
 

@@ -14,11 +14,13 @@ import pytest
 
 from vssbench.config import RunConfig
 from vssbench.data import VSPWDataset, synthesize
-from vssbench.harness import normalize_config, read_videos_file, run_evaluation
+from vssbench.harness import normalize_config, run_evaluation
+from vssbench.results import read_videos_file
 
 METRICS = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_equal_a_single_process_run(tmp_path: Path, launch_two_ranks) -> None:
     root = synthesize(tmp_path / "mini", videos=6, frames=18, size=(32, 48), seed=0)
     config = RunConfig(method="segformer", data=str(root), resolution=(32, 48), warmup=0, repeats=1, threads=1)

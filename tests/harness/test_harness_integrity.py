@@ -21,10 +21,11 @@ from click.testing import CliRunner
 from vssbench.cli import main
 from vssbench.config import RunConfig
 from vssbench.errors import OptionError
-from vssbench.harness import RECORD_KEYS, build_configs, format_table, run_evaluation
-from vssbench.results.records import options_tag
+from vssbench.harness import build_configs, run_evaluation
 from vssbench.methods import create
 from vssbench.models.checkpoint import file_digest, save_checkpoint
+from vssbench.results import RECORD_KEYS, format_table
+from vssbench.results.records import options_tag
 
 
 def run_args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -184,6 +185,7 @@ def test_rerun_without_resume_says_on_stderr_that_it_replaces_finished_videos(da
     assert "WARNING: replacing" in again.stderr and "its 1 finished videos are evaluated again" in again.stderr
 
 
+@pytest.mark.slow
 def test_efficiency_modes(data_root: Path, tmp_path: Path) -> None:
     records = {}
     for mode in ("full", "fast", "none"):
@@ -199,6 +201,7 @@ def test_efficiency_modes(data_root: Path, tmp_path: Path) -> None:
     assert spread["min"] <= spread["median"] <= spread["max"] and spread["relative"] >= 0
 
 
+@pytest.mark.slow
 def test_a_resume_with_nothing_left_measures_and_writes_nothing(data_root: Path, tmp_path: Path) -> None:
     args = small(data_root, tmp_path, "--method", "segformer", "--efficiency", "fast")
     assert invoke(args).exit_code == 0
@@ -216,6 +219,7 @@ def test_a_resume_with_nothing_left_measures_and_writes_nothing(data_root: Path,
     assert full["efficiency"] == "full" and full["params_dead"] == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_metrics(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     # Upsampled frames make each video take long enough (~1 s) to be interrupted in the middle.
@@ -285,9 +289,9 @@ def test_decoder_dim_diagnosis(tmp_path: Path, b1_checkpoint: Path) -> None:
 
 
 def test_float16_on_cpu_warns_once(data_root: Path, tmp_path: Path) -> None:
-    from vssbench.harness import runner
+    from vssbench.harness import sweep
 
-    runner._WARNED.discard("float16-cpu")
+    sweep._WARNED.discard("float16-cpu")
     result = invoke(small(data_root, tmp_path, "--method", "segformer,feature_reuse", "--dtype", "float16"))
     assert result.exit_code == 0, result.output
     assert result.stderr.count("--dtype float16 on the CPU is about 10x slower") == 1

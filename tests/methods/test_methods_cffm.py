@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from vssbench.methods import available, create, method_info
 from vssbench.methods.cffm import CFFM, CFFMAttention, CFFMOptions, rolled_ring_index
-from vssbench.profiling import count_gmacs
 from vssbench.models.checkpoint import load_checkpoint
 from vssbench.models.mit import MixTransformer
+from vssbench.profiling import count_gmacs
 
 SIZE = (64, 64)
 

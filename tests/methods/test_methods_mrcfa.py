@@ -9,9 +9,9 @@ import torch
 from vssbench.errors import CheckpointError
 from vssbench.methods import create, describe, method_info
 from vssbench.methods.mrcfa import MRCFA, MRCFAOptions
-from vssbench.profiling import count_gmacs, find_dead_parameters
 from vssbench.models.checkpoint import load_checkpoint
 from vssbench.models.decoder import resize_logits
+from vssbench.profiling import count_gmacs, find_dead_parameters
 
 # Clips of targets 0..9 at test time, written out by hand from reference/methods.md section 0.
 EXPECTED_CLIPS = [[0], [1], [2], [0, 1, 2, 3], [0, 2, 3, 4], [0, 2, 4, 5], [0, 2, 4, 6], [0, 3, 5, 7], [0, 3, 6, 8], [0, 3, 6, 9]]

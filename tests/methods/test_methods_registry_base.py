@@ -17,7 +17,7 @@ class _ToyOptions(base.BaseOptions):
     threshold: float = 0.8
     mode: Literal["soft", "hard"] = "soft"
     focal: bool = True
-    budget: Optional[float] = None  # noqa: UP007 (the Optional spelling is what is tested)
+    budget: Optional[float] = None  # noqa: UP007, UP045 (the Optional spelling is what is tested)
 
 
 class _Toy(base.VideoSegmenter):

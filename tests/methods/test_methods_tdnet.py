@@ -13,8 +13,8 @@ from vssbench.data.samplers import ConsecutiveClipSampler
 from vssbench.errors import OptionError
 from vssbench.methods import available, create, method_info
 from vssbench.methods.tdnet import TDNet, TDNetOptions
-from vssbench.profiling import count_parameters
 from vssbench.models.decoder import resize_logits, set_decoder_mode
+from vssbench.profiling import count_parameters
 
 
 def _frames(n: int, size: tuple[int, int] = (64, 64), seed: int = 0) -> list[torch.Tensor]:

@@ -7,30 +7,36 @@ import torch
 
 from vssbench.config import RunConfig
 from vssbench.harness import profile_method
-from vssbench.methods import available, create
+from vssbench.methods import create
 from vssbench.profiling import count_gmacs, measure_fps
 
 
-def test_steady_state_after_is_declared_by_the_adapters() -> None:
-    declared = {name: create(name, "b0").steady_state_after for name in available()}
-    # CFFM/MRCFA: references t-9, t-6, t-3 all exist from frame 9; TDNet: FIFO of N-1 = 3 frames.
-    assert declared == {"cffm": 9, "mrcfa": 9, "tdnet": 3, "segformer": 0, "feature_reuse": 0, "tfc": 0}
-    assert create("tdnet", "b0", num_paths=2, interval=4).steady_state_after == 1
+# Every method's lead-in is consistent with its caches (tests/methods/test_contract.py); these are
+# the lead-ins of the built-in methods. CFFM/MRCFA: references t-9, t-6, t-3 all exist from frame 9;
+# TDNet: a FIFO of N-1 = 3 frames (1 with two paths); the others have no start-of-video fallback.
+@pytest.mark.parametrize(
+    ("name", "options", "frames"),
+    [("cffm", {}, 9), ("mrcfa", {}, 9), ("tdnet", {}, 3), ("tdnet", {"num_paths": 2, "interval": 4}, 1),
+     ("segformer", {}, 0), ("feature_reuse", {}, 0), ("tfc", {}, 0)],
+)
+def test_steady_state_after_is_declared_by_the_adapters(name: str, options: dict, frames: int) -> None:
+    assert create(name, "b0", **options).steady_state_after == frames
 
 
 def test_lead_in_frames_are_run_but_not_counted() -> None:
+    # TDNet: the shortest lead-in with a cheaper fallback (3 frames; CFFM's 9 would trace 6 more steps)
     torch.manual_seed(0)
-    model = create("cffm", "b0")
-    frames = [torch.randn(1, 3, 64, 64) for _ in range(13)]
-    every = count_gmacs(model, frames, 13)["gmacs_per_step"]
-    steady = count_gmacs(model, frames, 4, lead_in=9)
-    # The counted steps are exactly frames 9..12 of a video started at frame 0.
-    assert steady["gmacs_per_step"] == pytest.approx(every[9:])
-    assert steady["lead_in"] == 9
-    # Frames 0..2 are the per-frame fallback: cheaper than a CFFM step with references.
-    assert every[0] < every[9]
-    fps = measure_fps(model, frames, 4, warmup=0, repeats=1, lead_in=9)
-    assert fps["lead_in"] == 9 and fps["fps"] > 0
+    model = create("tdnet", "b0")
+    frames = [torch.randn(1, 3, 64, 64) for _ in range(7)]
+    every = count_gmacs(model, frames, 7)["gmacs_per_step"]
+    steady = count_gmacs(model, frames, 4, lead_in=3)
+    # The counted steps are exactly frames 3..6 of a video started at frame 0.
+    assert steady["gmacs_per_step"] == pytest.approx(every[3:])
+    assert steady["lead_in"] == 3
+    # Frames 0..2, before the FIFO is full, are cheaper than a steady-state step.
+    assert every[0] < every[3]
+    fps = measure_fps(model, frames, 4, warmup=0, repeats=1, lead_in=3)
+    assert fps["lead_in"] == 3 and fps["fps"] > 0
     with pytest.raises(ValueError, match="lead_in"):
         count_gmacs(model, frames, 4, lead_in=-1)
 

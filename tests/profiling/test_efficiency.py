@@ -13,10 +13,10 @@ from torch import nn
 from vssbench.methods.base import MethodInfo, VideoSegmenter
 from vssbench.profiling import (
     MACS_CONVENTION,
+    auto_repeats,
     count_gmacs,
     count_parameters,
     environment,
-    auto_repeats,
     find_dead_parameters,
     find_dead_parameters_by_gradient,
     measure_fps,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from vssbench import paper
 from vssbench.cli import main
-from vssbench.reports import paper
 from vssbench.reports.tables import (
     ablation_table,
     load_records,

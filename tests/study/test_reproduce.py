@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from vssbench.cli import main
+from vssbench.cli.reproduce import in_process
 from vssbench.errors import OptionError
-from vssbench.study import reproduce as rp
+from vssbench.study import executor, plan
 
 
-def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> rp.StudySettings:
-    return rp.StudySettings(
+def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> plan.StudySettings:
+    return plan.StudySettings(
         preset="synthetic",
         backbones=("b0",),
         methods=methods,
@@ -27,14 +29,14 @@ def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> rp.StudySettings:
 
 
 def test_plan_covers_the_paper_protocol(tmp_path: Path) -> None:
-    steps = rp.build_plan(rp.synthetic_settings(), tmp_path, rp.TARGETS)
+    steps = plan.build_plan(plan.synthetic_settings(), tmp_path, plan.TARGETS)
     names = [s.name for s in steps]
     trains = [n for n in names if n.startswith("train ")]
     # Table 1: six methods; Table 2: nine learned variants (the default TFC and feature reuse are shared).
-    assert len(trains) == 6 + len(rp.TABLE2_VARIANTS)
+    assert len(trains) == 6 + len(plan.TABLE2_VARIANTS)
     assert len(set(names)) == len(names)
     # Interval rows reuse the default TFC's weights: no training of their own.
-    for interval in rp.TABLE2_INTERVALS:
+    for interval in plan.TABLE2_INTERVALS:
         step = next(s for s in steps if s.name == f"run tfc-interval{interval}-b0")
         assert step.needs == ["train tfc-b0"]
         assert step.argv[-2:] == ["--interval", str(interval)]
@@ -57,7 +59,7 @@ def test_synthetic_study_conditions_are_identical_for_every_method(tmp_path: Pat
 
     h, w = (int(v) for v in str(STUDY_SYNTH_ARGS["size"]).split("x"))
     assert h % 32 == 0 and w % 32 == 0
-    runs = [s for s in rp.build_plan(rp.synthetic_settings(), tmp_path, ["table1"]) if s.kind == "run"]
+    runs = [s for s in plan.build_plan(plan.synthetic_settings(), tmp_path, ["table1"]) if s.kind == "run"]
     assert len(runs) == 6
     for step in runs:
         assert step.argv[step.argv.index("--size-divisor") + 1] == "32"
@@ -65,7 +67,8 @@ def test_synthetic_study_conditions_are_identical_for_every_method(tmp_path: Pat
 
 
 def test_plan_paper_preset_and_targets(tmp_path: Path) -> None:
-    steps = rp.build_plan(rp.paper_settings(str(tmp_path), init_dir=str(tmp_path / "w")), tmp_path / "study", ["table1"])
+    settings = plan.paper_settings(str(tmp_path), init_dir=str(tmp_path / "w"))
+    steps = plan.build_plan(settings, tmp_path / "study", ["table1"])
     runs = [s.name for s in steps if s.kind == "run"]
     # TDNet only on B0 (as in Table 1); the other five on B0, B1, B5.
     assert len(runs) == 5 * 3 + 1
@@ -74,11 +77,11 @@ def test_plan_paper_preset_and_targets(tmp_path: Path) -> None:
     b5 = next(s for s in steps if s.name == "train tfc-b5")
     assert b5.argv[b5.argv.index("--init") + 1] == str(tmp_path / "w" / "mit_b5.pth")
     with pytest.raises(OptionError, match="table9"):
-        rp.build_plan(rp.synthetic_settings(), tmp_path, ["table9"])
+        plan.build_plan(plan.synthetic_settings(), tmp_path, ["table9"])
 
 
 def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path: Path) -> None:
-    steps = rp.build_plan(_tiny_settings(), tmp_path, ["table1"])
+    steps = plan.build_plan(_tiny_settings(), tmp_path, ["table1"])
     calls: list[str] = []
 
     def invoke(argv: list[str]) -> None:
@@ -91,23 +94,23 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.mkdir(exist_ok=True) if step.kind == "run" else out.write_text("x")
 
-    results = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    results = {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
     assert results["train segformer-b0"] == "failed"
     assert results["run segformer-b0"] == "blocked"
     assert results["train tfc-b0"] == results["run tfc-b0"] == "done"
     assert results["table1 md"] == "blocked"
     calls.clear()
-    again = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    again = {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
     assert again["train tfc-b0"] == again["run tfc-b0"] == "skipped"
     assert "train tfc" not in calls and "run tfc" not in calls
     # A step whose input was just remade runs again, even though its own outputs are complete.
     (tmp_path / "steps" / "train_tfc-b0.json").unlink()
     calls.clear()
-    third = {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    third = {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
     assert third["train tfc-b0"] == third["run tfc-b0"] == "done"
     # A different command for the same step is not "complete".
-    changed = rp.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
-    assert not rp.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0"))
+    changed = plan.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
+    assert not plan.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0"))
     # An evaluation resumes unless its weights were (re)trained in this invocation.
     run_tfc = next(s for s in steps if s.name == "run tfc-b0")
     assert run_tfc.argv_now(set())[-1] == "--resume"
@@ -138,9 +141,9 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
             out.mkdir(parents=True, exist_ok=True)
             out.joinpath("x").write_text("x")
 
-    def execute(settings: rp.StudySettings) -> dict[str, str]:
-        steps = rp.build_plan(settings, tmp_path, ["table1"])
-        return {r.name: r.status for r in rp.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    def execute(settings: plan.StudySettings) -> dict[str, str]:
+        steps = plan.build_plan(settings, tmp_path, ["table1"])
+        return {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
 
     def train_calls() -> list[list[str]]:
         return [c for c in calls if c[0] == "train"]
@@ -151,18 +154,18 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
     # The study's data settings change: the data is made again and the training starts afresh
     # (before, the finished last.pth was "resumed" and the old weights evaluated on the new data).
     calls.clear()
-    new_data = rp.StudySettings(**{**base.__dict__, "synth_args": (*base.synth_args, "--seed=1")})
+    new_data = plan.StudySettings(**{**base.__dict__, "synth_args": (*base.synth_args, "--seed=1")})
     assert execute(new_data)["train tfc-b0"] == "done"
     assert [c[0] for c in calls][:2] == ["data", "train"] and "--resume" not in train_calls()[0]
     # The training command changes (more iterations): afresh, not a refused --resume.
     calls.clear()
-    longer = rp.StudySettings(**{**new_data.__dict__, "iters": 2})
+    longer = plan.StudySettings(**{**new_data.__dict__, "iters": 2})
     assert execute(longer)["train tfc-b0"] == "done"
     assert "--resume" not in train_calls()[0] and "--iters 2" in model.read_text()
     # An interrupted training of the same command continues from its last.pth.
     (tmp_path / "steps" / "train_tfc-b0.json").unlink()
     (tmp_path / "steps" / "train_tfc-b0.started.json").write_text(
-        json.dumps({"digest": rp._command_digest(next(s for s in rp.build_plan(longer, tmp_path, ["table1"])
+        json.dumps({"digest": plan.command_digest(next(s for s in plan.build_plan(longer, tmp_path, ["table1"])
                                                       if s.name == "train tfc-b0"))})
     )
     calls.clear()
@@ -171,7 +174,7 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
     # A data folder that is not ours is never removed: data synth refuses it instead.
     calls.clear()
     (tmp_path / "data" / MARKER).unlink()
-    other = rp.StudySettings(**{**longer.__dict__, "synth_args": (*base.synth_args, "--seed=2")})
+    other = plan.StudySettings(**{**longer.__dict__, "synth_args": (*base.synth_args, "--seed=2")})
     statuses = execute(other)
     assert statuses["data"] == "failed" and statuses["train tfc-b0"] == "blocked"
     assert (tmp_path / "data" / "val.txt").exists()
@@ -183,7 +186,7 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
 def test_reproduce_in_miniature(tmp_path: Path) -> None:
     """The whole plumbing: data, two trainings per method, runs, Table 1 (md + LaTeX) and Fig. 4."""
     out = tmp_path / "study"
-    result = rp.reproduce(["table1", "fig4"], _tiny_settings(), out, log=lambda m: None)
+    result = executor.reproduce(["table1", "fig4"], _tiny_settings(), out, in_process(main), log=lambda m: None)
     statuses = {r.name: (r.status, r.error) for r in result["results"]}
     assert all(status == "done" for status, _ in statuses.values()), statuses
     for name in ("table1.md", "table1.tex", "fig4.png", "README.md", "study.json"):
@@ -203,12 +206,12 @@ def test_reproduce_in_miniature(tmp_path: Path) -> None:
     assert "table1.md" in readme and "fig4.png" in readme
     # A changed evaluation command replaces its run folder instead of leaving a stale record beside it.
     changed = _tiny_settings()
-    changed = rp.StudySettings(**{**changed.__dict__, "run_args": (*changed.run_args, "--max-frames", "9")})
-    rp.reproduce(["table1"], changed, out, log=lambda m: None)
+    changed = plan.StudySettings(**{**changed.__dict__, "run_args": (*changed.run_args, "--max-frames", "9")})
+    executor.reproduce(["table1"], changed, out, in_process(main), log=lambda m: None)
     assert len(list((out / "runs" / "tfc-b0").rglob("record.json"))) == 1
     (record_path,) = (out / "runs" / "tfc-b0").rglob("record.json")
     record = json.loads(record_path.read_text())
     assert record["num_frames"] == 9 * record["num_videos"]
     # Running the same command again skips every step.
-    again = rp.reproduce(["table1"], changed, out, log=lambda m: None)
+    again = executor.reproduce(["table1"], changed, out, in_process(main), log=lambda m: None)
     assert {r.status for r in again["results"]} == {"skipped"}

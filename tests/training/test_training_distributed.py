@@ -49,6 +49,7 @@ def null_gradient_parameters(crop: int = 32) -> set[str]:
     return {k for k, g in grads.items() if g <= 1e-12 * largest}
 
 
+@pytest.mark.slow
 def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path: Path, launch_two_ranks) -> None:
     root = synthesize(tmp_path / "mini", videos=6, frames=8, size=(32, 48), seed=3)
     for mask in root.glob("data/*/mask/*.png"):  # raw 0 and 255 (ignored) -> class 1: no ignored pixel

@@ -78,6 +78,7 @@ def test_too_small_a_batch_for_batchnorm_is_a_clear_error(data_root: Path, tmp_p
         train(tiny("tdnet", data_root, iters=1), tmp_path / "tdnet", progress=False)
 
 
+@pytest.mark.slow
 def test_files_formats_and_run_loads_model(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "tfc"
     runner = CliRunner()

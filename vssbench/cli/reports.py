@@ -1,5 +1,5 @@
 """``vssbench table``, ``vssbench compare`` and ``vssbench plot``: thin click commands over
-:mod:`vssbench.reports` (each one library call). Registered in :mod:`vssbench.cli`."""
+:mod:`vssbench.reports` (each one library call)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,28 @@ from typing import Any
 
 import click
 
-from vssbench.errors import DataError, OptionError
+from vssbench.cli.params import CommaList, IntList, KeyValue, Size
+from vssbench.errors import OptionError
+from vssbench.reports.masks import load_mask_source, render_masks
+from vssbench.reports.plots import (
+    consistent_share,
+    curves_figure,
+    mask_accuracy_figure,
+    read_logs,
+    save_figure,
+    tradeoff_figure,
+)
+from vssbench.reports.stats import compare_runs, intervals_to_json
+from vssbench.reports.tables import (
+    ablation_table,
+    load_records,
+    main_table,
+    main_table_ci,
+    read_speed_csv,
+    render,
+    speed_table,
+)
+from vssbench.results.records import to_jsonable
 
 
 def _write(text: str, out: Path | None) -> None:
@@ -38,11 +59,11 @@ _WITH_PAPER = click.option("--with-paper", is_flag=True, help="Show the paper's 
 
 
 @click.group("table")
-def table() -> None:
+def table_group() -> None:
     """The paper's tables (1: main, 2: ablation, 3: speed) from result records."""
 
 
-@table.command("main")
+@table_group.command("main")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_WITH_PAPER
 @click.option("--ci", is_flag=True, help="Add 95% paired-bootstrap intervals over videos to the deltas.")
@@ -63,8 +84,6 @@ def table_main(runs: tuple[Path, ...], with_paper: bool, ci: bool, samples: int,
       vssbench table main runs/ --with-paper
       vssbench table main runs/ --ci --format latex --out table1.tex
     """
-    from vssbench.reports.tables import load_records, main_table, main_table_ci, render
-
     records = load_records(runs)
     intervals, notes = (main_table_ci(records, samples=samples, seed=seed) if ci else (None, []))
     result = main_table(records, with_paper=with_paper, ci=intervals)
@@ -72,7 +91,7 @@ def table_main(runs: tuple[Path, ...], with_paper: bool, ci: bool, samples: int,
     _write(render(result, _format_for(fmt, out)), out)
 
 
-@table.command("ablation")
+@table_group.command("ablation")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_WITH_PAPER
 @_FORMAT
@@ -93,12 +112,10 @@ def table_ablation(runs: tuple[Path, ...], with_paper: bool, fmt: str | None, ou
     Example:
       vssbench table ablation runs/ablation --with-paper
     """
-    from vssbench.reports.tables import ablation_table, load_records, render
-
     _write(render(ablation_table(load_records(runs), with_paper=with_paper), _format_for(fmt, out)), out)
 
 
-@table.command("speed")
+@table_group.command("speed")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_WITH_PAPER
 @click.option("--core", default=None, help="Sparse MSDA sampling core of the CSV (default embedding_bag).")
@@ -112,8 +129,6 @@ def table_speed(inputs: tuple[Path, ...], with_paper: bool, core: str | None, fm
       vssbench table speed benchmarks/results/sparse_msda_cpu.csv --with-paper
       vssbench table speed benchmarks/results/sparse_msda_cpu.csv runs/profile/
     """
-    from vssbench.reports.tables import load_records, read_speed_csv, render, speed_table
-
     csv_rows: list[dict[str, str]] = []
     record_paths = []
     for p in inputs:
@@ -128,12 +143,15 @@ def table_speed(inputs: tuple[Path, ...], with_paper: bool, core: str | None, fm
 @click.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-@click.option("--metric", default="mIoU,mVC8,mVC16", show_default=True, help="Comma list of metrics.")
+@click.option("--metric", "metrics", type=CommaList(), default="mIoU,mVC8,mVC16", show_default=True,
+              help="Comma list of metrics.")
 @click.option("--samples", type=int, default=2000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the percentile interval.")
 @click.option("--json", "as_json", is_flag=True, help='Print {metric: {"diff", "low", "high", "a", "b"}} (fractions).')
-def compare(run_a: Path, run_b: Path, metric: str, samples: int, seed: int, level: float, as_json: bool) -> None:
+def compare_cmd(
+    run_a: Path, run_b: Path, metrics: list[str], samples: int, seed: int, level: float, as_json: bool
+) -> None:
     """Paired bootstrap over videos of RUN_A - RUN_B (run folders with videos.jsonl).
 
     Each resample draws the videos with replacement and pools them as the official metrics do
@@ -144,10 +162,6 @@ def compare(run_a: Path, run_b: Path, metric: str, samples: int, seed: int, leve
     Example:
       vssbench compare runs/tfc-b0-<hash> runs/segformer-b0-<hash>
     """
-    from vssbench.results.records import to_jsonable
-    from vssbench.reports.stats import compare_runs, intervals_to_json
-
-    metrics = [m.strip() for m in metric.split(",") if m.strip()]
     intervals = compare_runs(run_a, run_b, metrics, samples=samples, seed=seed, level=level)
     if as_json:
         click.echo(json.dumps(to_jsonable(intervals_to_json(intervals)), indent=2, allow_nan=False))
@@ -158,7 +172,7 @@ def compare(run_a: Path, run_b: Path, metric: str, samples: int, seed: int, leve
 
 
 @click.group("plot")
-def plot() -> None:
+def plot_group() -> None:
     """Figures: mask-accuracy (Fig. 4), masks (Fig. 3), tradeoff, curves."""
 
 
@@ -166,12 +180,10 @@ _FIG_OUT = click.option("--out", required=True, type=click.Path(dir_okay=False, 
 
 
 def _saved(fig: Any, out: Path) -> None:
-    from vssbench.reports.plots import save_figure
-
     click.echo(f"wrote {save_figure(fig, out)}", err=True)
 
 
-@plot.command("mask-accuracy")
+@plot_group.command("mask-accuracy")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window (log points).")
 @click.option("--trivial", default="auto", show_default=True,
@@ -185,8 +197,6 @@ def plot_mask_accuracy(logs: tuple[Path, ...], window: int, trivial: str, trivia
     Example:
       vssbench plot mask-accuracy train/tfc-b0 train/tfc-b0-nofocal --smooth 20 --out fig4.png
     """
-    from vssbench.reports.plots import consistent_share, mask_accuracy_figure, read_logs
-
     read = read_logs(logs)
     reference: float | None
     if trivial == "none":
@@ -204,25 +214,22 @@ def plot_mask_accuracy(logs: tuple[Path, ...], window: int, trivial: str, trivia
     _saved(mask_accuracy_figure(read, window=window, trivial=reference), out)
 
 
-@plot.command("curves")
+@plot_group.command("curves")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--keys", default=None, help="Comma list of log keys (default: every numeric key).")
+@click.option("--keys", type=CommaList(), default=None, help="Comma list of log keys (default: every numeric key).")
 @click.option("--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window of training keys.")
 @_FIG_OUT
-def plot_curves(logs: tuple[Path, ...], keys: str | None, window: int, out: Path) -> None:
+def plot_curves(logs: tuple[Path, ...], keys: list[str] | None, window: int, out: Path) -> None:
     """Training loss terms and validation metrics against iteration.
 
     \b
     Example:
       vssbench plot curves train/tfc-b0 --keys loss,loss_seg,loss_bce,val_mIoU --out curves.png
     """
-    from vssbench.reports.plots import curves_figure, read_logs
-
-    chosen = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
-    _saved(curves_figure(read_logs(logs), keys=chosen, window=window), out)
+    _saved(curves_figure(read_logs(logs), keys=keys or None, window=window), out)
 
 
-@plot.command("tradeoff")
+@plot_group.command("tradeoff")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--x", "x", default="fps", show_default=True, help="fps, gmacs_per_frame, gmacs_nonkeyframe or params.")
 @click.option("--y", "y", default="mVC8", show_default=True, help="Any record metric (mVC8, mVC16, mIoU, ...).")
@@ -236,26 +243,26 @@ def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper:
     Example:
       vssbench plot tradeoff runs/ --x gmacs_per_frame --y mVC16 --out tradeoff.png
     """
-    from vssbench.reports.plots import tradeoff_figure
-    from vssbench.reports.tables import load_records
-
     _saved(tradeoff_figure(load_records(runs), x=x, y=y, size=size, with_paper=with_paper), out)
 
 
-@plot.command("masks")
+@plot_group.command("masks")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--video", default=None, help="Video id (default: the split's first).")
-@click.option("--frames", default="1,2,3", show_default=True, help="Comma list of non-keyframe indices.")
+@click.option("--frames", type=IntList(one_line=True), default="1,2,3", show_default=True,
+              help="Comma list of non-keyframe indices.")
 @click.option("--method", default=None, help="Method of a checkpoint (default: from the run/checkpoint).")
 @click.option("--backbone", default=None, help="Backbone of a checkpoint (default: from the run/checkpoint).")
 @click.option("--data", "data_root", default=None, help="VSPW root (default: the run's, else the embedded synthetic one).")
 @click.option("--split", default=None, help="Split (default: the run's, else val).")
-@click.option("--size", default=None, help="Test resolution HxW (default: the run's, else 480x853).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable), e.g. threshold=0.5.")
+@click.option("--size", type=Size(), default=None, help="Test resolution HxW (default: the run's, else 480x853).")
+@click.option("--set", "sets", type=KeyValue(), multiple=True, metavar="KEY=VALUE",
+              help="Method option (repeatable), e.g. threshold=0.5.")
 @_FIG_OUT
 def plot_masks(
-    source: Path, video: str | None, frames: str, method: str | None, backbone: str | None,
-    data_root: str | None, split: str | None, size: str | None, sets: tuple[str, ...], out: Path,
+    source: Path, video: str | None, frames: list[int], method: str | None, backbone: str | None,
+    data_root: str | None, split: str | None, size: tuple[int, int] | None, sets: tuple[tuple[str, str], ...],
+    out: Path,
 ) -> None:
     """Fig. 3: keyframe, frame, predicted mask (w < threshold) and true label-change mask.
 
@@ -267,32 +274,14 @@ def plot_masks(
       vssbench plot masks runs/tfc-b5-<hash> --video 1001_xyz --frames 2,5,7 --out fig3.png
       vssbench plot masks tfc_b0.pth --method tfc --backbone b0 --frames 1,2,3 --out fig3.png
     """
-    from vssbench.cli import parse_sets, parse_size
-    from vssbench.reports.masks import load_mask_source, render_masks
-
     source_info = load_mask_source(source, method=method, backbone=backbone)
     fig = render_masks(
         source_info,
         video=video,
-        frames=_parse_frames(frames),
+        frames=frames,
         data=data_root,
         split=split,
-        size=parse_size(size) if size else None,
-        options=parse_sets(sets),
+        size=size,
+        options=dict(sets),
     )
     _saved(fig, out)
-
-
-def _parse_frames(text: str) -> list[int]:
-    try:
-        frames = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise OptionError(f"--frames must be a comma list of frame indices, got {text!r}") from None
-    if not frames:
-        raise OptionError("--frames is empty")
-    return frames
-
-
-COMMANDS = (table, compare, plot)
-
-__all__ = ["COMMANDS", "compare", "plot", "table", "DataError"]

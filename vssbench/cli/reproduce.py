@@ -1,12 +1,31 @@
-"""The ``vssbench reproduce`` command (a thin shell over :mod:`vssbench.study.reproduce`)."""
+"""The ``vssbench reproduce`` command: a thin shell over :func:`vssbench.study.reproduce`, whose
+steps it runs through the ``vssbench`` group in this process (:func:`in_process`)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
+from vssbench.cli.params import CommaList
 from vssbench.errors import OptionError
+from vssbench.study import TARGETS, paper_settings, reproduce, synthetic_settings
+
+
+def in_process(cli: click.Command) -> Callable[[list[str]], None]:
+    """A study's step runner: one ``vssbench`` argv through ``cli`` (the ``vssbench`` group) in this
+    process, as a user would type it; a non-zero exit status raises RuntimeError (the executor
+    reports the step as failed)."""
+
+    def invoke(argv: list[str]) -> None:
+        try:
+            cli.main(args=list(argv), prog_name="vssbench", standalone_mode=False)
+        except SystemExit as exc:  # commands signal a failed row with sys.exit(1)
+            if exc.code not in (0, None):
+                raise RuntimeError(f"exit status {exc.code}") from None
+
+    return invoke
 
 
 @click.command("reproduce")
@@ -15,21 +34,25 @@ from vssbench.errors import OptionError
               help="synthetic (default without --data): B0 from random init on a synthetic study dataset; "
                    "paper (default with --data): B0/B1/B5, the paper's recipe, 480x853.")
 @click.option("--data", "data_root", default=None, help="VSPW root (preset paper).")
-@click.option("--backbones", default=None, help="Comma list (synthetic: b0; paper: b0,b1,b5).")
-@click.option("--methods", default=None, help="Table 1 methods, comma list (default: all six).")
+@click.option("--backbones", type=CommaList(), default=None,
+              help="Comma list (synthetic: b0; paper: b0,b1,b5).")
+@click.option("--methods", type=CommaList(), default=None,
+              help="Table 1 methods, comma list (default: all six).")
 @click.option("--out", default="runs/study", show_default=True, type=click.Path(file_okay=False),
               help="Study folder: data, train/, runs/, tables, figures, README.md.")
 @click.option("--device", default=None, help="cpu, cuda (default: cpu for synthetic, cuda for paper).")
-@click.option("--iters", type=int, default=None, help="Training iterations of every model (default: the preset's).")
+@click.option("--iters", type=int, default=None,
+              help="Training iterations of every model (default: the preset's).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--init-dir", default=None, help="Folder of ImageNet mit_bX.pth files (preset paper): --init of every training.")
+@click.option("--init-dir", default=None,
+              help="Folder of ImageNet mit_bX.pth files (preset paper): --init of every training.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (steps and their commands) without running it.")
 def reproduce_cmd(
     target: str,
     preset: str | None,
     data_root: str | None,
-    backbones: str | None,
-    methods: str | None,
+    backbones: list[str] | None,
+    methods: list[str] | None,
     out: str,
     device: str | None,
     iters: int | None,
@@ -53,22 +76,23 @@ def reproduce_cmd(
       torchrun --nproc-per-node 8 -m vssbench reproduce all --preset paper --data data/vspw/VSPW_480p \
           --init-dir weights/
     """
-    from vssbench.study.reproduce import TARGETS, paper_settings, reproduce, synthetic_settings
-
     preset = preset or ("paper" if data_root else "synthetic")
-    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     if preset == "paper":
         if not data_root:
             raise OptionError("--preset paper needs --data (the VSPW_480p root)")
-        settings = paper_settings(data_root, split(backbones), split(methods), device or "cuda", iters, seed, init_dir)
+        settings = paper_settings(data_root, backbones, methods, device or "cuda", iters, seed, init_dir)
     else:
         if init_dir:
-            raise OptionError("--init-dir is for --preset paper (the synthetic study trains from random init)")
+            raise OptionError(
+                "--init-dir is for --preset paper (the synthetic study trains from random init)"
+            )
         if data_root:
             raise OptionError("--preset synthetic makes its own dataset; drop --data or use --preset paper")
-        settings = synthetic_settings(split(backbones), split(methods), device or "cpu", iters, seed)
+        settings = synthetic_settings(backbones, methods, device or "cpu", iters, seed)
     targets = list(TARGETS) if target == "all" else [target]
-    result = reproduce(targets, settings, out, dry_run=dry_run)
+    # Each step runs through the root group (the `vssbench` command this one was called from).
+    invoke = in_process(click.get_current_context().find_root().command)
+    result = reproduce(targets, settings, out, invoke=invoke, dry_run=dry_run)
     if dry_run:
         for index, step in enumerate(result["steps"], start=1):
             click.echo(f"# [{index}] {step.name}")
@@ -76,7 +100,8 @@ def reproduce_cmd(
         click.echo(f"# {len(result['steps'])} steps into {out}", err=True)
         return
     failed = [r for r in result["results"] if r.status in ("failed", "blocked")]
-    click.echo(f"study in {out}: {len(result['results']) - len(failed)} steps ok, {len(failed)} failed or blocked; "
+    ok = len(result["results"]) - len(failed)
+    click.echo(f"study in {out}: {ok} steps ok, {len(failed)} failed or blocked; "
                f"{result['wall_s'] / 60:.1f} min; see {out}/README.md", err=True)
     if failed:
         sys.exit(1)

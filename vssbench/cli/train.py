@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
-
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    from vssbench.cli import parse_size
-
-    return parse_size(text)
+from vssbench.cli.params import KeyValue, Size
+from vssbench.training.recipes import build_config
+from vssbench.training.run import train
 
 
 @click.command("train")
@@ -25,16 +22,16 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="Recipe (default: paper with --data, synthetic without).")
 @click.option("--iters", type=int, default=None, help="Training iterations (preset's by default).")
 @click.option("--batch-size", type=int, default=None, help="Clips per process per iteration.")
-@click.option("--crop", default=None, help="Training crop HxW.")
+@click.option("--crop", type=Size(), default=None, help="Training crop HxW.")
 @click.option("--lr", type=float, default=None, help="Base (encoder) learning rate; other groups x head_lr_mult.")
 @click.option("--init", default=None, help="Initial weights: ImageNet mit_bX.pth (encoder only) or a SegFormer checkpoint.")
 @click.option("--init-format", type=click.Choice(["auto", "mit", "mmseg", "hf", "vssbench"]), default="auto",
               show_default=True)
 @click.option("--interval", type=int, default=None, help="Keyframe interval = clip length of keyframe methods.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--set", "sets", type=KeyValue(), multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
 @click.option("--val-every", type=int, default=None, help="Validate every N iterations (0: never).")
 @click.option("--val-videos", type=int, default=None, help="Validate on the first N videos of the val split.")
-@click.option("--val-size", default=None, help="Validation resolution HxW (keep-ratio).")
+@click.option("--val-size", type=Size(), default=None, help="Validation resolution HxW (keep-ratio).")
 @click.option("--checkpoint-every", type=int, default=None, help="Write last.pth every N iterations.")
 @click.option("--log-every", type=int, default=None, help="One log.jsonl line per N iterations (window means).")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
@@ -50,9 +47,10 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     method: str, backbone: str, data_root: str | None, split: str, preset: str | None, iters: int | None,
-    batch_size: int | None, crop: str | None, lr: float | None, init: str | None, init_format: str,
-    interval: int | None, sets: tuple[str, ...], val_every: int | None, val_videos: int | None,
-    val_size: str | None, checkpoint_every: int | None, log_every: int | None, out: str | None, resume: bool,
+    batch_size: int | None, crop: tuple[int, int] | None, lr: float | None, init: str | None, init_format: str,
+    interval: int | None, sets: tuple[tuple[str, str], ...], val_every: int | None, val_videos: int | None,
+    val_size: tuple[int, int] | None, checkpoint_every: int | None, log_every: int | None, out: str | None,
+    resume: bool,
     stop_at: int | None, device: str, amp: bool | None, workers: int, seed: int, threads: int | None, as_json: bool, quiet: bool,
 ) -> None:
     """Train a method with the paper's recipe (or its synthetic scale-down) into a run folder.
@@ -70,22 +68,16 @@ def train_cmd(
       torchrun --nproc-per-node 8 -m vssbench train --method tfc --data data/vspw/VSPW_480p \\
           --init mit_b1.pth --backbone b1 --device cuda --out runs/tfc-b1
     """
-    from vssbench.cli import parse_sets
-    from vssbench.training.recipes import build_config
-    from vssbench.training.run import train
-
-    options: dict[str, object] = dict(parse_sets(sets))
+    options: dict[str, object] = dict(sets)
     if interval is not None:
         options["interval"] = interval
     config = build_config(
         preset, method=method, backbone=backbone, options=options, data=data_root, split=split, iters=iters,
-        batch_size=batch_size, crop=_size(crop), lr=lr, init=init, init_format=init_format, val_every=val_every,
-        val_videos=val_videos, val_size=_size(val_size), checkpoint_every=checkpoint_every, log_every=log_every,
+        batch_size=batch_size, crop=crop, lr=lr, init=init, init_format=init_format, val_every=val_every,
+        val_videos=val_videos, val_size=val_size, checkpoint_every=checkpoint_every, log_every=log_every,
         device=device, amp=device.startswith("cuda") if amp is None else amp, workers=workers, seed=seed, threads=threads,
     )
     out = out or f"runs/train/{method}-{backbone}-{config.preset}"
-    import os
-
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"training {method}-{backbone} ({config.preset} preset, {config.iters} iterations) into {out}",
                    err=True)

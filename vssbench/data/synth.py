@@ -31,8 +31,6 @@ draws it always did. ``study`` is the setting the synthetic study trains and eva
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-
 import dataclasses
 import errno
 import functools
@@ -41,6 +39,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +122,7 @@ class Difficulty:
         if not 1 <= self.band_choices <= len(_BOTTOM_BANDS):
             raise bad("band_choices", f"in 1..{len(_BOTTOM_BANDS)}")
 
-    def replace(self, **knobs: object) -> "Difficulty":
+    def replace(self, **knobs: object) -> Difficulty:
         """A copy with ``knobs`` changed; values may be strings (``"0.5"``, as on the command line).
 
         Unknown knobs and values of the wrong type are an :class:`OptionError` naming the knob.

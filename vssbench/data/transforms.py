@@ -10,8 +10,8 @@ Conventions follow mmsegmentation as used by SegFormer/CFFM/MRCFA on VSPW:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from vssbench.data.labels import IGNORE_INDEX
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
-ImageLike = Union[Image.Image, np.ndarray]
+ImageLike = Image.Image | np.ndarray
 
 
 def keep_ratio_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
@@ -181,7 +181,7 @@ class PhotometricParams:
         contrast_range: tuple[float, float] = (0.5, 1.5),
         saturation_range: tuple[float, float] = (0.5, 1.5),
         hue_delta: int = 18,
-    ) -> "PhotometricParams":
+    ) -> PhotometricParams:
         """Draw every step with probability 0.5 in mmseg's order (hue delta in [-18, 17] as there)."""
         brightness = float(rng.uniform(-brightness_delta, brightness_delta)) if rng.integers(2) else None
         contrast_first = bool(rng.integers(2))

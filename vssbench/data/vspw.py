@@ -16,19 +16,17 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from vssbench.data.labels import remap_raw_label, save_prediction
+from vssbench.data.transforms import TestTransform
 from vssbench.errors import DataError
-
-if TYPE_CHECKING:
-    from vssbench.data.transforms import TestTransform
 
 IMAGE_SUFFIX = ".jpg"
 MASK_SUFFIX = ".png"

@@ -21,6 +21,9 @@ import torch
 from tqdm import tqdm
 
 from vssbench.errors import DataError
+from vssbench.metrics import MetricState, VideoEvaluator, compute_metrics
+from vssbench.models.decoder import resize_logits
+from vssbench.results.records import to_jsonable
 
 #: VC window lengths evaluated in every run (record keys mVC8, mVC16).
 METRIC_CLIPS: tuple[int, ...] = (8, 16)
@@ -89,9 +92,6 @@ def evaluate_video(
     :class:`MetricState` as a dict), "diagnostics" ({key: [sum, count]}), "data_time_s",
     "model_time_s"}``. Run it under ``torch.no_grad()`` (the caller decides).
     """
-    from vssbench.results.records import to_jsonable
-    from vssbench.models.decoder import resize_logits
-
     pred_dtype = torch.uint8 if num_classes <= 256 else torch.int64
     adapter.reset()
     evaluator.begin_video(video, num_frames)
@@ -156,8 +156,6 @@ def evaluate_videos(
     plus ``num_videos``, ``num_frames`` and ``diagnostics`` (per-frame means). The adapter is put
     in eval mode for the pass and returned to its previous mode afterwards.
     """
-    from vssbench.metrics import MetricState, VideoEvaluator, compute_metrics
-
     device = torch.device(device)
     evaluator = VideoEvaluator(num_classes=num_classes, clips=METRIC_CLIPS, preset=metric_preset)
     total = MetricState.zeros(num_classes, METRIC_CLIPS)

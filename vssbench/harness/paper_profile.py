@@ -20,7 +20,11 @@ from typing import Any
 import torch
 
 from vssbench.config import RunConfig
-from vssbench.reports.paper import paper_value
+from vssbench.harness.adapters import build_adapter, profile_frames
+from vssbench.harness.configs import normalize_config
+from vssbench.harness.evaluate import accumulate_diagnostics
+from vssbench.paper import paper_value
+from vssbench.profiling import count_gmacs, count_parameters
 
 #: The paper's training crop, at which its GFLOPs fit.
 PAPER_SIZE: tuple[int, int] = (480, 480)
@@ -49,9 +53,6 @@ def paper_profile(
     ``paper_gflops_nonkeyframe`` (None where the paper states nothing) and ``ratio`` (measured /
     paper, non-keyframe).
     """
-    from vssbench.harness.runner import normalize_config
-    from vssbench.profiling import count_gmacs, count_parameters
-
     rows = []
     for backbone in backbones:
         for dim in decoder_dims:
@@ -68,49 +69,45 @@ def paper_profile(
                         decoder=decoder,
                     )
                 )
-                adapter = build_model(config)
-                frames = synthetic_frames(config.interval, tuple(size), seed)
-                gmacs = count_gmacs(adapter, frames, config.interval)
-                updated = mean_updated_fraction(adapter, frames)
-                paper = paper_value("text", method, backbone, "gmacs_nonkeyframe")
-                rows.append(
-                    {
-                        "method": method,
-                        "backbone": backbone,
-                        "decoder_dim": dim,
-                        "decoder": decoder,
-                        "size": list(size),
-                        "params": count_parameters(adapter)["total"] / 1e6,
-                        "gmacs_keyframe": gmacs["gmacs_keyframe"],
-                        "gmacs_nonkeyframe": gmacs["gmacs_nonkeyframe"],
-                        "gmacs_per_frame": gmacs["gmacs_per_frame"],
-                        "updated_fraction": updated,
-                        "paper_gflops_nonkeyframe": paper,
-                        "ratio": None if paper is None else gmacs["gmacs_nonkeyframe"] / paper,
-                    }
-                )
-                del adapter
+                rows.append(_paper_row(config, dim, tuple(size)))
     return rows
+
+
+def _paper_row(config: RunConfig, decoder_dim: int, size: tuple[int, int]) -> dict[str, Any]:
+    """One row of :func:`paper_profile`: the GMACs of ``config``'s model next to the paper's value."""
+    adapter = build_model(config)
+    frames = synthetic_frames(config.interval, size, config.seed)
+    gmacs = count_gmacs(adapter, frames, config.interval)
+    updated = mean_updated_fraction(adapter, frames)
+    paper = paper_value("text", config.method, config.backbone, "gmacs_nonkeyframe")
+    return {
+        "method": config.method,
+        "backbone": config.backbone,
+        "decoder_dim": decoder_dim,
+        "decoder": config.decoder,
+        "size": list(size),
+        "params": count_parameters(adapter)["total"] / 1e6,
+        "gmacs_keyframe": gmacs["gmacs_keyframe"],
+        "gmacs_nonkeyframe": gmacs["gmacs_nonkeyframe"],
+        "gmacs_per_frame": gmacs["gmacs_per_frame"],
+        "updated_fraction": updated,
+        "paper_gflops_nonkeyframe": paper,
+        "ratio": None if paper is None else gmacs["gmacs_nonkeyframe"] / paper,
+    }
 
 
 def build_model(config: RunConfig) -> torch.nn.Module:
     """The method of a (normalized) ``config`` on the CPU, as ``vssbench run``/``profile`` build it."""
-    from vssbench.harness.runner import _build_adapter
-
-    return _build_adapter(config, torch.device("cpu"))[0]
+    return build_adapter(config, torch.device("cpu"))[0]
 
 
 def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[torch.Tensor]:
     """``count`` normalized 1 x 3 x H x W frames of a rendered synthetic video (as ``vssbench profile``)."""
-    from vssbench.harness.runner import _profile_frames
-
-    return _profile_frames("video", count, size, seed)
+    return profile_frames("video", count, size, seed)
 
 
 def mean_updated_fraction(adapter: torch.nn.Module, frames: Sequence[torch.Tensor]) -> float | None:
     """Mean of the adapter's ``updated_fraction`` diagnostic over ``frames`` (NaN on keyframes: left out)."""
-    from vssbench.harness.evaluate import accumulate_diagnostics
-
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     with torch.inference_mode():

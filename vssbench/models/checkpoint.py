@@ -1,6 +1,6 @@
 """Checkpoint I/O: vssbench's own format and the three public SegFormer weight layouts.
 
-Formats (``reference/segformer_msda.md`` section 2):
+Formats:
 
 * ``"vssbench"`` -- written by :func:`save_checkpoint`: ``{"format": "vssbench", "version": 1,
   "method", "backbone", "num_classes", "options", "state_dict"}``; keys are the adapter's own.
@@ -23,22 +23,21 @@ safetensors reader in :mod:`vssbench.models.safetensors_io`, so loading never ru
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vssbench.errors import CheckpointError
+from vssbench.models.mit import MIT_CONFIGS
 from vssbench.models.safetensors_io import read_safetensors, read_safetensors_header
-
-if TYPE_CHECKING:
-    from vssbench.methods.base import VideoSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def _load_raw(path: Path) -> Any:
         return read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a non-checkpoint file
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a non-checkpoint file
         if _looks_like_safetensors(path):
             return read_safetensors(path)
         raise CheckpointError(
@@ -291,9 +290,12 @@ _HF_DETECT = re.compile(
 
 
 def hf_to_vssbench(sd: Mapping[str, Tensor], dropped: list[str] | None = None) -> dict[str, Tensor]:
-    """HF transformers Segformer keys -> vssbench keys (``reference/segformer_msda.md`` table 2.4).
+    """HF transformers Segformer keys -> vssbench keys (the HF converter's renaming, undone).
 
-    Accepts the on-disk 4.x names (with or without the ``segformer.`` prefix of the task models)
+    HF counts stages and decoder inputs from 0, NVlabs/mmseg (and vssbench) from 1:
+    ``segformer.encoder.block.{s-1}.{j}`` -> ``backbone.block{s}.{j}``,
+    ``decode_head.linear_c.{i-1}`` -> ``decode_head.linear_c{i}``; ``decode_head.batch_norm`` and
+    ``classifier`` are our ``linear_fuse.bn`` and ``linear_pred``. Accepts the on-disk 4.x names (with or without the ``segformer.`` prefix of the task models)
     and the transformers-5 in-memory names. Split ``key``/``value`` projections are fused into
     our ``kv`` (rows ``[k; v]``). A top-level image-classification ``classifier.*`` is dropped.
     Keys that match no rule pass through unchanged (and are reported as unexpected on load).
@@ -410,7 +412,7 @@ def _describe(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(model: VideoSegmenter, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
     """Save ``model`` in vssbench's own format (``torch.save``; loadable with ``weights_only=True``).
 
     The file records the method name, backbone, class count and options beside the state dict
@@ -444,8 +446,6 @@ def file_digest(path: str | os.PathLike, chunk_size: int = 4 << 20) -> tuple[str
     ``pytorch_model.bin``). Streaming keeps memory flat; a 300 MB file takes a fraction of a second.
     A missing or unreadable file raises :class:`CheckpointError` naming it.
     """
-    import hashlib
-
     resolved = _resolve(path)
     digest = hashlib.sha256()
     size = 0
@@ -484,8 +484,6 @@ def diagnose_mismatch(model: nn.Module, converted: Mapping[str, Tensor]) -> list
     in the file, 256 in the model: pass --decoder-dim 768"), another class count, and whole modules
     that one side lacks (a checkpoint of another method).
     """
-    from vssbench.models.mit import MIT_CONFIGS
-
     expected = model.state_dict()
     found: list[str] = []
     file_width, file_depths = _variant_of(converted)
@@ -536,8 +534,10 @@ def _error_message(report: LoadReport, model: nn.Module, meta: dict[str, Any], c
         if n
     )
     lines = [
-        f"cannot load checkpoint {report.path} (format {report.format}) into {described['method']} "
-        f"(backbone {described['backbone']}, {described['num_classes']} classes): {counts} keys"
+        (
+            f"cannot load checkpoint {report.path} (format {report.format}) into {described['method']} "
+            f"(backbone {described['backbone']}, {described['num_classes']} classes): {counts} keys"
+        )
     ]
     lines.extend(f"  diagnosis: {d}" for d in diagnose_mismatch(model, converted)[:3])
     if meta.get("format") == "vssbench":

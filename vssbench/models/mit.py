@@ -1,8 +1,10 @@
 """Mix Transformer (MiT), the hierarchical encoder of SegFormer (Xie et al., NeurIPS 2021).
 
-Rebuilt from the paper and the facts in ``reference/segformer_msda.md`` section 1. Module and
-parameter names follow the original NVlabs code (``patch_embed{s}``, ``block{s}.{j}``,
-``norm{s}``), so official checkpoints load by prefix alone (see :mod:`vssbench.models.checkpoint`).
+Rebuilt from the paper and the released NVlabs configurations of B0..B5 (widths, depths, heads,
+spatial-reduction ratios, LayerNorm eps 1e-6 in blocks and stage norms, 1e-5 in patch-embed and
+reduction norms). Module and parameter names follow the original NVlabs code (``patch_embed{s}``,
+``block{s}.{j}``, ``norm{s}``), so official checkpoints load by prefix alone (see
+:mod:`vssbench.models.checkpoint`).
 
 The encoder has four stages; stage ``s`` produces a map ``x^s`` at stride 4, 8, 16, 32 with
 ``embed_dims[s-1]`` channels. The sizes are ceil divisions of the input: ``ceil(H/4)`` for

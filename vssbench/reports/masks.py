@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from vssbench import methods
+from vssbench.data import TestTransform, VSPWDataset, default_dataset
 from vssbench.errors import DataError, OptionError
+from vssbench.reports.plots import masks_figure, similarity_masks
 
 
 @dataclass
@@ -79,8 +84,6 @@ def load_mask_source(path: str | Path, method: str | None = None, backbone: str 
         )
     if not p.is_file():
         raise DataError(p, "no such run folder or checkpoint file")
-    import torch
-
     meta: dict[str, Any] = {}
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
@@ -114,12 +117,6 @@ def render_masks(
     """Build the model, run ``video``'s frames and return the Fig. 3 figure (see
     :func:`vssbench.reports.plots.similarity_masks`). ``data=None`` uses the source's data root,
     else the embedded synthetic dataset; ``options`` override the source's."""
-    import torch
-
-    from vssbench import methods
-    from vssbench.data import TestTransform, VSPWDataset, default_dataset
-    from vssbench.reports.plots import masks_figure, similarity_masks
-
     known = {f for f in methods.describe(source.method)["options"]}
     merged = {k: v for k, v in source.options.items() if k in known}
     merged.update(options or {})

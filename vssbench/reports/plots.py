@@ -28,11 +28,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; harmless when a backend is already chosen by the caller
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-from vssbench.errors import DataError, OptionError  # noqa: E402
-from vssbench.reports import paper  # noqa: E402
+from vssbench import paper
+from vssbench.data import VSPWDataset, default_dataset
+from vssbench.errors import DataError, OptionError
+from vssbench.reports.tables import BACKBONE_ORDER, variant_of
 
 #: Resolution of every saved figure (dots per inch).
 DPI = 200
@@ -335,8 +339,6 @@ def tradeoff_figure(
     ``size`` (mIoU), one colour per method, a method's backbones connected in backbone order.
     ``with_paper`` adds the paper's Table 1 points (hollow markers; only for ``x="fps"``, the
     paper's GPU)."""
-    from vssbench.reports.tables import BACKBONE_ORDER, variant_of
-
     by_method: dict[str, list[tuple[str, float, float, float]]] = {}
     for r in records:
         if r.get("error"):
@@ -433,14 +435,11 @@ def similarity_masks(model: Any, dataset: Any, video: str, frames: Sequence[int]
     ``options.threshold``; a requested keyframe, a frame beyond the video, or a model without a
     similarity map raises :class:`OptionError` naming it.
     """
-    import torch
-    import torch.nn.functional as F
-
     if not hasattr(model, "last_similarity"):
         raise OptionError(f"{type(model).__name__} exposes no similarity map (last_similarity); TFC does")
     threshold = float(getattr(getattr(model, "options", None), "threshold", 0.8))
     count = dataset.num_frames(video)
-    wanted = sorted(set(int(f) for f in frames))
+    wanted = sorted({int(f) for f in frames})
     if not wanted or wanted[0] < 0 or wanted[-1] >= count:
         raise OptionError(f"--frames {','.join(map(str, frames))}: video {video!r} has frames 0..{count - 1}")
     stems = dataset.frame_stems(video)
@@ -520,8 +519,6 @@ def consistent_share(root: str | Path | None, split: str = "train", interval: in
     """Share of labelled points whose label equals their keyframe's (frames k+1..k+interval-1 of
     every keyframe k = 0, interval, ...): the accuracy of the trivial "everything consistent" mask
     on that data (at label resolution). ``root=None`` is the embedded synthetic dataset."""
-    from vssbench.data import VSPWDataset, default_dataset
-
     dataset = VSPWDataset(default_dataset() if root is None else root, split)
     same = total = 0
     for video in dataset.videos[: max_videos or None]:
@@ -552,8 +549,8 @@ __all__ = [
     "DPI",
     "FORMATS",
     "METHOD_COLORS",
-    "MaskPanel",
     "STYLE",
+    "MaskPanel",
     "TrainingLog",
     "consistent_share",
     "curves_figure",

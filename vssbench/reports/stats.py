@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from vssbench.errors import DataError, VssbenchError
+from vssbench.metrics.evaluator import MetricState, compute_metrics
 from vssbench.results.records import compare_records
 from vssbench.results.store import read_videos_file
-from vssbench.metrics.evaluator import MetricState, compute_metrics
 
 #: Metrics a bootstrap can resample (keys of :func:`compute_metrics`).
 BOOTSTRAP_METRICS: tuple[str, ...] = ("mIoU", "wIoU", "mIoU_mmseg", "aAcc", "mAcc", "mVC8", "mVC16")
@@ -107,7 +107,7 @@ def _weighted_state(stack: Mapping[str, np.ndarray], weights: np.ndarray, templa
         summed = weights @ stack[name]
         setattr(state, name, summed if name in MetricState._FLOAT_ARRAYS else np.rint(summed).astype(np.int64))
     for name in MetricState._COUNTS:
-        setattr(state, name, int(round(float(weights @ stack[name]))))
+        setattr(state, name, round(float(weights @ stack[name])))
     return state
 
 

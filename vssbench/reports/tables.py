@@ -28,9 +28,10 @@ from typing import Any
 
 import pandas as pd
 
-from vssbench.errors import DataError
+from vssbench import methods, paper
+from vssbench.errors import DataError, OptionError, VssbenchError
+from vssbench.reports.stats import compare_runs
 from vssbench.results.records import compare_records
-from vssbench.reports import paper
 
 #: Backbone order of the tables.
 BACKBONE_ORDER = ("b0", "b1", "b2", "b3", "b4", "b5")
@@ -115,8 +116,6 @@ def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def method_type(method: str) -> str:
     """Table 1's Type (Image, E, S, E&S): the registry's, else the paper's fallback table, else "?"."""
-    from vssbench import methods
-
     if method in methods.available():
         return methods.method_info(method).type
     return paper.FALLBACK_TYPES.get(method, "?")
@@ -124,8 +123,6 @@ def method_type(method: str) -> str:
 
 def _defaults(method: str) -> tuple[dict[str, Any] | None, int]:
     """A registered method's option defaults and default interval (None, 4 when not registered)."""
-    from vssbench import methods
-
     if method not in methods.available():
         return None, 4
     options = methods.method_options(method)
@@ -416,9 +413,6 @@ def main_table_ci(
     Returns ({(row index, metric key): Interval}, notes for rows whose run folders could not be
     compared, e.g. a missing ``videos.jsonl``).
     """
-    from vssbench.errors import VssbenchError
-    from vssbench.reports.stats import compare_runs
-
     scratch: list[str] = []
     rows = _usable(records, scratch)
     out: dict[tuple[int, str], Any] = {}
@@ -737,8 +731,6 @@ def render(table: ReportTable, fmt: str) -> str:
     """Render in ``fmt`` (md, csv, latex, html)."""
     renderers = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "html": to_html}
     if fmt not in renderers:
-        from vssbench.errors import OptionError
-
         raise OptionError(f"unknown table format {fmt!r}; available: {', '.join(FORMATS)}")
     return renderers[fmt](table)
 

@@ -1,11 +1,12 @@
 """Result records: their keys, JSON hygiene, the one-row summary table, conditions comparison.
 
-A record is one flat JSON object per method x backbone x setting (DESIGN 3.4). Tables are pure
-functions of records and never recompute metrics.
+A record is one flat JSON object per method x backbone x setting. Tables are pure functions of
+records and never recompute metrics.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -14,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from vssbench.config import SUBJECT_FIELDS, RunConfig
+from vssbench.methods.base import describe
 
-#: The record keys that DESIGN 3.4 fixes (names and meanings are a contract).
+#: The benchmark's core record keys (names and meanings are a contract).
 DESIGN_KEYS: tuple[str, ...] = (
     "method",
     "backbone",
@@ -45,7 +47,7 @@ DESIGN_KEYS: tuple[str, ...] = (
     "created",
 )
 
-#: Keys the harness adds beyond DESIGN 3.4 (all always present; ``None`` where not applicable).
+#: Keys the harness adds beyond the core ones (all always present; ``None`` where not applicable).
 EXTRA_KEYS: tuple[str, ...] = (
     "kind",  # "run" (evaluated on data) or "profile" (random frames, no accuracy)
     "decoder",  # decoder mode of the run: "folded" (exact, cheaper) or "reference" (literal architecture)
@@ -136,15 +138,12 @@ def options_tag(config: RunConfig, limit: int = 48) -> str:
     and a tag longer than ``limit`` is cut (ending in ``~``): it names a run folder beside the
     config hash, which alone decides identity.
     """
-    defaults: dict[str, Any] = {}
-    default_interval = None
     try:
-        from vssbench.methods.base import describe
-
         described = describe(config.method)
-        defaults, default_interval = dict(described["options"]), described["default_interval"]
-    except Exception:  # an unknown method (an error row): every given option counts
-        pass
+    except Exception:  # noqa: BLE001 - an unknown method (an error row): every given option counts
+        described = {"options": {}, "default_interval": None}
+    defaults: dict[str, Any] = dict(described["options"])
+    default_interval = described["default_interval"]
     parts = []
     interval = config.interval if config.interval is not None else config.options.get("interval")
     if interval is not None and str(interval) != str(default_interval):
@@ -169,6 +168,11 @@ def _tag_value(value: Any) -> str:
     if value is None:
         return "none"
     return str(value)
+
+
+def utc_timestamp() -> str:
+    """Now in UTC, ISO 8601 to the second (a record's ``created``, a log line's time)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -24,7 +24,6 @@ began is refused naming both sha256 digests); completed videos are read from eve
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ from typing import Any, TextIO
 
 from vssbench.config import RunConfig
 from vssbench.errors import DataError, OptionError
-from vssbench.results.records import options_tag
+from vssbench.results.records import options_tag, utc_timestamp
 
 
 def run_dir_name(config: RunConfig) -> str:
@@ -46,10 +45,6 @@ def run_dir_name(config: RunConfig) -> str:
     """
     tag = options_tag(config)
     return f"{config.method}-{config.backbone}-" + (f"{tag}-" if tag else "") + config.config_hash
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -77,10 +72,10 @@ class RunLog:
         self._pending: list[str] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8")
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run's lifetime; close()
 
     @classmethod
-    def deferred(cls, echo: bool = True) -> "RunLog":
+    def deferred(cls, echo: bool = True) -> RunLog:
         """A log without a file yet: lines wait in memory until :meth:`attach`."""
         log = cls(None, echo=echo)
         log._pending = []
@@ -95,7 +90,7 @@ class RunLog:
         """Start writing to ``path`` (appending), beginning with the lines held so far."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run's lifetime; close()
         for line in self._pending or []:
             self._file.write(line)
         self._pending = None
@@ -103,7 +98,7 @@ class RunLog:
 
     def info(self, message: str) -> None:
         """Write one line to the log file (or hold it until :meth:`attach`)."""
-        line = f"{_now()} {message}\n"
+        line = f"{utc_timestamp()} {message}\n"
         if self._file is not None:
             self._file.write(line)
             self._file.flush()
@@ -264,7 +259,7 @@ class RunStore:
             path.unlink()
         if path.exists():
             _truncate_partial_line(path)
-        self._videos = open(path, "a", encoding="utf-8")
+        self._videos = open(path, "a", encoding="utf-8")  # noqa: SIM115 - appended per video; close() closes it
 
     def append_video(self, entry: dict[str, Any]) -> None:
         """Append one finished video's entry; flushed and fsynced before returning."""

@@ -1,12 +1,13 @@
-"""``vssbench reproduce``: the paper's Table 1, Table 2 and Fig. 4 as one resumable study.
+"""The plan of ``vssbench reproduce``: the paper's Table 1, Table 2 and Fig. 4 as one resumable study.
 
 A study is a plan of ordinary ``vssbench`` commands (``data synth``, ``train``, ``run``, ``table``,
-``plot``) writing into one folder ``DIR``. Each step is executed in-process through the CLI (so a
-step is exactly what a user would type, and ``--dry-run`` prints those commands), is skipped when
-its outputs are complete and were made by the same command (``DIR/steps/<step>.json``), and a
-failed step is reported while the steps that do not depend on it go on. An interrupted study
-resumes by running the same command again: training steps continue from their ``last.pth``
-(``train --resume``), evaluation steps from their finished videos (``run --resume``).
+``plot``) writing into one folder ``DIR``: each :class:`Step` is exactly what a user would type
+(``--dry-run`` prints those commands). This module builds the plan and reads the stamps that say
+whether a step is complete (its outputs present and made by the same command,
+``DIR/steps/<step>.json``); :mod:`vssbench.study.executor` runs it, skipping complete steps and
+going on past a failed one with the steps that do not depend on it. An interrupted study resumes
+by running the same command again: training steps continue from their ``last.pth`` (``train
+--resume``), evaluation steps from their finished videos (``run --resume``).
 
 What is trained and what is reused (the paper's protocol, Sec. 4.3):
 
@@ -22,19 +23,14 @@ What is trained and what is reused (the paper's protocol, Sec. 4.3):
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import hashlib
 import json
 import shlex
-import sys
-import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from vssbench.data.synth import STUDY_SYNTH_ARGS
 from vssbench.errors import OptionError
 
 TARGETS: tuple[str, ...] = ("table1", "table2", "fig4")
@@ -147,8 +143,6 @@ def synthetic_settings(
     seed: int = 0,
 ) -> StudySettings:
     """The laptop study: B0 from random init on a synthetic dataset made for it (see the README)."""
-    from vssbench.data.synth import STUDY_SYNTH_ARGS
-
     size = STUDY_SYNTH_ARGS["size"]
     synth = tuple(f"--{k.replace('_', '-')}={v}" for k, v in STUDY_SYNTH_ARGS.items())
     return StudySettings(
@@ -315,34 +309,27 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
 
 
 # ---------------------------------------------------------------------------------------------
-# Execution
+# Stamps: DIR/steps/<step>.json (done) and <step>.started.json (started, not finished)
 
 
-@dataclass
-class StepResult:
-    """How a step ended: ``status`` is done, skipped (complete already), failed or blocked."""
-
-    name: str
-    status: str
-    seconds: float = 0.0
-    error: str | None = None
-
-
-def _stamp_path(out: Path, step: Step) -> Path:
+def stamp_path(out: Path, step: Step) -> Path:
+    """The step's done stamp: its command, digest, seconds and end time, written when it succeeded."""
     return out / "steps" / (step.name.replace(" ", "_").replace("/", "_") + ".json")
 
 
-def _command_digest(step: Step) -> str:
+def started_path(out: Path, step: Step) -> Path:
+    """The step's started stamp: its digest, written when it starts, removed when it succeeds."""
+    return stamp_path(out, step).with_suffix(".started.json")
+
+
+def command_digest(step: Step) -> str:
+    """A short hash of the step's arguments (without ``--resume``): equal digests, the same command."""
     return hashlib.sha256(json.dumps(step.argv).encode()).hexdigest()[:16]
 
 
-def _started_path(out: Path, step: Step) -> Path:
-    return _stamp_path(out, step).with_suffix(".started.json")
-
-
-def _previous_digest(out: Path, step: Step) -> str | None:
+def previous_digest(out: Path, step: Step) -> str | None:
     """The command digest of the step's last start (its done stamp, else its started stamp), or None."""
-    for path in (_stamp_path(out, step), _started_path(out, step)):
+    for path in (stamp_path(out, step), started_path(out, step)):
         try:
             return json.loads(path.read_text(encoding="utf-8")).get("digest")
         except (OSError, ValueError):
@@ -350,217 +337,15 @@ def _previous_digest(out: Path, step: Step) -> str | None:
     return None
 
 
-def _discard_owned(step: Step, reason: str, log: Callable[[str], None], prefix: str) -> None:
-    """Remove the step's own folder before a fresh start (a data folder only if it is synthetic)."""
-    import shutil
-
-    from vssbench.data.synth import read_marker
-
-    folder = step.owned
-    if folder is None or not folder.exists():
-        return
-    if step.kind == "synth" and read_marker(folder) is None:
-        return  # not a dataset we made: `data synth` refuses it with a clear error
-    log(f"{prefix}: removing {folder} ({reason})")
-    shutil.rmtree(folder)
-
-
 def is_complete(out: Path, step: Step) -> bool:
     """Outputs present and made by this very command (its stamp records the same argv)."""
-    stamp = _stamp_path(out, step)
+    stamp = stamp_path(out, step)
     if not stamp.is_file() or not all(p.exists() for p in step.outputs):
         return False
     try:
-        return json.loads(stamp.read_text(encoding="utf-8")).get("digest") == _command_digest(step)
+        return json.loads(stamp.read_text(encoding="utf-8")).get("digest") == command_digest(step)
     except (OSError, ValueError):
         return False
-
-
-def _invoke(argv: list[str]) -> None:
-    """Run one ``vssbench`` command in this process; a non-zero exit raises RuntimeError."""
-    from vssbench.cli import main
-
-    try:
-        main.main(args=list(argv), prog_name="vssbench", standalone_mode=False)
-    except SystemExit as exc:  # commands signal a failed row with sys.exit(1)
-        if exc.code not in (0, None):
-            raise RuntimeError(f"exit status {exc.code}") from None
-
-
-def execute_plan(
-    steps: Sequence[Step],
-    out: str | Path,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-    invoke: Callable[[list[str]], None] = _invoke,
-) -> list[StepResult]:
-    """Run the steps in order: complete ones are skipped, a failure blocks only its dependents.
-
-    A complete step runs again when a step it needs ran in this invocation (new weights are
-    evaluated again, new records tabulated again).
-
-    Steps marked ``rank0_only`` run on rank 0 while the other ranks wait (under torchrun); every
-    other step runs on every rank, as its command expects.
-    """
-    from vssbench.harness.distributed import env_world_size
-
-    out = Path(out)
-    (out / "steps").mkdir(parents=True, exist_ok=True)
-    rank, world = _rank_world()
-    results: list[StepResult] = []
-    failed: set[str] = set()
-    ran: set[str] = set()
-    for index, step in enumerate(steps, start=1):
-        prefix = f"[{index}/{len(steps)}] {step.name}"
-        blocked = [n for n in step.needs if n in failed]
-        if blocked:
-            failed.add(step.name)
-            results.append(StepResult(step.name, "blocked", error=f"needs {', '.join(blocked)}"))
-            log(f"{prefix}: blocked (needs {', '.join(blocked)})")
-            continue
-        if is_complete(out, step) and not set(step.needs) & ran:
-            results.append(StepResult(step.name, "skipped"))
-            log(f"{prefix}: complete, skipped")
-            continue
-        log(f"{prefix}: {step.command()}")
-        start = time.perf_counter()
-        error = None
-        try:
-            if rank == 0:
-                previous = _previous_digest(out, step)
-                if set(step.needs) & ran:
-                    _discard_owned(step, "a step it needs ran now", log, prefix)
-                elif previous is not None and previous != _command_digest(step):
-                    _discard_owned(step, "its command changed", log, prefix)
-                elif step.kind == "synth":
-                    _discard_owned(step, "incomplete or without a stamp", log, prefix)
-                _stamp_path(out, step).unlink(missing_ok=True)
-                _started_path(out, step).write_text(
-                    json.dumps({"step": step.name, "digest": _command_digest(step), "started": _now()}) + "\n",
-                    encoding="utf-8",
-                )
-            if world > 1 and env_world_size() > 1:
-                _barrier()  # every rank sees the folder removed before the command starts
-            if not step.rank0_only or rank == 0:
-                invoke(step.argv_now(ran))
-        except Exception as exc:  # a failed step is reported; the others go on
-            error = f"{type(exc).__name__}: {exc}"
-            log(f"{prefix}: FAILED: {error}")
-            (out / "steps").mkdir(parents=True, exist_ok=True)
-            _stamp_path(out, step).with_suffix(".error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        if world > 1 and env_world_size() > 1:
-            _barrier()
-        seconds = time.perf_counter() - start
-        if error is None:
-            if rank == 0:
-                if step.kind == "run":
-                    _prune_stale_runs(step.outputs[0])
-                _stamp_path(out, step).write_text(
-                    json.dumps({"step": step.name, "command": step.command(), "digest": _command_digest(step),
-                                "seconds": round(seconds, 1), "finished": _now()}, indent=1) + "\n",
-                    encoding="utf-8",
-                )
-                _started_path(out, step).unlink(missing_ok=True)
-            ran.add(step.name)
-            results.append(StepResult(step.name, "done", seconds))
-            log(f"{prefix}: done in {seconds:.0f} s")
-        else:
-            failed.add(step.name)
-            results.append(StepResult(step.name, "failed", seconds, error))
-    return results
-
-
-def _prune_stale_runs(folder: Path) -> None:
-    """Keep only the newest run folder (by its record) of a run step's ``--out``.
-
-    A step whose command changed writes a new ``<method>-<backbone>-<hash>`` folder beside the old
-    one; the tables read the step's folder recursively, so the stale record must go.
-    """
-    import shutil
-
-    runs = sorted((p.stat().st_mtime, p.parent) for p in Path(folder).glob("*/record.json"))
-    for _, stale in runs[:-1]:
-        shutil.rmtree(stale)
-
-
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    import os
-
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_study_readme(out: Path, settings: StudySettings, steps: Sequence[Step], results: Sequence[StepResult],
-                       wall_s: float) -> Path:
-    """``DIR/README.md``: what ran with which command, how long, and links to tables and figures."""
-    by_name = {r.name: r for r in results}
-    lines = [
-        "# vssbench reproduce",
-        "",
-        f"Preset `{settings.preset}`, backbones {', '.join(settings.backbones)}, device `{settings.device}`, "
-        f"seed {settings.seed}; this invocation took {wall_s / 60:.1f} min. Settings: `study.json`.",
-        "",
-    ]
-    outputs = [("Table 1", "table1.md"), ("Table 2", "table2.md"), ("Fig. 4", "fig4.png")]
-    for title, name in outputs:
-        path = out / name
-        if path.exists():
-            lines.append(f"- {title}: [{name}]({name})" + (f" (LaTeX: [{name[:-3]}.tex]({name[:-3]}.tex))" if name.endswith(".md") else ""))
-    lines += ["", "| step | status | seconds | command |", "|---|---|---|---|"]
-    for step in steps:
-        r = by_name.get(step.name)
-        status = r.status if r else "not run"
-        if r is not None and r.error:
-            status += f": {r.error}"
-        seconds = f"{r.seconds:.0f}" if r and r.seconds else ""
-        lines.append(f"| {step.name} | {status} | {seconds} | `{step.command()}` |")
-    lines += [
-        "",
-        "Rows of Table 2 that change what is learned (interpolation mode, MSDA threshold, flow warping,",
-        "similarity level, focal loss) were each trained; the frame-interval rows reuse the default TFC",
-        "(`run --interval N`). Feature Reuse is trained with keyframe clips (`train --method feature_reuse`).",
-        "",
-    ]
-    path = out / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
-def reproduce(
-    targets: Sequence[str],
-    settings: StudySettings,
-    out: str | Path,
-    dry_run: bool = False,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-) -> dict[str, Any]:
-    """Plan and (unless ``dry_run``) execute a study; returns ``{"steps", "results", "out", "wall_s"}``."""
-    out = Path(out)
-    steps = build_plan(settings, out, targets)
-    if dry_run:
-        return {"steps": steps, "results": [], "out": str(out), "wall_s": 0.0}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps(dataclasses.asdict(settings), indent=1) + "\n", encoding="utf-8")
-    start = time.perf_counter()
-    results = execute_plan(steps, out, log=log)
-    wall = time.perf_counter() - start
-    rank, _ = _rank_world()
-    if rank == 0:
-        readme = write_study_readme(out, settings, steps, results, wall)
-        log(f"study written to {out} (summary: {readme})")
-    return {"steps": steps, "results": results, "out": str(out), "wall_s": wall}
 
 
 __all__ = [
@@ -570,12 +355,14 @@ __all__ = [
     "TABLE2_VARIANTS",
     "TARGETS",
     "Step",
-    "StepResult",
     "StudySettings",
+    "Variant",
     "build_plan",
-    "execute_plan",
+    "command_digest",
     "is_complete",
     "paper_settings",
-    "reproduce",
+    "previous_digest",
+    "stamp_path",
+    "started_path",
     "synthetic_settings",
 ]

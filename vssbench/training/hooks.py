@@ -13,8 +13,9 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ class LogWriter(HookBase):
         self._start = time.perf_counter()
         if not self.enabled:
             return
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole training; close()
         t = self.trainer
         self._bar = tqdm(total=t.max_iter, initial=t.start_iter, desc="train", unit="it", file=sys.stderr,
                          disable=not self.progress, dynamic_ncols=True)
@@ -187,12 +188,13 @@ class EvalHook(HookBase):
 class CheckpointHook(HookBase):
     """Writes ``last.pth`` (full state, atomically) every ``every`` iterations and at the end.
 
-    ``state()`` builds the payload; every rank's RNG state is gathered into it (rank ``r``
-    restores entry ``r`` on resume). ``at_end()`` runs after the last save (``model.pth``).
+    ``state(iteration, rngs)`` builds the payload after ``iteration`` iterations; ``rngs`` holds
+    every rank's RNG state (rank ``r`` restores entry ``r`` on resume). ``at_end(iteration)`` runs
+    after the last save (``model.pth``).
     """
 
-    def __init__(self, path: Path, every: int, ctx: Any, state: Callable[[list[Any]], dict[str, Any]],
-                 at_end: Callable[[], None]) -> None:
+    def __init__(self, path: Path, every: int, ctx: Any, state: Callable[[int, list[Any]], dict[str, Any]],
+                 at_end: Callable[[int], None]) -> None:
         self.path, self.every, self.ctx, self.state, self.at_end = path, every, ctx, state, at_end
         self._saved_at = -1
 
@@ -203,7 +205,7 @@ class CheckpointHook(HookBase):
             return
         rngs = self.ctx.all_gather(capture_rng())
         if self.ctx.is_main:
-            atomic_save(self.state(rngs), self.path)
+            atomic_save(self.state(t.iter, rngs), self.path)
         self._saved_at = t.iter
         self.ctx.barrier()
 
@@ -213,7 +215,7 @@ class CheckpointHook(HookBase):
 
     def after_train(self) -> None:
         self.save()
-        self.at_end()
+        self.at_end(self.trainer.iter)
 
 
 __all__ = [

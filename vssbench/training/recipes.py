@@ -8,8 +8,9 @@ frames (random resize of 853x480 by 0.5-2.0, cat-max-ratio 0.75 crop, flip, phot
 distortion), one clip per GPU. That is :data:`PRESETS` ``"paper"``.
 
 ``"synthetic"`` is the same recipe scaled to the embedded synthetic VSPW-mini (2 train videos of
-20 frames of 180x320) so that a random-init B0 learns it in minutes on 2 busy CPU cores; see
-:data:`SYNTHETIC_MEASUREMENTS` for the numbers that chose its values.
+20 frames of 180x320) so that a random-init B0 learns it in minutes on a 2-core CPU: 96x96 crops,
+batch 4, 300 iterations, a 30-iteration (10%) warm-up, and lr 6e-4, which learned fastest of
+6e-5, 6e-4 and 2e-3 without losing temporal stability (``benchmarks/results/train_cpu.csv``).
 
 Everything that decides a number is a field of :class:`TrainConfig` (frozen, JSON round-trip),
 saved as ``DIR/config.json``; a resume with a different config is refused naming the fields.
@@ -62,15 +63,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: What chose the synthetic preset (2 CPU cores shared with other jobs, torch CPU, B0, 4-frame clips).
-SYNTHETIC_MEASUREMENTS = """\
-lr: SegFormer-B0, 100 its, batch 2 x 4 frames of 64x64 (benchmarks/results/train_cpu.csv, busy CPU):
-lr 6e-5 -> last-10% loss 1.30, val mIoU 0.179, mVC8 0.68; 6e-4 -> 0.73, 0.196, 0.91; 2e-3 -> 0.80,
-0.193, 0.58. 6e-4 learns fastest without losing stability. Crop/batch/iterations: TFC-B0 at 4 x 4
-frames of 96x96 runs ~0.6 s/it on a quiet 2-core CPU (issue 11), so 300 its take ~3 min; on the
-busy machine (load 13-19) it was 6.5 s/it with 1 thread and 50 s/it with 2. Warm-up 30 (10%)."""
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the numbers of a training run (all fields JSON-serializable).
@@ -81,9 +73,8 @@ class TrainConfig:
     ``lr`` the base (encoder) lr, other groups at ``head_lr_mult`` x it (``None``: the adapter's
     ``head_lr_mult``); ``val_size`` is the (H, W) keep-ratio test resolution of validation;
     ``val_videos`` the first N videos of ``val_split`` (``None``: all); ``val_every = 0`` turns
-    validation off; ``threads`` sets torch's intra-op threads (``None``: torch's default; on a
-    CPU shared with other jobs 1 thread per process is several times faster than 2, see the
-    README notes; bit-exact resume needs the same count, so it is part of the config).
+    validation off; ``threads`` sets torch's intra-op threads (``None``: torch's default;
+    bit-exact resume needs the same count, so it is part of the config).
     """
 
     method: str = "tfc"
@@ -153,12 +144,12 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         check_known_keys(cls, d, "training config keys")
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -225,7 +216,7 @@ def parameter_groups(
     ``initial_lr``-free ``lr``; empty groups are left out; the encoder's groups come first.
     """
     mult = float(getattr(adapter, "head_lr_mult", 10.0) if head_lr_mult is None else head_lr_mult)
-    declared = getattr(adapter, "parameter_groups", lambda: {})()
+    declared = getattr(adapter, "parameter_groups", dict)()
     encoder_ids = {id(p) for p in declared["encoder"].parameters()} if "encoder" in declared else set()
     skip = no_decay_names(adapter)
     buckets: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
@@ -285,7 +276,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> to
 __all__ = [
     "PRESETS",
     "RESUME_MAY_DIFFER",
-    "SYNTHETIC_MEASUREMENTS",
     "TrainConfig",
     "build_config",
     "build_optimizer",

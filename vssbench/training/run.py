@@ -16,17 +16,24 @@ batch 1 give the weights of 1 process x batch 2 up to float rounding (tests/test
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vssbench.data import ClipAugment, TestTransform, VSPWClipDataset, VSPWDataset, default_dataset
 from vssbench.errors import CheckpointError, OptionError
+from vssbench.harness.distributed import DistContext, setup_distributed
+from vssbench.harness.evaluate import evaluate_videos
+from vssbench.methods.base import BACKBONES, create, method_info, parse_options
+from vssbench.models.checkpoint import load_checkpoint, save_checkpoint
 from vssbench.training.data import clip_loader
 from vssbench.training.hooks import CheckpointHook, EvalHook, LogWriter, LRSchedulerHook, restore_rng
 from vssbench.training.parallel import TrainStep, convert_sync_batchnorm
@@ -41,8 +48,6 @@ STATE_VERSION = 1
 
 def normalize_train_config(config: TrainConfig) -> TrainConfig:
     """Validate method, backbone and options (coerced to their types) and make the data path absolute."""
-    from vssbench.methods.base import BACKBONES, method_info, parse_options
-
     method_info(config.method)
     if config.backbone not in BACKBONES:
         raise OptionError(f"unknown backbone {config.backbone!r}; available: {', '.join(BACKBONES)}")
@@ -67,8 +72,6 @@ def load_init(adapter: torch.nn.Module, path: str, format: str = "auto") -> dict
     is SegFormer's) keep their initial values and are reported as ``untouched``; a key the model
     does not have or a shape mismatch is an error naming them. Returns the report as plain data.
     """
-    from vssbench.models.checkpoint import load_checkpoint
-
     report = load_checkpoint(adapter, path, format=format, strict=False)
     if report.unexpected or report.mismatched:
         bad = report.unexpected[:10] + [f"{k} (model {list(a)} vs file {list(b)})" for k, a, b in report.mismatched[:10]]
@@ -99,6 +102,18 @@ def _check_out(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] |
     return None
 
 
+@dataclass
+class Optimization:
+    """What steps the weights: the step module (DDP-wrapped when distributed), AdamW, the lr
+    schedule, and mixed precision (``autocast_dtype``; ``scaler`` for float16 only)."""
+
+    step_module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    autocast_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+
 def train(
     config: TrainConfig,
     out: str | Path,
@@ -114,34 +129,75 @@ def train(
     :class:`~vssbench.training.trainer.NonFiniteLossError` when a loss term stops being finite
     (the last good ``last.pth`` is kept), :class:`VssbenchError` for bad input.
     """
-    from vssbench.data import ClipAugment, TestTransform, VSPWClipDataset, VSPWDataset, default_dataset
-    from vssbench.harness.distributed import setup_distributed
-    from vssbench.harness.evaluate import evaluate_videos
-    from vssbench.methods.base import create, method_info
-    from vssbench.models.checkpoint import save_checkpoint
-
     ctx = setup_distributed(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     config = normalize_train_config(config.replace(world_size=ctx.world_size))
     out = Path(out).expanduser().resolve()
+    state = _open_run_folder(out, config, resume, ctx)
+    adapter, init_report = build_train_model(config, ctx, load_init_weights=state is None)
+    opt = build_optimization(adapter, config, ctx)
+    start, best = 0, None
+    if state is not None:
+        start, best, init_report = _restore_state(state, adapter, opt)
+    elif ctx.is_main:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    root = Path(config.data) if config.data else default_dataset()
+    loader = _clip_loader(config, root, adapter, start, ctx)
+    _seed_training_rng(config.seed, ctx.rank, state)
+    writer = LogWriter(out / "log.jsonl", config.log_every, enabled=ctx.is_main, progress=progress)
+    evaluator = _eval_hook(config, root, adapter, out, writer, ctx, best)
+    save_state = functools.partial(
+        _training_state, adapter=adapter, opt=opt, config=config, world_size=ctx.world_size, evaluator=evaluator,
+        best=best, init_report=init_report,
+    )
+    save_model = functools.partial(_save_model, adapter, out / "model.pth", ctx.is_main)
+    hooks = [LRSchedulerHook(opt.scheduler), writer, *([evaluator] if evaluator is not None else [])]
+    hooks.append(CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, save_state, save_model))
+    trainer = Trainer(opt.step_module, opt.optimizer, iter(loader), device=ctx.device, max_iter=config.iters,
+                      start_iter=start, hooks=hooks, autocast_dtype=opt.autocast_dtype, scaler=opt.scaler,
+                      distributed=ctx.distributed)
+    began = time.perf_counter()
+    trainer.train(stop_at=stop_at)
+    return _summary(config, out, ctx, trainer.iter, start, time.perf_counter() - began, writer, evaluator, init_report)
+
+
+def _open_run_folder(out: Path, config: TrainConfig, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
+    """Rank 0 prepares ``out`` (:func:`_check_out`); with ``resume`` every rank gets the saved state."""
     state = ctx.on_main(lambda: _check_out(out, config, resume), "use the run folder")
     if state is None and resume:
         state = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
-    device = ctx.device
+    return state
 
-    # Model (the same seeded initialization on every rank and on every resume).
+
+def build_train_model(
+    config: TrainConfig, ctx: DistContext, load_init_weights: bool = True
+) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """The adapter in training mode on its device, and the report of ``config.init`` (or None).
+
+    The same seeded initialization on every rank and on every resume; ``config.init`` is loaded
+    only when ``load_init_weights`` (a resume restores the trained weights instead). Under
+    torchrun BatchNorm becomes synchronized BatchNorm.
+    """
     torch.manual_seed(config.seed)
     adapter = create(config.method, backbone=config.backbone, num_classes=config.num_classes, **config.options)
     init_report = None
-    if config.init is not None and state is None:
+    if config.init is not None and load_init_weights:
         init_report = load_init(adapter, config.init, config.init_format)
         if ctx.is_main:
             logger.warning("init: %s", init_report["summary"])
     adapter.train()
     if ctx.distributed:
-        adapter = convert_sync_batchnorm(adapter, device)
-    adapter.to(device)
+        adapter = convert_sync_batchnorm(adapter, ctx.device)
+    adapter.to(ctx.device)
+    return adapter, init_report
+
+
+def build_optimization(adapter: torch.nn.Module, config: TrainConfig, ctx: DistContext) -> Optimization:
+    """:class:`Optimization` of ``adapter``: DDP (``find_unused_parameters``: a method may leave a
+    module out of a step) when distributed, AdamW and poly schedule of the recipe, and with
+    ``config.amp`` bfloat16 autocast where the GPU has it, else float16 with a grad scaler."""
+    device = ctx.device
     step_module: torch.nn.Module = TrainStep(adapter)
     if ctx.distributed:
         step_module = torch.nn.parallel.DistributedDataParallel(
@@ -154,89 +210,130 @@ def train(
         autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if autocast_dtype == torch.float16:
             scaler = torch.amp.GradScaler("cuda")
+    return Optimization(step_module, optimizer, scheduler, autocast_dtype, scaler)
 
-    start, best = 0, None
-    if state is not None:
-        adapter.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start, best = int(state["iteration"]), state.get("best_val_mIoU")
-        init_report = state.get("init")
-    elif ctx.is_main:
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
 
-    # Data: this method's clips, the recipe's augmentation, a stream that restarts at any iteration.
-    root = Path(config.data) if config.data else default_dataset()
+def _restore_state(
+    state: dict[str, Any], adapter: torch.nn.Module, opt: Optimization
+) -> tuple[int, float | None, dict[str, Any] | None]:
+    """Load a resume state into the model and optimization; returns (iteration, best val mIoU, init report)."""
+    adapter.load_state_dict(state["model"])
+    opt.optimizer.load_state_dict(state["optimizer"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    if opt.scaler is not None and state.get("scaler"):
+        opt.scaler.load_state_dict(state["scaler"])
+    return int(state["iteration"]), state.get("best_val_mIoU"), state.get("init")
+
+
+def _clip_loader(
+    config: TrainConfig, root: Path, adapter: torch.nn.Module, start: int, ctx: DistContext
+) -> torch.utils.data.DataLoader:
+    """This method's clips of ``root`` with the recipe's augmentation, a stream that restarts at iteration ``start``."""
     augment = ClipAugment(scale=config.scale, ratio_range=config.ratio_range, crop=config.crop,
                           cat_max_ratio=config.cat_max_ratio)
     dataset = VSPWClipDataset(root, config.split, sampler=adapter.train_sampler(), augment=augment, seed=config.seed)
-    loader = clip_loader(dataset, seed=config.seed, start=start, batch_size=config.batch_size, rank=ctx.rank,
-                         world_size=ctx.world_size, workers=config.workers, pin_memory=device.type == "cuda")
+    return clip_loader(dataset, seed=config.seed, start=start, batch_size=config.batch_size, rank=ctx.rank,
+                       world_size=ctx.world_size, workers=config.workers, pin_memory=ctx.device.type == "cuda")
 
-    # Training RNG (drop path): per rank; a resume restores exactly what was saved.
-    random.seed(config.seed + ctx.rank)
-    np.random.seed(config.seed + ctx.rank)
-    torch.manual_seed(config.seed + ctx.rank)
+
+def _seed_training_rng(seed: int, rank: int, state: dict[str, Any] | None) -> None:
+    """Training randomness (drop path) per rank; a resume restores exactly what was saved."""
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
     if state is not None:
         rngs = state["rng"]
-        restore_rng(rngs[ctx.rank] if ctx.rank < len(rngs) else rngs[0])
+        restore_rng(rngs[rank] if rank < len(rngs) else rngs[0])
 
-    val_data = VSPWDataset(root, config.val_split) if config.val_every else None
 
-    def evaluate() -> dict[str, Any]:
-        assert val_data is not None
-        videos = val_data.videos if config.val_videos is None else val_data.videos[: config.val_videos]
-        transform = TestTransform(config.val_size, keep_ratio=True, size_divisor=method_info(config.method).size_divisor)
-        return evaluate_videos(adapter, val_data, videos, transform, device=device, num_classes=config.num_classes)
+def _eval_hook(
+    config: TrainConfig,
+    root: Path,
+    adapter: torch.nn.Module,
+    out: Path,
+    writer: LogWriter,
+    ctx: DistContext,
+    best: float | None,
+) -> EvalHook | None:
+    """Periodic validation on the first ``val_videos`` of ``root``'s ``val_split`` (None when
+    ``val_every`` is 0); the best weights go to ``out/best.pth``."""
+    if not config.val_every:
+        return None
+    val_data = VSPWDataset(root, config.val_split)
+    evaluate = functools.partial(_validate, adapter, val_data, config, ctx.device)
+    on_best = functools.partial(_save_best, adapter, out / "best.pth")
+    return EvalHook(config.val_every, evaluate, writer, ctx, on_best, best)
 
-    def on_best(iteration: int, record: dict[str, Any]) -> None:
-        save_checkpoint(adapter, out / "best.pth", extra={"iteration": iteration, "val_mIoU": record["val_mIoU"]})
 
-    def full_state(rngs: list[Any]) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "iteration": trainer.iter,
-            "model": {k: v.detach().cpu() for k, v in adapter.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rngs,
-            "data": {"seed": config.seed, "next_position": trainer.iter * config.batch_size * ctx.world_size},
-            "config": config.to_dict(),
-            "best_val_mIoU": evaluator.best if evaluator is not None else best,
-            "init": init_report,
-        }
+def _validate(adapter: torch.nn.Module, val_data: VSPWDataset, config: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Metrics of ``adapter`` on the validation videos, computed exactly as ``vssbench run`` computes them."""
+    videos = val_data.videos if config.val_videos is None else val_data.videos[: config.val_videos]
+    transform = TestTransform(config.val_size, keep_ratio=True, size_divisor=method_info(config.method).size_divisor)
+    return evaluate_videos(adapter, val_data, videos, transform, device=device, num_classes=config.num_classes)
 
-    def at_end() -> None:
-        if ctx.is_main:
-            save_checkpoint(adapter, out / "model.pth", extra={"iteration": trainer.iter})
 
-    writer = LogWriter(out / "log.jsonl", config.log_every, enabled=ctx.is_main, progress=progress)
-    evaluator = EvalHook(config.val_every, evaluate, writer, ctx, on_best, best) if config.val_every else None
-    hooks = [LRSchedulerHook(scheduler), writer]
-    if evaluator is not None:
-        hooks.append(evaluator)
-    hooks.append(CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, full_state, at_end))
-    trainer = Trainer(step_module, optimizer, iter(loader), device=device, max_iter=config.iters, start_iter=start,
-                      hooks=hooks, autocast_dtype=autocast_dtype, scaler=scaler, distributed=ctx.distributed)
-    began = time.perf_counter()
-    trainer.train(stop_at=stop_at)
-    elapsed = time.perf_counter() - began
-    done = trainer.iter - start
+def _save_best(adapter: torch.nn.Module, path: Path, iteration: int, record: dict[str, Any]) -> None:
+    save_checkpoint(adapter, path, extra={"iteration": iteration, "val_mIoU": record["val_mIoU"]})
+
+
+def _save_model(adapter: torch.nn.Module, path: Path, is_main: bool, iteration: int) -> None:
+    if is_main:
+        save_checkpoint(adapter, path, extra={"iteration": iteration})
+
+
+def _training_state(
+    iteration: int,
+    rngs: list[Any],
+    *,
+    adapter: torch.nn.Module,
+    opt: Optimization,
+    config: TrainConfig,
+    world_size: int,
+    evaluator: EvalHook | None,
+    best: float | None,
+    init_report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The payload of ``last.pth`` after ``iteration`` iterations (``rngs``: every rank's RNG state)."""
+    return {
+        "version": STATE_VERSION,
+        "iteration": iteration,
+        "model": {k: v.detach().cpu() for k, v in adapter.state_dict().items()},
+        "optimizer": opt.optimizer.state_dict(),
+        "scheduler": opt.scheduler.state_dict(),
+        "scaler": opt.scaler.state_dict() if opt.scaler is not None else None,
+        "rng": rngs,
+        "data": {"seed": config.seed, "next_position": iteration * config.batch_size * world_size},
+        "config": config.to_dict(),
+        "best_val_mIoU": evaluator.best if evaluator is not None else best,
+        "init": init_report,
+    }
+
+
+def _summary(
+    config: TrainConfig,
+    out: Path,
+    ctx: DistContext,
+    iteration: int,
+    start: int,
+    elapsed: float,
+    writer: LogWriter,
+    evaluator: EvalHook | None,
+    init_report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What :func:`train` returns: where the run stands, its speed, last log line and validation."""
+    done = iteration - start
     return _finite({
         "method": config.method,
         "backbone": config.backbone,
         "preset": config.preset,
         "out": str(out),
         "start_iteration": start,
-        "iterations": trainer.iter,
+        "iterations": iteration,
         "max_iterations": config.iters,
         "time_s": round(elapsed, 3),
         "iters_per_s": round(done / elapsed, 4) if elapsed > 0 and done else None,
         "world_size": ctx.world_size,
-        "device": str(device),
+        "device": str(ctx.device),
         "final": writer.last,
         "val": evaluator.last if evaluator is not None else {},
         "best_val_mIoU": evaluator.best if evaluator is not None else None,
@@ -257,4 +354,4 @@ def _finite(value: Any) -> Any:
     return value
 
 
-__all__ = ["STATE_VERSION", "load_init", "normalize_train_config", "train"]
+__all__ = ["STATE_VERSION", "Optimization", "build_optimization", "build_train_model", "load_init", "normalize_train_config", "train"]

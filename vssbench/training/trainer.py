@@ -27,7 +27,7 @@ class NonFiniteLossError(VssbenchError):
 class HookBase:
     """A callback of :class:`Trainer`; ``self.trainer`` is set when it is registered."""
 
-    trainer: "Trainer"
+    trainer: Trainer
 
     def before_train(self) -> None:
         """Called once before the first iteration of this invocation."""

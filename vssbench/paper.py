@@ -3,7 +3,9 @@
 Every number is one :class:`PaperValue`: the source table, the row as printed, the row as
 vssbench names it (method, backbone, variant), the column and the value as printed (accuracy
 in percent, parameters in millions, FPS in frames/s, GFLOPs per non-keyframe). Tables show them
-beside measured values (``--with-paper``) and tests check which rows they belong to.
+beside measured values (``--with-paper``), the harness's paper profile puts Sec. 4.2's GFLOPs
+beside measured GMACs, and tests check which rows they belong to. Pure data: it imports nothing
+of vssbench, so any layer may read it.
 
 A *variant* is a canonical string of the options that differ from the method's defaults
 (``""`` for the default setup; e.g. ``"interp=hard,update=none"``, ``"interval=6"``); see
@@ -12,6 +14,7 @@ A *variant* is a canonical string of the options that differ from the method's d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 #: Paper Table 1's method names, in its row order within a backbone group.
@@ -207,8 +210,7 @@ def paper_value(
 
 def paper_frame():  # -> pandas.DataFrame
     """All published numbers as a tidy DataFrame (one row per :class:`PaperValue`)."""
-    import dataclasses
-
+    # pandas only here: the harness reads these numbers without loading it.
     import pandas as pd
 
     return pd.DataFrame([dataclasses.asdict(v) for v in PAPER_VALUES])
@@ -219,9 +221,9 @@ __all__ = [
     "FPS_NOTE",
     "METHOD_LABELS",
     "PAPER_VALUES",
-    "PaperValue",
     "TABLE2_GROUPS",
     "TABLE3_ROWS",
+    "PaperValue",
     "paper_frame",
     "paper_value",
 ]

@@ -1,0 +1,239 @@
+"""The executor of ``vssbench reproduce``: runs a study's plan (:mod:`vssbench.study.plan`) into ``DIR``.
+
+Each step's command is run by the ``invoke`` the caller hands over (the command line runs the
+``vssbench`` group in-process, a test a fake); a step is skipped when it is complete, a failed
+step blocks only the steps that need it, and ``DIR/README.md`` lists what ran, how long it took
+and where the tables and the figure are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from vssbench.data.synth import read_marker
+from vssbench.harness.distributed import env_world_size
+from vssbench.study.plan import (
+    Step,
+    StudySettings,
+    build_plan,
+    command_digest,
+    is_complete,
+    previous_digest,
+    stamp_path,
+    started_path,
+)
+
+#: Runs one ``vssbench`` argv (without the program name); raises when the command fails.
+Invoke = Callable[[list[str]], None]
+
+
+@dataclass
+class StepResult:
+    """How a step ended: ``status`` is done, skipped (complete already), failed or blocked."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _discard_owned(step: Step, reason: str, log: Callable[[str], None], prefix: str) -> None:
+    """Remove the step's own folder before a fresh start (a data folder only if it is synthetic)."""
+    folder = step.owned
+    if folder is None or not folder.exists():
+        return
+    if step.kind == "synth" and read_marker(folder) is None:
+        return  # not a dataset we made: `data synth` refuses it with a clear error
+    log(f"{prefix}: removing {folder} ({reason})")
+    shutil.rmtree(folder)
+
+
+def execute_plan(
+    steps: Sequence[Step],
+    out: str | Path,
+    invoke: Invoke,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> list[StepResult]:
+    """Run the steps in order through ``invoke``: complete ones are skipped, a failure blocks only
+    its dependents.
+
+    A complete step runs again when a step it needs ran in this invocation (new weights are
+    evaluated again, new records tabulated again).
+
+    Steps marked ``rank0_only`` run on rank 0 while the other ranks wait (under torchrun); every
+    other step runs on every rank, as its command expects.
+    """
+    out = Path(out)
+    (out / "steps").mkdir(parents=True, exist_ok=True)
+    rank, world = _rank_world()
+    results: list[StepResult] = []
+    failed: set[str] = set()
+    ran: set[str] = set()
+    for index, step in enumerate(steps, start=1):
+        prefix = f"[{index}/{len(steps)}] {step.name}"
+        blocked = [n for n in step.needs if n in failed]
+        if blocked:
+            failed.add(step.name)
+            results.append(StepResult(step.name, "blocked", error=f"needs {', '.join(blocked)}"))
+            log(f"{prefix}: blocked (needs {', '.join(blocked)})")
+            continue
+        if is_complete(out, step) and not set(step.needs) & ran:
+            results.append(StepResult(step.name, "skipped"))
+            log(f"{prefix}: complete, skipped")
+            continue
+        log(f"{prefix}: {step.command()}")
+        start = time.perf_counter()
+        error = None
+        try:
+            if rank == 0:
+                previous = previous_digest(out, step)
+                if set(step.needs) & ran:
+                    _discard_owned(step, "a step it needs ran now", log, prefix)
+                elif previous is not None and previous != command_digest(step):
+                    _discard_owned(step, "its command changed", log, prefix)
+                elif step.kind == "synth":
+                    _discard_owned(step, "incomplete or without a stamp", log, prefix)
+                stamp_path(out, step).unlink(missing_ok=True)
+                started_path(out, step).write_text(
+                    json.dumps({"step": step.name, "digest": command_digest(step), "started": _now()}) + "\n",
+                    encoding="utf-8",
+                )
+            if world > 1 and env_world_size() > 1:
+                _barrier()  # every rank sees the folder removed before the command starts
+            if not step.rank0_only or rank == 0:
+                invoke(step.argv_now(ran))
+        except Exception as exc:  # a failed step is reported; the others go on
+            error = f"{type(exc).__name__}: {exc}"
+            log(f"{prefix}: FAILED: {error}")
+            (out / "steps").mkdir(parents=True, exist_ok=True)
+            stamp_path(out, step).with_suffix(".error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        if world > 1 and env_world_size() > 1:
+            _barrier()
+        seconds = time.perf_counter() - start
+        if error is None:
+            if rank == 0:
+                if step.kind == "run":
+                    _prune_stale_runs(step.outputs[0])
+                stamp_path(out, step).write_text(
+                    json.dumps({"step": step.name, "command": step.command(), "digest": command_digest(step),
+                                "seconds": round(seconds, 1), "finished": _now()}, indent=1) + "\n",
+                    encoding="utf-8",
+                )
+                started_path(out, step).unlink(missing_ok=True)
+            ran.add(step.name)
+            results.append(StepResult(step.name, "done", seconds))
+            log(f"{prefix}: done in {seconds:.0f} s")
+        else:
+            failed.add(step.name)
+            results.append(StepResult(step.name, "failed", seconds, error))
+    return results
+
+
+def _prune_stale_runs(folder: Path) -> None:
+    """Keep only the newest run folder (by its record) of a run step's ``--out``.
+
+    A step whose command changed writes a new ``<method>-<backbone>-<hash>`` folder beside the old
+    one; the tables read the step's folder recursively, so the stale record must go.
+    """
+    runs = sorted((p.stat().st_mtime, p.parent) for p in Path(folder).glob("*/record.json"))
+    for _, stale in runs[:-1]:
+        shutil.rmtree(stale)
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_study_readme(out: Path, settings: StudySettings, steps: Sequence[Step], results: Sequence[StepResult],
+                       wall_s: float) -> Path:
+    """``DIR/README.md``: what ran with which command, how long, and links to tables and figures."""
+    by_name = {r.name: r for r in results}
+    lines = [
+        "# vssbench reproduce",
+        "",
+        f"Preset `{settings.preset}`, backbones {', '.join(settings.backbones)}, device `{settings.device}`, "
+        f"seed {settings.seed}; this invocation took {wall_s / 60:.1f} min. Settings: `study.json`.",
+        "",
+    ]
+    outputs = [("Table 1", "table1.md"), ("Table 2", "table2.md"), ("Fig. 4", "fig4.png")]
+    for title, name in outputs:
+        path = out / name
+        if path.exists():
+            lines.append(f"- {title}: [{name}]({name})" + (f" (LaTeX: [{name[:-3]}.tex]({name[:-3]}.tex))" if name.endswith(".md") else ""))
+    lines += ["", "| step | status | seconds | command |", "|---|---|---|---|"]
+    for step in steps:
+        r = by_name.get(step.name)
+        status = r.status if r else "not run"
+        if r is not None and r.error:
+            status += f": {r.error}"
+        seconds = f"{r.seconds:.0f}" if r and r.seconds else ""
+        lines.append(f"| {step.name} | {status} | {seconds} | `{step.command()}` |")
+    lines += [
+        "",
+        "Rows of Table 2 that change what is learned (interpolation mode, MSDA threshold, flow warping,",
+        "similarity level, focal loss) were each trained; the frame-interval rows reuse the default TFC",
+        "(`run --interval N`). Feature Reuse is trained with keyframe clips (`train --method feature_reuse`).",
+        "",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def reproduce(
+    targets: Sequence[str],
+    settings: StudySettings,
+    out: str | Path,
+    invoke: Invoke,
+    dry_run: bool = False,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    """Plan and (unless ``dry_run``) execute a study, each step's command run by ``invoke``; returns
+    ``{"steps", "results", "out", "wall_s"}``."""
+    out = Path(out)
+    steps = build_plan(settings, out, targets)
+    if dry_run:
+        return {"steps": steps, "results": [], "out": str(out), "wall_s": 0.0}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps(dataclasses.asdict(settings), indent=1) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    results = execute_plan(steps, out, invoke, log=log)
+    wall = time.perf_counter() - start
+    rank, _ = _rank_world()
+    if rank == 0:
+        readme = write_study_readme(out, settings, steps, results, wall)
+        log(f"study written to {out} (summary: {readme})")
+    return {"steps": steps, "results": results, "out": str(out), "wall_s": wall}
+
+
+__all__ = [
+    "Invoke",
+    "StepResult",
+    "execute_plan",
+    "reproduce",
+    "write_study_readme",
+]
