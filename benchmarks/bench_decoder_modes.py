@@ -27,9 +27,24 @@ from vssbench.harness.paper_profile import build_model, mean_updated_fraction, s
 from vssbench.profiling import count_gmacs, environment, measure_fps
 
 FIELDS = [
-    "backbone", "method", "options", "decoder", "size", "interval", "gmacs_keyframe", "gmacs_nonkeyframe",
-    "gmacs_per_frame", "fps", "interval_time_s", "warmup", "repeats", "updated_fraction", "threads", "device",
-    "torch", "note",
+    "backbone",
+    "method",
+    "options",
+    "decoder",
+    "size",
+    "interval",
+    "gmacs_keyframe",
+    "gmacs_nonkeyframe",
+    "gmacs_per_frame",
+    "fps",
+    "interval_time_s",
+    "warmup",
+    "repeats",
+    "updated_fraction",
+    "threads",
+    "device",
+    "torch",
+    "note",
 ]
 
 
@@ -75,10 +90,14 @@ def main() -> None:
     parser.add_argument("--methods", default="segformer,feature_reuse,tfc")
     parser.add_argument("--size", default="480x853")
     parser.add_argument("--repeats", type=int, default=3, help="timed intervals (B0-B4)")
-    parser.add_argument("--warmup", type=int, default=0, help="untimed intervals beyond the first (diagnostics) pass")
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="untimed intervals beyond the first (diagnostics) pass"
+    )
     parser.add_argument("--b5-repeats", type=int, default=1, help="timed intervals for B5 (0: GMACs only)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--note", default="2-core VM shared with other jobs (busy): FPS are noisy, compare within a row pair")
+    parser.add_argument(
+        "--note", default="2-core VM shared with other jobs (busy): FPS are noisy, compare within a row pair"
+    )
     parser.add_argument("--out", default="benchmarks/results/decoder_modes_cpu.csv")
     args = parser.parse_args()
 
@@ -114,8 +133,10 @@ def main() -> None:
             writer.writerow(row)
             f.flush()
             print(
-                f"{backbone} {method} {row['options'] or '-'} {decoder}: GMACs key {row['gmacs_keyframe']:.2f} "
-                f"non-key {row['gmacs_nonkeyframe']:.2f} per frame {row['gmacs_per_frame']:.2f}, FPS {row['fps']:.2f} "
+                f"{backbone} {method} {row['options'] or '-'} {decoder}: "
+                f"GMACs key {row['gmacs_keyframe']:.2f} "
+                f"non-key {row['gmacs_nonkeyframe']:.2f} per frame {row['gmacs_per_frame']:.2f}, "
+                f"FPS {row['fps']:.2f} "
                 f"({time.perf_counter() - start:.0f}s)",
                 file=sys.stderr,
                 flush=True,

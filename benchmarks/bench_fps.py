@@ -81,7 +81,9 @@ def row_of(record: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--methods", default="segformer,feature_reuse,tfc")
     parser.add_argument("--backbones", default="b0")
     parser.add_argument("--size", default="480x853")

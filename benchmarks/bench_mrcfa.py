@@ -37,8 +37,21 @@ from vssbench.methods import create
 from vssbench.profiling import count_gmacs, count_parameters, environment
 
 FIELDS = [
-    "method", "backbone", "mode", "params_M", "gmacs_per_frame", "gmacs_fallback", "gmacs_first_interval",
-    "fps", "step_times_s", "size", "device", "torch", "threads", "date", "note",
+    "method",
+    "backbone",
+    "mode",
+    "params_M",
+    "gmacs_per_frame",
+    "gmacs_fallback",
+    "gmacs_first_interval",
+    "fps",
+    "step_times_s",
+    "size",
+    "device",
+    "torch",
+    "threads",
+    "date",
+    "note",
 ]
 STEADY = 3  # first frame with a 4-frame clip (same work as any t >= 9)
 
@@ -78,7 +91,9 @@ def measure(backbone: str, cache: bool, size: tuple[int, int], frames: int, seed
 
 def main() -> None:
     """Parse arguments, measure every backbone x mode, write the CSV."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbones", default="b0,b1")
     parser.add_argument("--modes", default="cache,recompute")
     parser.add_argument("--size", default="480x853")
@@ -94,8 +109,13 @@ def main() -> None:
     for backbone in args.backbones.split(","):
         for mode in args.modes.split(","):
             row = measure(backbone, mode == "cache", size, args.frames)
-            row.update(device=env["device"], torch=env["torch"], threads=env["threads"],
-                       date=datetime.date.today().isoformat(), note=note)
+            row.update(
+                device=env["device"],
+                torch=env["torch"],
+                threads=env["threads"],
+                date=datetime.date.today().isoformat(),
+                note=note,
+            )
             print(row, flush=True)
             rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,9 @@ def random_mask(h: int, w: int, share: float, generator: torch.Generator) -> tor
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", default="480x853", help="input H x W (default 480x853)")
     parser.add_argument("--backbones", default="b0,b1,b5")
     parser.add_argument("--shares", default="0.1,0.2,0.4,1.0")
@@ -130,7 +132,14 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, object]] = []
 
     def record(
-        what: str, backbone: str, share: float, points: int, median: float, best: float, repeats: int, core: str = ""
+        what: str,
+        backbone: str,
+        share: float,
+        points: int,
+        median: float,
+        best: float,
+        repeats: int,
+        core: str = "",
     ) -> None:
         row = {"what": what, "core": core, "backbone": backbone, "share": share, "points": points}
         row.update(median_ms=round(median, 3), min_ms=round(best, 3), repeats=repeats, **machine)
@@ -170,8 +179,12 @@ def main(argv: list[str] | None = None) -> None:
         for backbone in args.backbones.split(","):
             mit = MixTransformer(backbone).eval()
             x2 = torch.randn(1, mit.embed_dims[1], *sizes[1])
-            median, best = time_call(lambda: mit.forward_stage(3, mit.forward_stage(2, x2)), args.stage_repeats)
-            record("mit_stages_3_4", backbone, 1.0, sizes[2][0] * sizes[2][1], median, best, args.stage_repeats)
+            median, best = time_call(
+                lambda mit=mit: mit.forward_stage(3, mit.forward_stage(2, x2)), args.stage_repeats
+            )
+            record(
+                "mit_stages_3_4", backbone, 1.0, sizes[2][0] * sizes[2][1], median, best, args.stage_repeats
+            )
             del mit
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,23 @@ from vssbench.models.decoder import set_decoder_mode
 from vssbench.profiling import count_gmacs
 
 FIELDS = [
-    "method", "backbone", "options", "decoder", "params_M", "gmacs_per_frame", "gmacs_steady", "gmacs_per_step",
-    "fps", "fps_steady", "interval", "size", "device", "torch", "threads", "date", "note",
+    "method",
+    "backbone",
+    "options",
+    "decoder",
+    "params_M",
+    "gmacs_per_frame",
+    "gmacs_steady",
+    "gmacs_per_step",
+    "fps",
+    "fps_steady",
+    "interval",
+    "size",
+    "device",
+    "torch",
+    "threads",
+    "date",
+    "note",
 ]
 
 #: (method, options) rows: SegFormer, TDNet as built by default, TDNet with APM and head at 1/4.
@@ -46,8 +61,14 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def steady_state(method: str, options: dict[str, Any], frames: list[torch.Tensor], interval: int, decoder: str,
-                 repeats: int) -> tuple[float, float, list[float]]:
+def steady_state(
+    method: str,
+    options: dict[str, Any],
+    frames: list[torch.Tensor],
+    interval: int,
+    decoder: str,
+    repeats: int,
+) -> tuple[float, float, list[float]]:
     """(GMACs per frame, FPS, GMACs per step) of the second cycle of ``interval`` frames after reset()."""
     torch.manual_seed(0)
     model = create(method, backbone="b0", **options, interval=interval)
@@ -69,14 +90,20 @@ def steady_state(method: str, options: dict[str, Any], frames: list[torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", default="480x853")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decoder", default="folded", choices=["folded", "reference"])
-    parser.add_argument("--note", default="busy 2-core machine (other jobs running): compare rows, not absolute FPS")
+    parser.add_argument(
+        "--note", default="busy 2-core machine (other jobs running): compare rows, not absolute FPS"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tdnet_cpu.csv"))
-    parser.add_argument("--append", action="store_true", help="add rows to an existing --out instead of rewriting it")
+    parser.add_argument(
+        "--append", action="store_true", help="add rows to an existing --out instead of rewriting it"
+    )
     args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
@@ -84,32 +111,54 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for method, options in VARIANTS:
-        config = RunConfig(method=method, backbone="b0", options=dict(options), resolution=(height, width),
-                           threads=args.threads, repeats=args.repeats, decoder=args.decoder)
+        config = RunConfig(
+            method=method,
+            backbone="b0",
+            options=dict(options),
+            resolution=(height, width),
+            threads=args.threads,
+            repeats=args.repeats,
+            decoder=args.decoder,
+        )
         record = profile_method(config)
         interval = int(record["interval"])
         gmacs, fps, per_step = steady_state(method, options, frames, interval, args.decoder, args.repeats)
-        rows.append({
-            "method": method,
-            "backbone": "b0",
-            "options": ";".join(f"{k}={v}" for k, v in options.items()),
-            "decoder": args.decoder,
-            "params_M": round(record["params"] / 1e6, 3),
-            "gmacs_per_frame": round(record["gmacs_per_frame"], 3),
-            "gmacs_steady": round(gmacs, 3),
-            "gmacs_per_step": " ".join(f"{g:.3f}" for g in per_step),
-            "fps": round(record["fps"], 3),
-            "fps_steady": round(fps, 3),
-            "interval": interval,
-            "size": f"{height}x{width}",
-            "device": record.get("device"),
-            "torch": record.get("torch"),
-            "threads": record.get("threads"),
-            "date": datetime.date.today().isoformat(),
-            "note": args.note,
-        })
-        print({k: rows[-1][k] for k in ("method", "options", "params_M", "gmacs_per_frame", "gmacs_steady", "fps",
-                                        "fps_steady")}, flush=True)
+        rows.append(
+            {
+                "method": method,
+                "backbone": "b0",
+                "options": ";".join(f"{k}={v}" for k, v in options.items()),
+                "decoder": args.decoder,
+                "params_M": round(record["params"] / 1e6, 3),
+                "gmacs_per_frame": round(record["gmacs_per_frame"], 3),
+                "gmacs_steady": round(gmacs, 3),
+                "gmacs_per_step": " ".join(f"{g:.3f}" for g in per_step),
+                "fps": round(record["fps"], 3),
+                "fps_steady": round(fps, 3),
+                "interval": interval,
+                "size": f"{height}x{width}",
+                "device": record.get("device"),
+                "torch": record.get("torch"),
+                "threads": record.get("threads"),
+                "date": datetime.date.today().isoformat(),
+                "note": args.note,
+            }
+        )
+        print(
+            {
+                k: rows[-1][k]
+                for k in (
+                    "method",
+                    "options",
+                    "params_M",
+                    "gmacs_per_frame",
+                    "gmacs_steady",
+                    "fps",
+                    "fps_steady",
+                )
+            },
+            flush=True,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     append = args.append and args.out.exists()
     with args.out.open("a" if append else "w", newline="") as fh:

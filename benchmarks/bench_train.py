@@ -37,7 +37,9 @@ RUNS: dict[str, list[str]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--crop", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -47,8 +49,12 @@ def main() -> None:
     args = parser.parse_args()
 
     common = ["--preset", "synthetic", "--threads", "1", "--json", "--quiet"]
-    for flag, value in (("--iters", args.iters), ("--crop", args.crop), ("--batch-size", args.batch_size),
-                        ("--val-videos", args.val_videos)):
+    for flag, value in (
+        ("--iters", args.iters),
+        ("--crop", args.crop),
+        ("--batch-size", args.batch_size),
+        ("--val-videos", args.val_videos),
+    ):
         if value is not None:
             common += [flag, str(value)]
     if args.iters is not None:  # validate once, at the end
@@ -58,10 +64,13 @@ def main() -> None:
     for name in args.runs.split(","):
         cmd = [sys.executable, "-m", "vssbench", "train", *RUNS[name], *common, "--out", str(tmp / name)]
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        procs[name] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
-                       time.perf_counter(), cmd)
+        procs[name] = (
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
+            time.perf_counter(),
+            cmd,
+        )
     rows = []
-    for name, (proc, began, cmd) in procs.items():
+    for name, (proc, began, _cmd) in procs.items():
         stdout, stderr = proc.communicate()
         wall = time.perf_counter() - began
         if proc.returncode != 0:
@@ -75,24 +84,40 @@ def main() -> None:
         lines = [json.loads(line) for line in (tmp / name / "log.jsonl").read_text().splitlines()]
         train_lines = [line for line in lines if "loss" in line]
         first = train_lines[: max(1, len(train_lines) // 10)]
-        last = train_lines[-max(1, len(train_lines) // 10):]
+        last = train_lines[-max(1, len(train_lines) // 10) :]
 
         def mean(key: str, part: list[dict]) -> float | None:
             values = [line[key] for line in part if line.get(key) is not None]
             return round(sum(values) / len(values), 4) if values else None
 
         config = json.loads((tmp / name / "config.json").read_text())
-        rows.append({
-            "run": name, "method": summary["method"], "backbone": summary["backbone"], "preset": summary["preset"],
-            "iters": summary["iterations"], "batch_size": config["batch_size"],
-            "crop": "x".join(map(str, config["crop"])), "lr": config["lr"], "warmup_iters": config["warmup_iters"],
-            "options": json.dumps(config["options"]), "wall_s": round(wall, 1), "train_s": summary["time_s"],
-            "iters_per_s": summary["iters_per_s"], "loss_first10pct": mean("loss", first),
-            "loss_last10pct": mean("loss", last), "mask_acc_first10pct": mean("mask_acc", first),
-            "mask_acc_last10pct": mean("mask_acc", last), "val_mIoU": summary["val"].get("val_mIoU"),
-            "val_mVC8": summary["val"].get("val_mVC8"), "val_videos": summary["val"].get("val_videos"),
-            "threads": 1, "parallel_runs": len(procs), "note": args.note,
-        })
+        rows.append(
+            {
+                "run": name,
+                "method": summary["method"],
+                "backbone": summary["backbone"],
+                "preset": summary["preset"],
+                "iters": summary["iterations"],
+                "batch_size": config["batch_size"],
+                "crop": "x".join(map(str, config["crop"])),
+                "lr": config["lr"],
+                "warmup_iters": config["warmup_iters"],
+                "options": json.dumps(config["options"]),
+                "wall_s": round(wall, 1),
+                "train_s": summary["time_s"],
+                "iters_per_s": summary["iters_per_s"],
+                "loss_first10pct": mean("loss", first),
+                "loss_last10pct": mean("loss", last),
+                "mask_acc_first10pct": mean("mask_acc", first),
+                "mask_acc_last10pct": mean("mask_acc", last),
+                "val_mIoU": summary["val"].get("val_mIoU"),
+                "val_mVC8": summary["val"].get("val_mVC8"),
+                "val_videos": summary["val"].get("val_videos"),
+                "threads": 1,
+                "parallel_runs": len(procs),
+                "note": args.note,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     if rows:

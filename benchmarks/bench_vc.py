@@ -42,8 +42,17 @@ def synthetic_video(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     background = np.kron(blocks, np.ones((40, 40), np.uint8))[:H, :W]
     background[:24] = 255  # void band at the top
     yy, xx = np.mgrid[0:H, 0:W]
-    objects = [(rng.integers(60, 400), rng.integers(60, 780), rng.integers(30, 90), rng.integers(-4, 5),
-                rng.integers(-4, 5), rng.integers(0, K)) for _ in range(6)]
+    objects = [
+        (
+            rng.integers(60, 400),
+            rng.integers(60, 780),
+            rng.integers(30, 90),
+            rng.integers(-4, 5),
+            rng.integers(-4, 5),
+            rng.integers(0, K),
+        )
+        for _ in range(6)
+    ]
     gt = np.empty((frames, H, W), np.uint8)
     pred = np.empty((frames, H, W), np.uint8)
     for t in range(frames):
@@ -122,29 +131,65 @@ def main() -> None:
         if not np.isclose(m_stream, m_window, rtol=1e-12):
             raise SystemExit(f"mismatch at C={clip}: streaming {m_stream} vs windowed {m_window}")
         for method, seconds in (("streaming_runlength", t_stream), ("windowed_np_all", t_window)):
-            rows.append({"benchmark": f"vc{clip}", "method": method, "time_s": seconds, "mVC": m_stream,
-                         "speedup": t_window / t_stream})
-        print(f"C={clip}: streaming {t_stream:.3f}s, windowed {t_window:.3f}s, "
-              f"speed-up {t_window / t_stream:.1f}x, mVC {m_stream:.4f}")
+            rows.append(
+                {
+                    "benchmark": f"vc{clip}",
+                    "method": method,
+                    "time_s": seconds,
+                    "mVC": m_stream,
+                    "speedup": t_window / t_stream,
+                }
+            )
+        print(
+            f"C={clip}: streaming {t_stream:.3f}s, windowed {t_window:.3f}s, "
+            f"speed-up {t_window / t_stream:.1f}x, mVC {m_stream:.4f}"
+        )
     t_core, result = timed(lambda: metric_core(gt, pred), args.repeats)
-    rows.append({"benchmark": "metric_core_iou_vc8_vc16", "method": "VideoEvaluator", "time_s": t_core,
-                 "mVC": None, "speedup": None})
-    print(f"metric core (IoU + VC8 + VC16): {t_core / args.frames * 1e3:.2f} ms/frame "
-          f"(mIoU {result['mIoU']:.4f}, mVC8 {result['mVC8']:.4f}, mVC16 {result['mVC16']:.4f})")
+    rows.append(
+        {
+            "benchmark": "metric_core_iou_vc8_vc16",
+            "method": "VideoEvaluator",
+            "time_s": t_core,
+            "mVC": None,
+            "speedup": None,
+        }
+    )
+    print(
+        f"metric core (IoU + VC8 + VC16): {t_core / args.frames * 1e3:.2f} ms/frame "
+        f"(mIoU {result['mIoU']:.4f}, mVC8 {result['mVC8']:.4f}, mVC16 {result['mVC16']:.4f})"
+    )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["benchmark", "method", "frames", "height", "width", "time_s", "ms_per_frame", "speedup", "mVC",
-              *machine]
+    fields = [
+        "benchmark",
+        "method",
+        "frames",
+        "height",
+        "width",
+        "time_s",
+        "ms_per_frame",
+        "speedup",
+        "mVC",
+        *machine,
+    ]
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "frames": args.frames, "height": H, "width": W,
-                             "ms_per_frame": round(row["time_s"] / args.frames * 1e3, 3),
-                             "time_s": round(row["time_s"], 4),
-                             "speedup": "" if row["speedup"] is None else round(row["speedup"], 2),
-                             "mVC": "" if row["mVC"] is None else round(row["mVC"], 6), **machine})
+            writer.writerow(
+                {
+                    **row,
+                    "frames": args.frames,
+                    "height": H,
+                    "width": W,
+                    "ms_per_frame": round(row["time_s"] / args.frames * 1e3, 3),
+                    "time_s": round(row["time_s"], 4),
+                    "speedup": "" if row["speedup"] is None else round(row["speedup"], 2),
+                    "mVC": "" if row["mVC"] is None else round(row["mVC"], 6),
+                    **machine,
+                }
+            )
     print(f"wrote {out}")
 
 

@@ -34,8 +34,26 @@ from vssbench.study.plan import STUDY_ITERS, synthetic_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth_calibration.csv"
 COLUMNS = [
-    "created", "difficulty", "knobs", "videos", "frames", "size", "seed", "iters", "lr", "batch", "crop",
-    "threads", "train_s", "eval_s", "final_loss", "mIoU", "mVC8", "mVC16", "loadavg", "note",
+    "created",
+    "difficulty",
+    "knobs",
+    "videos",
+    "frames",
+    "size",
+    "seed",
+    "iters",
+    "lr",
+    "batch",
+    "crop",
+    "threads",
+    "train_s",
+    "eval_s",
+    "final_loss",
+    "mIoU",
+    "mVC8",
+    "mVC16",
+    "loadavg",
+    "note",
 ]
 
 
@@ -56,14 +74,28 @@ def _option(args: tuple[str, ...], name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
-                        help="Difficulty knob on top of the study preset (repeatable).")
-    parser.add_argument("--synth-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="Override a dataset argument of the study (videos, val_videos, frames, size).")
-    parser.add_argument("--iters", type=int, default=None, help=f"Training iterations (study: {STUDY_ITERS}).")
+    parser.add_argument(
+        "--knob",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Difficulty knob on top of the study preset (repeatable).",
+    )
+    parser.add_argument(
+        "--synth-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Override a dataset argument of the study (videos, val_videos, frames, size).",
+    )
+    parser.add_argument(
+        "--iters", type=int, default=None, help=f"Training iterations (study: {STUDY_ITERS})."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="")
-    parser.add_argument("--keep", type=Path, default=None, help="Work in this folder (kept) instead of a temporary one.")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="Work in this folder (kept) instead of a temporary one."
+    )
     parser.add_argument("--no-record", action="store_true", help="Print only; do not append to the CSV.")
     args = parser.parse_args()
 
@@ -85,16 +117,58 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="synth-cal-") as tmp:
         work = args.keep or Path(tmp)
         data, train, runs = work / "data", work / "train", work / "runs"
-        _vssbench(["data", "synth", "--out", str(data), *settings.synth_args,
-                   *(f"--knob={k}={v}" for k, v in knobs.items())])
+        _vssbench(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(data),
+                *settings.synth_args,
+                *(f"--knob={k}={v}" for k, v in knobs.items()),
+            ]
+        )
         start = time.perf_counter()
-        _vssbench(["train", "--method", "segformer", "--backbone", "b0", "--data", str(data), "--device", "cpu",
-                   "--seed", str(args.seed), *train_args, "--out", str(train)])
+        _vssbench(
+            [
+                "train",
+                "--method",
+                "segformer",
+                "--backbone",
+                "b0",
+                "--data",
+                str(data),
+                "--device",
+                "cpu",
+                "--seed",
+                str(args.seed),
+                *train_args,
+                "--out",
+                str(train),
+            ]
+        )
         train_s = time.perf_counter() - start
         start = time.perf_counter()
-        _vssbench(["run", "--method", "segformer", "--backbone", "b0", "--data", str(data), "--device", "cpu",
-                   "--quiet", *settings.run_args, "--checkpoint", str(train / "model.pth"), "--out", str(runs),
-                   "--efficiency", "none"])
+        _vssbench(
+            [
+                "run",
+                "--method",
+                "segformer",
+                "--backbone",
+                "b0",
+                "--data",
+                str(data),
+                "--device",
+                "cpu",
+                "--quiet",
+                *settings.run_args,
+                "--checkpoint",
+                str(train / "model.pth"),
+                "--out",
+                str(runs),
+                "--efficiency",
+                "none",
+            ]
+        )
         eval_s = time.perf_counter() - start
         (record,) = load_records([runs])
         log = [json.loads(line) for line in (train / "log.jsonl").read_text().splitlines() if line.strip()]
@@ -104,13 +178,22 @@ def main() -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "difficulty": difficulty,
         "knobs": json.dumps(resolved.to_dict(), sort_keys=True),
-        "videos": "/".join(synth_args[k] for k in ("videos", "val_videos") if k in synth_args), "frames": _option(settings.synth_args, "--frames"),
-        "size": _option(settings.synth_args, "--size"), "seed": args.seed, "iters": iters,
-        "lr": "preset", "batch": "preset", "crop": _option(tuple(train_args), "--crop"), "threads": "",
-        "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
+        "videos": "/".join(synth_args[k] for k in ("videos", "val_videos") if k in synth_args),
+        "frames": _option(settings.synth_args, "--frames"),
+        "size": _option(settings.synth_args, "--size"),
+        "seed": args.seed,
+        "iters": iters,
+        "lr": "preset",
+        "batch": "preset",
+        "crop": _option(tuple(train_args), "--crop"),
+        "threads": "",
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
         "final_loss": round(losses[-1], 4) if losses else "",
-        "mIoU": round(100 * record["mIoU"], 2), "mVC8": round(100 * record["mVC8"], 2),
-        "mVC16": round(100 * record["mVC16"], 2), "loadavg": round(os.getloadavg()[0], 1),
+        "mIoU": round(100 * record["mIoU"], 2),
+        "mVC8": round(100 * record["mVC8"], 2),
+        "mVC16": round(100 * record["mVC16"], 2),
+        "loadavg": round(os.getloadavg()[0], 1),
         "note": "study commands (vssbench train --preset synthetic + vssbench run); " + args.note,
     }
     print(json.dumps(row), flush=True)

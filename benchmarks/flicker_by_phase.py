@@ -28,7 +28,9 @@ from vssbench.data import TestTransform, VSPWDataset
 from vssbench.models.decoder import resize_logits
 
 
-def phase_stats(model: torch.nn.Module, dataset: VSPWDataset, size: tuple[int, int], period: int) -> list[dict]:
+def phase_stats(
+    model: torch.nn.Module, dataset: VSPWDataset, size: tuple[int, int], period: int
+) -> list[dict]:
     """Per phase: frames, mean pixel accuracy and mean fraction of pixels changed since the previous frame."""
     acc: dict[int, list[float]] = {p: [] for p in range(period)}
     changed: dict[int, list[float]] = {p: [] for p in range(period)}
@@ -45,8 +47,12 @@ def phase_stats(model: torch.nn.Module, dataset: VSPWDataset, size: tuple[int, i
                     changed[phase].append(float((pred != previous).mean()))
                 previous = pred
     return [
-        {"phase": p, "frames": len(acc[p]), "pixel_acc": float(np.mean(acc[p])),
-         "changed_vs_previous": float(np.mean(changed[p])) if changed[p] else float("nan")}
+        {
+            "phase": p,
+            "frames": len(acc[p]),
+            "pixel_acc": float(np.mean(acc[p])),
+            "changed_vs_previous": float(np.mean(changed[p])) if changed[p] else float("nan"),
+        }
         for p in range(period)
     ]
 
@@ -71,8 +77,10 @@ def main() -> None:
         for row in phase_stats(model, dataset, size, args.period):
             row = {"model": folder.name, "method": method, **row}
             rows.append(row)
-            print(f"{row['model']:20s} phase {row['phase']}: pixel acc {row['pixel_acc']:.3f}, "
-                  f"changed vs previous frame {row['changed_vs_previous']:.3f}")
+            print(
+                f"{row['model']:20s} phase {row['phase']}: pixel acc {row['pixel_acc']:.3f}, "
+                f"changed vs previous frame {row['changed_vs_previous']:.3f}"
+            )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", newline="", encoding="utf-8") as f:

@@ -38,7 +38,9 @@ class Failing(VideoSegmenter):
     info = MethodInfo("test_failing", paper="none (test)", type="Image", default_interval=4)
     Options = BaseOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: BaseOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: BaseOptions | None = None
+    ) -> None:
         super().__init__(options)
         self.layer = nn.Conv2d(3, 4, 1)
 
@@ -67,9 +69,20 @@ def launch_two_ranks() -> Callable[[Sequence[str], float], list[tuple[int, str, 
             port = int(s.getsockname()[1])
         procs = []
         for rank in range(2):
-            env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-            procs.append(subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            env = dict(
+                os.environ,
+                RANK=str(rank),
+                LOCAL_RANK=str(rank),
+                WORLD_SIZE="2",
+                LOCAL_WORLD_SIZE="2",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+            )
+            procs.append(
+                subprocess.Popen(
+                    list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
         outputs = [p.communicate(timeout=timeout) for p in procs]
         return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
 

@@ -9,7 +9,9 @@ from vssbench.errors import OptionError
 
 
 def test_json_round_trip_is_exact() -> None:
-    cfg = RunConfig(method="tfc", backbone="b1", options={"threshold": 0.5, "interp": "hard"}, resolution=(240, 427))
+    cfg = RunConfig(
+        method="tfc", backbone="b1", options={"threshold": 0.5, "interp": "hard"}, resolution=(240, 427)
+    )
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg
     assert again.resolution == (240, 427)

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "vssbench.metrics": 4,
     "vssbench.profiling": 4,
     "vssbench.results": 5,
+    "vssbench.testing": 5,
     "vssbench.harness": 6,
     "vssbench.training": 7,
     "vssbench.reports": 8,
@@ -102,7 +103,8 @@ def test_every_module_belongs_to_a_layer() -> None:
 
 def test_imports_point_down_the_layers() -> None:
     wrong = [
-        f"{MODULES[m].relative_to(ROOT.parent)}:{line} imports {target} (layer {_layer(target)} > {_layer(m)})"
+        f"{MODULES[m].relative_to(ROOT.parent)}:{line} imports {target} "
+        f"(layer {_layer(target)} > {_layer(m)})"
         for m, edges in GRAPH.items()
         for target, line, _ in edges
         if _layer(target) > _layer(m)
@@ -117,7 +119,9 @@ def test_no_function_local_import_of_vssbench() -> None:
         for target, line, at_top in edges
         if not at_top
     ]
-    assert not local, "move these imports to the top of the module (a cycle is fixed, not dodged):\n" + "\n".join(local)
+    assert not local, (
+        "move these imports to the top of the module (a cycle is fixed, not dodged):\n" + "\n".join(local)
+    )
 
 
 def test_no_import_cycle() -> None:

@@ -17,13 +17,23 @@ from vssbench.errors import OptionError
 
 #: Fields that describe *what* is evaluated rather than the conditions it is evaluated under.
 SUBJECT_FIELDS = (
-    "method", "backbone", "options", "checkpoint", "checkpoint_format", "checkpoint_sha256", "checkpoint_size",
+    "method",
+    "backbone",
+    "options",
+    "checkpoint",
+    "checkpoint_format",
+    "checkpoint_sha256",
+    "checkpoint_size",
     "non_strict",
 )
 
 #: Fields added after results existed, left out of the hashes while they hold these defaults, so that a
 #: config that does not use them (no checkpoint, strict loading) keeps the hash and run folder it had.
-HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"checkpoint_sha256": None, "checkpoint_size": None, "non_strict": False}
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "checkpoint_sha256": None,
+    "checkpoint_size": None,
+    "non_strict": False,
+}
 # ``decoder`` is left out at "reference", the decoder every result before the field existed was made with.
 HASH_OMITTED_AT_DEFAULT["decoder"] = "reference"
 
@@ -128,7 +138,9 @@ class RunConfig:
 
 def _hashed(d: dict[str, Any]) -> dict[str, Any]:
     """``d`` without the late-added fields that still hold their defaults (see HASH_OMITTED_AT_DEFAULT)."""
-    return {k: v for k, v in d.items() if not (k in HASH_OMITTED_AT_DEFAULT and v == HASH_OMITTED_AT_DEFAULT[k])}
+    return {
+        k: v for k, v in d.items() if not (k in HASH_OMITTED_AT_DEFAULT and v == HASH_OMITTED_AT_DEFAULT[k])
+    }
 
 
 def _hash(d: dict[str, Any]) -> str:

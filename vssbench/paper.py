@@ -178,7 +178,9 @@ def _text() -> list[PaperValue]:
     # B5 vs MiT-B5 at non-keyframes is: 53.2 vs 95.7" (the paper's GFLOPs; TFC vs SegFormer).
     rows = [("tfc", "b0", 6.4), ("segformer", "b0", 6.8), ("tfc", "b5", 53.2), ("segformer", "b5", 95.7)]
     return [
-        PaperValue("text", "Sec. 4.2", f"{METHOD_LABELS[m]} MiT-{b.upper()}", m, b, "", "gmacs_nonkeyframe", v)
+        PaperValue(
+            "text", "Sec. 4.2", f"{METHOD_LABELS[m]} MiT-{b.upper()}", m, b, "", "gmacs_nonkeyframe", v
+        )
         for m, b, v in rows
     ]
 

@@ -70,7 +70,10 @@ def test_key_value_splits_at_the_first_equals_sign(text: str, pair: tuple[str, s
 
 @pytest.mark.parametrize("text", ["interval", "=3", " =3", ""])
 def test_key_value_needs_a_key_and_an_equals_sign(text: str) -> None:
-    assert _usage_error(KeyValue(), text, "--set") == f"Invalid value for '--set': expected KEY=VALUE, got {text!r}"
+    assert (
+        _usage_error(KeyValue(), text, "--set")
+        == f"Invalid value for '--set': expected KEY=VALUE, got {text!r}"
+    )
     with pytest.raises(OptionError) as info:
         _convert(KeyValue(one_line=True), text, "--knob")
     assert str(info.value) == f"--knob {text}: expected KEY=VALUE, got {text!r}"
@@ -142,10 +145,16 @@ def test_help_keeps_the_metavar_text() -> None:
 def test_a_bad_size_is_a_usage_error_naming_the_flag() -> None:
     result = CliRunner().invoke(main, ["run", "--method", "segformer", "--size", "abc"])
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == "Error: Invalid value for '--size': expected HxW (e.g. 480x853), got 'abc'"
+    assert (
+        result.stderr.splitlines()[-1]
+        == "Error: Invalid value for '--size': expected HxW (e.g. 480x853), got 'abc'"
+    )
     result = CliRunner().invoke(main, ["train", "--method", "tfc", "--crop", "0x32"])
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == "Error: Invalid value for '--crop': sides must be positive, got '0x32'"
+    assert (
+        result.stderr.splitlines()[-1]
+        == "Error: Invalid value for '--crop': sides must be positive, got '0x32'"
+    )
 
 
 def test_data_synth_reports_bad_values_in_one_line(tmp_path: Path) -> None:

@@ -105,7 +105,9 @@ def test_consecutive_sampler() -> None:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> str:
     # 4 videos -> val 2, test 1, train 1 (12 frames each so CFFM clips fit).
-    return str(synthesize(tmp_path_factory.mktemp("clips") / "vspw", videos=4, frames=12, size=(32, 48), seed=3))
+    return str(
+        synthesize(tmp_path_factory.mktemp("clips") / "vspw", videos=4, frames=12, size=(32, 48), seed=3)
+    )
 
 
 def test_clip_dataset_without_augmentation(tree: str) -> None:

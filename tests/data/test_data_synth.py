@@ -36,7 +36,9 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
     ("videos", "val", "expected"),
     [(5, 1, (1, 1, 3)), (5, 3, (3, 1, 1)), (5, 4, (4, 0, 1)), (3, 2, (2, 0, 1)), (2, 1, (1, 0, 1))],
 )
-def test_val_videos_sets_the_val_split(tmp_path: Path, videos: int, val: int, expected: tuple[int, int, int]) -> None:
+def test_val_videos_sets_the_val_split(
+    tmp_path: Path, videos: int, val: int, expected: tuple[int, int, int]
+) -> None:
     root = synthesize(tmp_path / "mini", videos=videos, frames=1, size=(16, 16), val_videos=val)
     ids = [f"{v:04d}_synth{v:04d}" for v in range(1, videos + 1)]
     split = {name: (root / f"{name}.txt").read_text().splitlines() for name in ("val", "test", "train")}
@@ -95,7 +97,9 @@ def test_label_values_and_temporal_structure(tmp_path: Path) -> None:
     same = (masks[1:] == masks[:-1]).mean(axis=(1, 2))
     assert (same > 0.6).all() and (same < 1.0).all()
     # Pixels of a class look alike: the mean colour differs between the two largest classes.
-    images = np.stack([np.asarray(Image.open(ds.image_path(video, s)).convert("RGB")) for s in stems]).astype(float)
+    images = np.stack([np.asarray(Image.open(ds.image_path(video, s)).convert("RGB")) for s in stems]).astype(
+        float
+    )
     counts = np.bincount(masks.ravel(), minlength=256)
     counts[[0, 255]] = 0
     a, b = np.argsort(-counts)[:2]
@@ -205,7 +209,9 @@ def test_cli_synth_bad_argument_subprocess(tmp_path: Path) -> None:
 
     proc = subprocess.run(
         [sys.executable, "-m", "vssbench.cli", "data", "synth", "--out", str(tmp_path / "x"), "--seed", "-1"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip() == "error: --seed -1: must be >= 0"

@@ -35,7 +35,9 @@ def test_easy_is_the_original_generator(tmp_path: Path) -> None:
         h.update(raw.tobytes())
     assert h.hexdigest() == "1149a20c1956724bbe0ba35dd32b06237de7477aa4114f00014e30608eecfde5"
     a = _files(synthesize(tmp_path / "a", videos=2, frames=3, size=(32, 48), seed=1))
-    b = _files(synthesize(tmp_path / "b", videos=2, frames=3, size=(32, 48), seed=1, difficulty=S.Difficulty()))
+    b = _files(
+        synthesize(tmp_path / "b", videos=2, frames=3, size=(32, 48), seed=1, difficulty=S.Difficulty())
+    )
     assert a == b
     marker = json.loads(a[S.MARKER])
     assert "difficulty" not in marker and "knobs" not in marker  # the marker is the original one too
@@ -56,7 +58,9 @@ def test_preset_deterministic_and_marked(tmp_path: Path) -> None:
 
 def test_photometric_knobs_leave_masks_alone() -> None:
     _, easy = _video()
-    _, hard = _video(noise=12, brightness_flicker=0.2, white_balance_flicker=0.1, motion_blur=1.0, jpeg_quality=20)
+    _, hard = _video(
+        noise=12, brightness_flicker=0.2, white_balance_flicker=0.1, motion_blur=1.0, jpeg_quality=20
+    )
     assert np.array_equal(easy, hard)
 
 
@@ -67,7 +71,9 @@ def test_noise_is_per_frame_with_the_given_std() -> None:
         residual = (noisy - clean)[(clean > 40) & (clean < 215)]  # away from clipping
         assert abs(residual.std() - sigma) < 0.1 * sigma
     # Temporal variance of a pixel: on a static frame pair only the noise changes it.
-    scene = S._make_scene(np.random.default_rng(0), 2, *SIZE, S.EASY.replace(noise=8.0), np.random.default_rng(1))
+    scene = S._make_scene(
+        np.random.default_rng(0), 2, *SIZE, S.EASY.replace(noise=8.0), np.random.default_rng(1)
+    )
     f0 = S._render_frame(scene, 0, *SIZE, np.random.default_rng(5))[0].astype(float)
     f0b = S._render_frame(scene, 0, *SIZE, np.random.default_rng(6))[0].astype(float)
     assert 8.0 < (f0 - f0b).std() < 8.0 * np.sqrt(2) * 1.1  # two independent draws: ~ sqrt(2) sigma
@@ -95,11 +101,18 @@ def test_jpeg_quality_lower_means_more_error(tmp_path: Path) -> None:
         video = ds.videos[0]
         # render_video draws video 0 of seed s exactly as synthesize does.
         clean = np.stack([im for im, _ in render_video(3, SIZE, seed=4, difficulty=knobs)]).astype(float)
-        jpg = np.stack([np.asarray(Image.open(ds.image_path(video, s)).convert("RGB")) for s in ds.frame_stems(video)])
+        jpg = np.stack(
+            [np.asarray(Image.open(ds.image_path(video, s)).convert("RGB")) for s in ds.frame_stems(video)]
+        )
         errors[q] = np.abs(jpg.astype(float) - clean).mean()
     assert errors[25] > 1.5 * errors[90]
-    scene = S._make_scene(np.random.default_rng(0), 40, *SIZE, S.EASY.replace(jpeg_quality=60, jpeg_jitter=20),
-                          np.random.default_rng(1))
+    scene = S._make_scene(
+        np.random.default_rng(0),
+        40,
+        *SIZE,
+        S.EASY.replace(jpeg_quality=60, jpeg_jitter=20),
+        np.random.default_rng(1),
+    )
     q = [S._frame_quality(scene, t) for t in range(40)]
     assert min(q) >= 40 and max(q) <= 60 and len(set(q)) > 5
 
@@ -134,7 +147,11 @@ def test_fast_objects_bounce_inside_the_frame() -> None:
     for t in range(30):
         for o in movers:
             assert 0.0 <= S._reflect(o.x0 + o.vx * t, float(SIZE[1])) <= SIZE[1]
-    assert S._reflect(-5.0, 100.0) == 5.0 and S._reflect(130.0, 100.0) == 70.0 and S._reflect(250.0, 100.0) == 50.0
+    assert (
+        S._reflect(-5.0, 100.0) == 5.0
+        and S._reflect(130.0, 100.0) == 70.0
+        and S._reflect(250.0, 100.0) == 50.0
+    )
 
 
 def _mean_colour(raw: int, lookalike: float) -> np.ndarray:
@@ -149,7 +166,9 @@ def test_lookalike_classes_converge_in_colour() -> None:
         near = np.linalg.norm(_mean_colour(raw, 0.9) - _mean_colour(partner, 0.9))
         assert near < 0.35 * far
         same = S._looks(1.0)
-        assert same[raw].base == pytest.approx(same[partner].base) and same[raw].alt == pytest.approx(same[partner].alt)
+        assert same[raw].base == pytest.approx(same[partner].base) and same[raw].alt == pytest.approx(
+            same[partner].alt
+        )
         texture = ("pattern", "period", "mix")
         assert [getattr(same[raw], k) for k in texture] != [getattr(same[partner], k) for k in texture]
     assert S._looks(0.0) is S._LOOKS
@@ -171,7 +190,14 @@ def test_class_pools_and_object_counts(tmp_path: Path) -> None:
     values = set()
     for mask in (root / "data").rglob("*.png"):
         values |= set(np.unique(np.asarray(Image.open(mask))).tolist())
-    allowed = {S.RAW_OTHERS, S.RAW_VOID, *S._OBJECTS[:2], S._TOP_BANDS[0], S._MIDDLE_BANDS[0], S._BOTTOM_BANDS[0]}
+    allowed = {
+        S.RAW_OTHERS,
+        S.RAW_VOID,
+        *S._OBJECTS[:2],
+        S._TOP_BANDS[0],
+        S._MIDDLE_BANDS[0],
+        S._BOTTOM_BANDS[0],
+    }
     assert values <= allowed and len(values & set(S._OBJECTS[:2])) >= 1
     scene = S._make_scene(np.random.default_rng(0), 4, 32, 48, knobs, np.random.default_rng(1))
     assert len(scene.objects) == 4  # 3 drawn with replacement from a pool of 2, plus "others"
@@ -194,7 +220,9 @@ def test_write_dataset_uses_the_preset_shape(tmp_path: Path, monkeypatch) -> Non
     meta = S.read_marker(write_dataset(tmp_path / "study"))
     assert meta is not None and (meta["videos"], meta["frames"], meta["size"]) == (3, 2, [32, 48])
     assert meta["difficulty"] == "study"
-    monkeypatch.setitem(S.PRESET_SHAPES, "study", {"videos": 5, "val_videos": 1, "frames": 2, "size": (32, 48)})
+    monkeypatch.setitem(
+        S.PRESET_SHAPES, "study", {"videos": 5, "val_videos": 1, "frames": 2, "size": (32, 48)}
+    )
     meta = S.read_marker(write_dataset(tmp_path / "study-val"))
     assert meta is not None and meta["splits"] == {"val": 1, "test": 1, "train": 3}
 
@@ -213,11 +241,29 @@ def test_cli_study_arguments(tmp_path: Path) -> None:
 
     from vssbench.cli import main
 
-    argv = [f"--{k.replace('_', '-')}={v}" for k, v in S.STUDY_SYNTH_ARGS.items()]  # as `reproduce` passes them
+    argv = [
+        f"--{k.replace('_', '-')}={v}" for k, v in S.STUDY_SYNTH_ARGS.items()
+    ]  # as `reproduce` passes them
     out = tmp_path / "study"
     result = CliRunner().invoke(
-        main, ["data", "synth", "--out", str(out), *argv, "--videos", "2", "--val-videos", "1", "--frames", "2",
-               "--size", "32x48", "--knob", "thin=1"],
+        main,
+        [
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            *argv,
+            "--videos",
+            "2",
+            "--val-videos",
+            "1",
+            "--frames",
+            "2",
+            "--size",
+            "32x48",
+            "--knob",
+            "thin=1",
+        ],
     )
     assert result.exit_code == 0, result.output
     meta = S.read_marker(out)

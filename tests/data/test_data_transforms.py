@@ -72,14 +72,18 @@ def test_photometric_steps_hand_worked() -> None:
     img = np.array([[[100, 50, 200]]], dtype=np.uint8)
     bright = PhotometricParams(brightness=20.0, contrast_first=True, contrast=None, saturation=None, hue=None)
     np.testing.assert_array_equal(bright.apply(img), [[[120, 70, 220]]])
-    contrast = PhotometricParams(brightness=None, contrast_first=False, contrast=1.5, saturation=None, hue=None)
+    contrast = PhotometricParams(
+        brightness=None, contrast_first=False, contrast=1.5, saturation=None, hue=None
+    )
     np.testing.assert_array_equal(contrast.apply(img), [[[150, 75, 255]]])  # clipped at 255
     grey = np.full((1, 1, 3), 90, dtype=np.uint8)
     hue = PhotometricParams(brightness=None, contrast_first=False, contrast=None, saturation=2.0, hue=17)
     np.testing.assert_array_equal(hue.apply(grey), grey)  # no saturation to scale, no hue to turn
 
 
-def _coded_clip(t: int, h: int, w: int, seed: int, cell: int = 8) -> tuple[list[Image.Image], list[np.ndarray]]:
+def _coded_clip(
+    t: int, h: int, w: int, seed: int, cell: int = 8
+) -> tuple[list[Image.Image], list[np.ndarray]]:
     """Frames whose grey level encodes the label (label k -> colour 10k), different per frame."""
     rng = np.random.default_rng(seed)
     images, labels = [], []
@@ -142,7 +146,9 @@ def test_clip_augment_keeps_image_and_label_aligned(seed: int) -> None:
 
 def test_clip_augment_pads_small_images() -> None:
     images, labels = _coded_clip(2, 16, 24, seed=0)
-    aug = ClipAugment(scale=(24, 16), ratio_range=None, crop=(32, 32), flip_prob=0.0, photometric=False, seed=0)
+    aug = ClipAugment(
+        scale=(24, 16), ratio_range=None, crop=(32, 32), flip_prob=0.0, photometric=False, seed=0
+    )
     out_images, out_labels, params = aug.apply(images, labels)
     assert params.resized == (16, 24) and (params.crop_top, params.crop_left) == (0, 0)
     assert out_images.shape == (2, 3, 32, 32)
@@ -189,8 +195,13 @@ def test_clip_augment_cat_max_ratio_rule() -> None:
     for seed in range(30):
         for ratio, record in ((0.75, chosen_ok), (1.0, free_ok)):
             aug = ClipAugment(
-                scale=(100, 100), ratio_range=None, crop=(50, 50), cat_max_ratio=ratio, flip_prob=0.0,
-                photometric=False, seed=seed,
+                scale=(100, 100),
+                ratio_range=None,
+                crop=(50, 50),
+                cat_max_ratio=ratio,
+                flip_prob=0.0,
+                photometric=False,
+                seed=seed,
             )
             _, out_labels, params = aug.apply([frame, frame], [np.zeros_like(label), label])
             window = label[params.crop_top : params.crop_top + 50, params.crop_left : params.crop_left + 50]

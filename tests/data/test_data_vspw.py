@@ -92,8 +92,12 @@ def test_iter_video_values(hand_tree: Path) -> None:
     assert [f.index for f in frames] == [0, 1, 2]
     assert [f.stem for f in frames] == ["00000105", "00000106", "00000107"]
     assert all(f.video == "0001_a" and f.load_time > 0 for f in frames)
-    raw = np.kron(np.array([[0, 1, 2, 124], [255, 61, 29, 1]], dtype=np.uint8), np.ones((4, 4), dtype=np.uint8))
-    expected = np.kron(np.array([[255, 0, 1, 123], [255, 60, 28, 0]], dtype=np.uint8), np.ones((4, 4), dtype=np.uint8))
+    raw = np.kron(
+        np.array([[0, 1, 2, 124], [255, 61, 29, 1]], dtype=np.uint8), np.ones((4, 4), dtype=np.uint8)
+    )
+    expected = np.kron(
+        np.array([[255, 0, 1, 123], [255, 60, 28, 0]], dtype=np.uint8), np.ones((4, 4), dtype=np.uint8)
+    )
     np.testing.assert_array_equal(frames[0].label, expected)  # remapped, at mask resolution
     assert frames[0].label.dtype == np.uint8 and frames[0].label.shape == (8, 16)
     np.testing.assert_array_equal(read_raw_mask(ds.mask_path("0001_a", "00000105")), raw)
@@ -166,7 +170,9 @@ def test_iter_video_break_stops_worker(long_tree: Path) -> None:
     assert not _decode_threads()
 
 
-def test_iter_video_ctrl_c_during_join_still_stops_worker(long_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_iter_video_ctrl_c_during_join_still_stops_worker(
+    long_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Ctrl-C landing while the generator joins its worker (it is finishing a frame) must not leave
     # the thread running: a live decode thread at interpreter exit aborts the process (exit -6).
     ds = VSPWDataset(long_tree, "val")

@@ -23,11 +23,32 @@ METRICS = ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "mAcc")
 @pytest.mark.slow
 def test_two_gloo_ranks_equal_a_single_process_run(tmp_path: Path, launch_two_ranks) -> None:
     root = synthesize(tmp_path / "mini", videos=6, frames=18, size=(32, 48), seed=0)
-    config = RunConfig(method="segformer", data=str(root), resolution=(32, 48), warmup=0, repeats=1, threads=1)
+    config = RunConfig(
+        method="segformer", data=str(root), resolution=(32, 48), warmup=0, repeats=1, threads=1
+    )
     single = run_evaluation(config, out=tmp_path / "single", progress=False)
 
-    args = [sys.executable, "-m", "vssbench", "run", "--method", "segformer", "--data", str(root), "--size", "32x48",
-            "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "dist"), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "vssbench",
+        "run",
+        "--method",
+        "segformer",
+        "--data",
+        str(root),
+        "--size",
+        "32x48",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "dist"),
+        "--json",
+    ]
     results = launch_two_ranks(args, 180)
     for returncode, _, err in results:
         assert returncode == 0, err

@@ -13,14 +13,18 @@ from vssbench.models.decoder import SegFormerHead, set_decoder_mode
 from vssbench.profiling import count_gmacs
 
 
-def video(frames: int, size: int = 64, seed: int = 0, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+def video(
+    frames: int, size: int = 64, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> list[torch.Tensor]:
     """A noise background with a moving block of fresh noise (TFC selects the changed points)."""
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(1, 3, size, size, generator=g)
     out = []
     for t in range(frames):
         frame = base.clone()
-        frame[:, :, 4 + 8 * t : 20 + 8 * t, 8 + 6 * t : 24 + 6 * t] = 2.0 * torch.randn(1, 3, 16, 16, generator=g)
+        frame[:, :, 4 + 8 * t : 20 + 8 * t, 8 + 6 * t : 24 + 6 * t] = 2.0 * torch.randn(
+            1, 3, 16, 16, generator=g
+        )
         out.append(frame.to(dtype))
     return out
 
@@ -35,7 +39,9 @@ def run(model: nn.Module, frames: list[torch.Tensor]) -> tuple[list[torch.Tensor
     return outs, infos
 
 
-def both_modes(model: nn.Module, frames: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
+def both_modes(
+    model: nn.Module, frames: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
     set_decoder_mode(model, "reference")
     ref, infos = run(model, frames)
     set_decoder_mode(model, "folded")
@@ -91,7 +97,9 @@ def test_set_decoder_mode_walks_every_module_and_rejects_bad_modes() -> None:
             super().__init__()
             self.decoder_mode = "reference"
 
-    model = nn.ModuleDict({"a": SegFormerHead((4, 8, 8, 8), 8, 3), "b": nn.Sequential(OtherHead()), "c": nn.Linear(2, 2)})
+    model = nn.ModuleDict(
+        {"a": SegFormerHead((4, 8, 8, 8), 8, 3), "b": nn.Sequential(OtherHead()), "c": nn.Linear(2, 2)}
+    )
     assert set_decoder_mode(model, "folded") == 2
     assert model["a"].decoder_mode == "folded" and model["b"][0].decoder_mode == "folded"
     assert set_decoder_mode(nn.Linear(2, 2), "folded") == 0  # nothing to fold: left as it is
@@ -185,7 +193,8 @@ def test_segformer_gmacs_folded_saves_the_fuse_conv_exactly() -> None:
 
 
 def test_tfc_nonkeyframe_gmacs_folded_by_the_expected_margin() -> None:
-    """threshold=1 (every point updated): the folded fuse terms and MSDA values of levels 1-2 versus reference.
+    """threshold=1 (every point updated): the folded fuse terms and MSDA values of levels 1-2
+    versus reference.
 
     Reference: linear_c1 + W_1 at 1/4, linear_c2 + W_2 at 1/8 and the dense value projection of
     both levels; folded: C_l -> E maps for the fuse and the value, plus their folding products.
@@ -223,6 +232,10 @@ def test_paper_profile_rows_put_the_paper_text_beside_the_measurement() -> None:
     ]
     assert [r["paper_gflops_nonkeyframe"] for r in rows] == [6.8, 6.4]
     for r in rows:
-        assert r["gmacs_nonkeyframe"] > 0 and r["ratio"] == pytest.approx(r["gmacs_nonkeyframe"] / r["paper_gflops_nonkeyframe"])
-    assert rows[0]["gmacs_keyframe"] == pytest.approx(rows[0]["gmacs_nonkeyframe"])  # SegFormer: every frame alike
+        assert r["gmacs_nonkeyframe"] > 0 and r["ratio"] == pytest.approx(
+            r["gmacs_nonkeyframe"] / r["paper_gflops_nonkeyframe"]
+        )
+    assert rows[0]["gmacs_keyframe"] == pytest.approx(
+        rows[0]["gmacs_nonkeyframe"]
+    )  # SegFormer: every frame alike
     assert "6.8" in format_paper_profile(rows) and "6.4" in format_paper_profile(rows)

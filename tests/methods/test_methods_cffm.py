@@ -40,8 +40,20 @@ def test_registered_with_info_and_options() -> None:
 
 def test_early_frame_rules_and_ring_buffer(model: CFFM) -> None:
     """Frames 0..2 fall back to per-frame SegFormer; 3..8 use the released clips; then t-9, t-6, t-3."""
-    expected = {0: [0], 1: [1], 2: [2], 3: [0, 1, 2, 3], 4: [0, 2, 3, 4], 5: [0, 2, 4, 5], 6: [0, 2, 4, 6],
-                7: [0, 3, 5, 7], 8: [0, 3, 6, 8], 9: [0, 3, 6, 9], 10: [1, 4, 7, 10], 11: [2, 5, 8, 11]}
+    expected = {
+        0: [0],
+        1: [1],
+        2: [2],
+        3: [0, 1, 2, 3],
+        4: [0, 2, 3, 4],
+        5: [0, 2, 4, 5],
+        6: [0, 2, 4, 6],
+        7: [0, 3, 5, 7],
+        8: [0, 3, 6, 8],
+        9: [0, 3, 6, 9],
+        10: [1, 4, 7, 10],
+        11: [2, 5, 8, 11],
+    }
     video = _video(12)
     model.reset()
     with torch.no_grad():
@@ -57,7 +69,9 @@ def test_early_frame_rules_and_ring_buffer(model: CFFM) -> None:
             if t < 3:  # the fallback is exactly the per-frame SegFormer prediction
                 head = model.decode_head
                 plain = head.classify(head.frame_feature(model.encode(video[t])))
-                assert torch.allclose(logits, F.interpolate(plain, size=SIZE, mode="bilinear", align_corners=False))
+                assert torch.allclose(
+                    logits, F.interpolate(plain, size=SIZE, mode="bilinear", align_corners=False)
+                )
     model.reset()
     assert model.state_tensors() == [] and model.t == 0
     with torch.no_grad():
@@ -79,7 +93,9 @@ def test_cache_equals_recompute(model: CFFM) -> None:
     assert len(recompute.state_tensors()) == 9 and recompute.state_tensors()[0].shape == (1, 3, *SIZE)
 
 
-def _naive_attention(attn: CFFMAttention, x: torch.Tensor, pooled_t: torch.Tensor, refs: list[torch.Tensor]) -> torch.Tensor:
+def _naive_attention(
+    attn: CFFMAttention, x: torch.Tensor, pooled_t: torch.Tensor, refs: list[torch.Tensor]
+) -> torch.Tensor:
     """Per query window, the key multiset built from coordinates (zero biases): own 7x7 window,
     the ring from the four (+-3, +-3) cyclic shifts without in-window tokens, the 5x5 pooled
     target windows, and kernel 7/5/3 neighbourhoods at stride 1/2/3 of the pooled references."""
@@ -92,9 +108,18 @@ def _naive_attention(attn: CFFMAttention, x: torch.Tensor, pooled_t: torch.Tenso
         for wc in range(w // 7):
             r0, c0 = 7 * wr, 7 * wc
             coords = [(r0 + i, c0 + j) for i in range(7) for j in range(7)]
-            for (dy, dx), invalid in (((3, 3), lambda i, j: i < 4 and j < 4), ((3, -3), lambda i, j: i < 4 and j >= 3),
-                                      ((-3, 3), lambda i, j: i >= 3 and j < 4), ((-3, -3), lambda i, j: i >= 3 and j >= 3)):
-                coords += [((r0 + i + dy) % h, (c0 + j + dx) % w) for i in range(7) for j in range(7) if not invalid(i, j)]
+            for (dy, dx), invalid in (
+                ((3, 3), lambda i, j: i < 4 and j < 4),
+                ((3, -3), lambda i, j: i < 4 and j >= 3),
+                ((-3, 3), lambda i, j: i >= 3 and j < 4),
+                ((-3, -3), lambda i, j: i >= 3 and j >= 3),
+            ):
+                coords += [
+                    ((r0 + i + dy) % h, (c0 + j + dx) % w)
+                    for i in range(7)
+                    for j in range(7)
+                    if not invalid(i, j)
+                ]
             keys = [k[:, r, s] for r, s in coords]
             vals = [v[:, r, s] for r, s in coords]
             for grid, row, col, kernel in [(pooled_t, wr, wc, 5)] + [
@@ -109,10 +134,10 @@ def _naive_attention(attn: CFFMAttention, x: torch.Tensor, pooled_t: torch.Tenso
                             vals.append(kv[:, r, s, c:])
             kk = torch.stack(keys, 1).view(b, -1, heads, hd).transpose(1, 2)
             vv = torch.stack(vals, 1).view(b, -1, heads, hd).transpose(1, 2)
-            qq = q[:, r0:r0 + 7, c0:c0 + 7].reshape(b, 49, heads, hd).transpose(1, 2)
-            weights = (qq @ kk.transpose(-2, -1) * hd ** -0.5).softmax(-1)
+            qq = q[:, r0 : r0 + 7, c0 : c0 + 7].reshape(b, 49, heads, hd).transpose(1, 2)
+            weights = (qq @ kk.transpose(-2, -1) * hd**-0.5).softmax(-1)
             o = (weights @ vv).transpose(1, 2).reshape(b, 49, c)
-            out[:, r0:r0 + 7, c0:c0 + 7] = attn.proj(o).view(b, 7, 7, c)
+            out[:, r0 : r0 + 7, c0 : c0 + 7] = attn.proj(o).view(b, 7, 7, c)
     return out
 
 
@@ -126,14 +151,16 @@ def test_focal_attention_matches_naive_reference() -> None:
     assert rolled_ring_index(7, 3).numel() == 132
     x = torch.randn(2, 14, 21, 16)  # 2 x 3 windows
     pooled_t = torch.randn(2, 2, 3, 16)
-    refs = [torch.randn(2, 2 * l, 3 * l, 16) for l in (1, 2, 3)]
+    refs = [torch.randn(2, 2 * level, 3 * level, 16) for level in (1, 2, 3)]
     with torch.no_grad():
         got = attn(x, pooled_t, refs)
         want = _naive_attention(attn, x, pooled_t, refs)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("backbone, published, depth", [("b0", 4.7, 1), ("b1", 15.5, 2), ("b2", 26.5, 2), ("b5", 85.5, 4)])
+@pytest.mark.parametrize(
+    "backbone, published, depth", [("b0", 4.7, 1), ("b1", 15.5, 2), ("b2", 26.5, 2), ("b5", 85.5, 4)]
+)
 def test_parameters_match_table1(backbone: str, published: float, depth: int) -> None:
     """124 classes, E=256: within 0.15M of the paper (B2: the reference's derived 26.53M)."""
     with torch.device("meta"):  # counts only; no memory for B5's weights
@@ -143,7 +170,9 @@ def test_parameters_match_table1(backbone: str, published: float, depth: int) ->
     assert abs(total - published) < 0.15, total
 
 
-def _official_head_keys(num_classes: int, depth: int, in_channels: tuple[int, ...], e: int = 256) -> dict[str, tuple[int, ...]]:
+def _official_head_keys(
+    num_classes: int, depth: int, in_channels: tuple[int, ...], e: int = 256
+) -> dict[str, tuple[int, ...]]:
     """``decode_head.*`` names and shapes of the released CFFMHead_clips_resize1_8 (reference section 1)."""
     keys: dict[str, tuple[int, ...]] = {}
     for i, c in enumerate(in_channels, start=1):
@@ -197,8 +226,11 @@ def test_official_checkpoint_keys_load_strictly(tmp_path: Path) -> None:
     assert report.ok and report.format == "mmseg"
     assert report.dropped == ["decode_head.conv_seg.weight", "decode_head.conv_seg.bias"]
     loaded = cffm.state_dict()
-    for key in ("decode_head.decoder_focal.blocks.1.attn.relative_position_bias_table_to_neighbors",
-                "decode_head.decoder_focal.blocks.0.pool_layers_clips.2.weight", "decode_head.linear_pred2.weight"):
+    for key in (
+        "decode_head.decoder_focal.blocks.1.attn.relative_position_bias_table_to_neighbors",
+        "decode_head.decoder_focal.blocks.0.pool_layers_clips.2.weight",
+        "decode_head.linear_pred2.weight",
+    ):
         assert torch.equal(loaded[key], state[key])
 
 
@@ -215,9 +247,13 @@ def test_forward_train_losses_and_gradients(model: CFFM) -> None:
         model.zero_grad()
         out["loss"].backward()
         block = model.decode_head.decoder_focal.blocks[0]
-        for param in (block.attn.qkv.weight, block.attn.relative_position_bias_table_to_windows_clips[0],
-                      block.pool_layers_clips[2].weight, model.decode_head.linear_pred2.weight,
-                      model.backbone.patch_embed1.proj.weight):
+        for param in (
+            block.attn.qkv.weight,
+            block.attn.relative_position_bias_table_to_windows_clips[0],
+            block.pool_layers_clips[2].weight,
+            model.decode_head.linear_pred2.weight,
+            model.backbone.patch_embed1.proj.weight,
+        ):
             assert param.grad is not None and param.grad.abs().sum() > 0
         with pytest.raises(ValueError, match="clips of 4 frames"):
             model.forward_train(images[:, :3], labels[:, :3])

@@ -123,7 +123,9 @@ def test_training_is_segformers_per_frame_loss() -> None:
     base, reuse = _pair(4)
     images = torch.randn(1, 2, 3, 64, 64)
     labels = torch.randint(0, 6, (1, 2, 64, 64))
-    assert torch.equal(reuse.forward_train(images, labels)["loss"], base.forward_train(images, labels)["loss"])
+    assert torch.equal(
+        reuse.forward_train(images, labels)["loss"], base.forward_train(images, labels)["loss"]
+    )
     assert FeatureReuse.info.type == "E" and FeatureReuse.info.name == "feature_reuse"
 
 

@@ -14,7 +14,18 @@ from vssbench.models.decoder import resize_logits
 from vssbench.profiling import count_gmacs, find_dead_parameters
 
 # Clips of targets 0..9 at test time, written out by hand from reference/methods.md section 0.
-EXPECTED_CLIPS = [[0], [1], [2], [0, 1, 2, 3], [0, 2, 3, 4], [0, 2, 4, 5], [0, 2, 4, 6], [0, 3, 5, 7], [0, 3, 6, 8], [0, 3, 6, 9]]
+EXPECTED_CLIPS = [
+    [0],
+    [1],
+    [2],
+    [0, 1, 2, 3],
+    [0, 2, 3, 4],
+    [0, 2, 4, 5],
+    [0, 2, 4, 6],
+    [0, 3, 5, 7],
+    [0, 3, 6, 8],
+    [0, 3, 6, 9],
+]
 SIZE = (64, 96)  # non-square: 1/32 map is 2 x 3
 
 
@@ -36,7 +47,14 @@ def stream() -> dict:
     cached, recompute = _pair()
     generator = torch.Generator().manual_seed(1)
     frames = [torch.randn(2, 3, *SIZE, generator=generator) for _ in range(len(EXPECTED_CLIPS))]
-    out: dict = {"cached": cached, "recompute": recompute, "frames": frames, "logits": [], "ref": [], "info": []}
+    out: dict = {
+        "cached": cached,
+        "recompute": recompute,
+        "frames": frames,
+        "logits": [],
+        "ref": [],
+        "info": [],
+    }
     with torch.no_grad():
         for frame in frames:
             out["logits"].append(cached.step(frame))
@@ -87,7 +105,9 @@ def test_early_frame_rules(stream: dict) -> None:
         # frames 0..2: the plain per-frame SegFormer prediction
         for t in range(3):
             per_frame = head.classify(head.fused(model.encode(frames[t])))
-            torch.testing.assert_close(stream["logits"][t], resize_logits(per_frame, SIZE), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                stream["logits"][t], resize_logits(per_frame, SIZE), rtol=1e-4, atol=1e-4
+            )
         # frame 9: the released computation on the clip [0, 3, 6, 9], independent of any buffer
         feats, z, refs, _ = model._clip_forward(torch.stack([frames[i] for i in (0, 3, 6, 9)], dim=1))
         outs, _ = head.temporal(feats, z, refs)
@@ -141,7 +161,9 @@ def test_parameters_match_table1(backbone: str, table1: float) -> None:
     assert sum(p.numel() for g in groups.values() for p in g.parameters()) == total
 
 
-def _official_head(in_channels: tuple[int, ...], backbone: str, e: int = 256, k: int = 124) -> dict[str, tuple]:
+def _official_head(
+    in_channels: tuple[int, ...], backbone: str, e: int = 256, k: int = 124
+) -> dict[str, tuple]:
     """Names and shapes of the official MRCFA head (reference/methods.md section 2), by hand."""
     c1, c2, c3, c4 = in_channels
     shapes: dict[str, tuple] = {}
@@ -157,18 +179,33 @@ def _official_head(in_channels: tuple[int, ...], backbone: str, e: int = 256, k:
         shapes[f"deco{i}.smalldecoder.1.weight"], shapes[f"deco{i}.smalldecoder.1.bias"] = (k, e, 1, 1), (k,)
     for i, c in ((1, c2), (2, c3), (3, c4)):
         for p in ("q", "k"):
-            shapes[f"hypercorre_module.{p}{i}.weight"], shapes[f"hypercorre_module.{p}{i}.bias"] = (c, c), (c,)
+            shapes[f"hypercorre_module.{p}{i}.weight"], shapes[f"hypercorre_module.{p}{i}.bias"] = (
+                (c, c),
+                (c,),
+            )
     if backbone == "b1":  # (in, out, kernel) per conv
         layers = {
-            "4": [(1, 1, 3), (1, 2, 3)], "3": [(1, 1, 3), (1, 2, 3)], "2": [(1, 1, 5), (1, 2, 3)],
-            "4to3": [(2, 2, 3), (2, 2, 3)], "3to2": [(2, 2, 3), (2, 1, 3)],
+            "4": [(1, 1, 3), (1, 2, 3)],
+            "3": [(1, 1, 3), (1, 2, 3)],
+            "2": [(1, 1, 5), (1, 2, 3)],
+            "4to3": [(2, 2, 3), (2, 2, 3)],
+            "3to2": [(2, 2, 3), (2, 1, 3)],
         }
     else:
-        layers = {"4": [(1, 1, 3)], "3": [(1, 1, 5)], "2": [(1, 1, 5)], "4to3": [(1, 1, 3)], "3to2": [(1, 1, 3)]}
+        layers = {
+            "4": [(1, 1, 3)],
+            "3": [(1, 1, 5)],
+            "2": [(1, 1, 5)],
+            "4to3": [(1, 1, 3)],
+            "3to2": [(1, 1, 3)],
+        }
     for name, convs in layers.items():
         for j, (cin, cout, ks) in enumerate(convs):
             prefix = f"hypercorre_module.hpn.encoder_layer{name}"
-            shapes[f"{prefix}.{3 * j}.conv2.weight"], shapes[f"{prefix}.{3 * j}.conv2.bias"] = (cout, cin, ks, ks), (cout,)
+            shapes[f"{prefix}.{3 * j}.conv2.weight"], shapes[f"{prefix}.{3 * j}.conv2.bias"] = (
+                (cout, cin, ks, ks),
+                (cout,),
+            )
             shapes[f"{prefix}.{3 * j + 1}.weight"], shapes[f"{prefix}.{3 * j + 1}.bias"] = (cout,), (cout,)
     shapes["sr2.weight"], shapes["sr2.bias"] = (c2, c2, 4, 4), (c2,)
     shapes["sr3.weight"], shapes["sr3.bias"] = (c3, c3, 2, 2), (c3,)
@@ -180,10 +217,15 @@ def _official_head(in_channels: tuple[int, ...], backbone: str, e: int = 256, k:
 def test_official_checkpoint_names_load_strictly(tmp_path, backbone: str, channels: tuple[int, ...]) -> None:
     model = MRCFA(backbone)
     generator = torch.Generator().manual_seed(0)
-    state = {f"backbone.{k}": torch.randn(v.shape, generator=generator) for k, v in model.backbone.state_dict().items()}
+    state = {
+        f"backbone.{k}": torch.randn(v.shape, generator=generator)
+        for k, v in model.backbone.state_dict().items()
+    }
     for name, shape in _official_head(channels, backbone).items():
         state[f"decode_head.{name}"] = (
-            torch.tensor(7) if name.endswith("num_batches_tracked") else torch.randn(shape, generator=generator)
+            torch.tensor(7)
+            if name.endswith("num_batches_tracked")
+            else torch.randn(shape, generator=generator)
         )
     path = tmp_path / "mrcfa_official.pth"
     torch.save({"meta": {"mmseg_version": "0.13.0"}, "state_dict": state}, path)
@@ -191,7 +233,10 @@ def test_official_checkpoint_names_load_strictly(tmp_path, backbone: str, channe
     assert report.format == "mmseg" and report.ok
     assert sorted(report.dropped) == ["decode_head.conv_seg.bias", "decode_head.conv_seg.weight"]
     loaded = model.state_dict()
-    for key in ("decode_head.hypercorre_module.hpn.encoder_layer2.0.conv2.weight", "decode_head.sr1_feat.weight"):
+    for key in (
+        "decode_head.hypercorre_module.hpn.encoder_layer2.0.conv2.weight",
+        "decode_head.sr1_feat.weight",
+    ):
         torch.testing.assert_close(loaded[key], state[key])
     del state["decode_head.sr1_feat.weight"]
     torch.save({"state_dict": state}, path)
@@ -204,7 +249,7 @@ def test_b1_two_conv_refinement_streams_alike_in_both_modes() -> None:
     assert len(cached.decode_head.hypercorre_module.hpn.encoder_layer2) == 6
     generator = torch.Generator().manual_seed(4)
     with torch.no_grad():
-        for t in range(4):
+        for _t in range(4):
             frame = torch.randn(1, 3, 64, 64, generator=generator)
             torch.testing.assert_close(cached.step(frame), recompute.step(frame), rtol=1e-4, atol=1e-4)
     # 2x2 reference tokens, floor(0.5 * 4) = 2 kept on B1
@@ -232,7 +277,9 @@ def test_only_the_reference_classifiers_are_dead_at_inference(cache: bool) -> No
     torch.manual_seed(0)
     model = create("mrcfa", backbone="b0", cache=cache)
     dead = find_dead_parameters(model, [torch.randn(1, 3, 64, 64) for _ in range(4)])
-    assert sorted(dead) == [f"decode_head.deco{i}.smalldecoder.1.{p}" for i in (1, 2, 3) for p in ("bias", "weight")]
+    assert sorted(dead) == [
+        f"decode_head.deco{i}.smalldecoder.1.{p}" for i in (1, 2, 3) for p in ("bias", "weight")
+    ]
 
 
 def test_forward_train_released_losses_and_gradients() -> None:
@@ -249,9 +296,16 @@ def test_forward_train_released_losses_and_gradients() -> None:
     torch.testing.assert_close(losses["loss_temporal"].detach(), mean4)
     losses["loss"].backward()
     head = model.decode_head
-    for name in ("hypercorre_module.hpn.encoder_layer3to2.0.conv2.weight", "hypercorre_module.k1.weight",
-                 "hypercorre_module.q3.weight", "sr2.weight", "sr3.weight", "sr1_feat.weight",
-                 "deco1.smalldecoder.1.weight", "deco4.smalldecoder.1.weight"):
+    for name in (
+        "hypercorre_module.hpn.encoder_layer3to2.0.conv2.weight",
+        "hypercorre_module.k1.weight",
+        "hypercorre_module.q3.weight",
+        "sr2.weight",
+        "sr3.weight",
+        "sr1_feat.weight",
+        "deco1.smalldecoder.1.weight",
+        "deco4.smalldecoder.1.weight",
+    ):
         grad = head.get_parameter(name).grad
         assert grad is not None and bool(grad.abs().sum() > 0), name
     with pytest.raises(ValueError, match="clips of 4 frames"):

@@ -26,7 +26,9 @@ class _Toy(base.VideoSegmenter):
     info = base.MethodInfo(name="_toy_registry", paper="none", type="Image")
     Options = _ToyOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 2, options: _ToyOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 2, options: _ToyOptions | None = None
+    ) -> None:
         super().__init__(options)
         self.scale = torch.nn.Parameter(torch.ones(()))
         self.head = torch.nn.Module()
@@ -59,7 +61,9 @@ def toy_registered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_create_coerces_string_options() -> None:
-    model = base.create("_toy_registry", interval="2", threshold="0.5", mode="hard", focal="false", budget="none")
+    model = base.create(
+        "_toy_registry", interval="2", threshold="0.5", mode="hard", focal="false", budget="none"
+    )
     assert model.options == _ToyOptions(interval=2, threshold=0.5, mode="hard", focal=False, budget=None)
     assert isinstance(model, _Toy) and model.options.decoder_dim == 256  # BaseOptions' shared fields
     assert not model.training
@@ -118,8 +122,11 @@ def test_register_checks_what_the_class_declares() -> None:
 
 
 def test_shared_options_are_validated_once_for_every_method() -> None:
-    for key, value, fragment in [("interval", 0, "interval must be >= 1"), ("decoder_dim", 0, "decoder_dim must be >= 1"),
-                                 ("drop_path_rate", 1.0, r"drop_path_rate must be in \[0, 1\)")]:
+    for key, value, fragment in [
+        ("interval", 0, "interval must be >= 1"),
+        ("decoder_dim", 0, "decoder_dim must be >= 1"),
+        ("drop_path_rate", 1.0, r"drop_path_rate must be in \[0, 1\)"),
+    ]:
         with pytest.raises(OptionError, match=fragment):
             base.create("_toy_registry", **{key: value})
 
@@ -135,8 +142,12 @@ def test_step_counts_frames_records_info_and_resizes_to_the_input() -> None:
     assert model.t == 3 and model.last_step_info == {"keyframe": False, "t": 2}
     assert all(o.shape == (1, 2, 8, 10) for o in outs)
     # The toy's half-resolution output upsampled bilinearly: the input size, not the method's.
-    torch.testing.assert_close(outs[0], torch.nn.functional.interpolate(
-        frames[0][:, :2, ::2, ::2], size=(8, 10), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(
+        outs[0],
+        torch.nn.functional.interpolate(
+            frames[0][:, :2, ::2, ::2], size=(8, 10), mode="bilinear", align_corners=False
+        ),
+    )
     model.reset()
     assert model.t == 0 and model.last_step_info == {} and model.resets == 2  # create() does not reset
 

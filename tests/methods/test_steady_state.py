@@ -16,8 +16,15 @@ from vssbench.profiling import count_gmacs, measure_fps
 # TDNet: a FIFO of N-1 = 3 frames (1 with two paths); the others have no start-of-video fallback.
 @pytest.mark.parametrize(
     ("name", "options", "frames"),
-    [("cffm", {}, 9), ("mrcfa", {}, 9), ("tdnet", {}, 3), ("tdnet", {"num_paths": 2, "interval": 4}, 1),
-     ("segformer", {}, 0), ("feature_reuse", {}, 0), ("tfc", {}, 0)],
+    [
+        ("cffm", {}, 9),
+        ("mrcfa", {}, 9),
+        ("tdnet", {}, 3),
+        ("tdnet", {"num_paths": 2, "interval": 4}, 1),
+        ("segformer", {}, 0),
+        ("feature_reuse", {}, 0),
+        ("tfc", {}, 0),
+    ],
 )
 def test_steady_state_after_is_declared_by_the_adapters(name: str, options: dict, frames: int) -> None:
     assert create(name, "b0", **options).steady_state_after == frames

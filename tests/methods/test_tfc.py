@@ -123,7 +123,9 @@ def test_cosine_similarity_map_hand_worked() -> None:
 
 def test_registered_with_info_and_options() -> None:
     assert "tfc" in available()
-    model = create("tfc", "b0", interp="hard", update="none", focal="false", threshold="0.5", similarity_level="1")
+    model = create(
+        "tfc", "b0", interp="hard", update="none", focal="false", threshold="0.5", similarity_level="1"
+    )
     assert isinstance(model, TFC) and not model.training
     opts = model.options
     got = (opts.interp, opts.update, opts.focal, opts.threshold, opts.similarity_level)
@@ -182,8 +184,12 @@ def test_keyframes_are_segformer_and_non_keyframes_skip_stages_3_4(models) -> No
     model = make(models)
     calls = {"stage3": 0, "stage4": 0}
     hooks = [
-        model.backbone.patch_embed3.register_forward_hook(lambda *_: calls.__setitem__("stage3", calls["stage3"] + 1)),
-        model.backbone.patch_embed4.register_forward_hook(lambda *_: calls.__setitem__("stage4", calls["stage4"] + 1)),
+        model.backbone.patch_embed3.register_forward_hook(
+            lambda *_: calls.__setitem__("stage3", calls["stage3"] + 1)
+        ),
+        model.backbone.patch_embed4.register_forward_hook(
+            lambda *_: calls.__setitem__("stage4", calls["stage4"] + 1)
+        ),
     ]
     video = moving_block_video(5)
     outs, infos = run(model, video)
@@ -289,7 +295,9 @@ def test_batch_of_two_with_different_counts_matches_each_alone(models) -> None:
 
 
 VARIANTS = list(
-    itertools.product(["soft", "hard", "fixed", "none"], ["msda", "none", "flow"], [1, 2], ["fixed", "adaptive"])
+    itertools.product(
+        ["soft", "hard", "fixed", "none"], ["msda", "none", "flow"], [1, 2], ["fixed", "adaptive"]
+    )
 )
 
 

@@ -95,7 +95,9 @@ def test_confusion_negative_gt_and_in_range_ignore_index_are_dropped() -> None:
     gt = np.array([-1, 0, 1, 2])
     pred = np.array([0, 0, 1, 1])
     np.testing.assert_array_equal(confusion_matrix(pred, gt, 3), [[1, 0, 0], [0, 1, 0], [0, 1, 0]])
-    np.testing.assert_array_equal(confusion_matrix(pred, gt, 3, ignore_index=2), [[1, 0, 0], [0, 1, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(
+        confusion_matrix(pred, gt, 3, ignore_index=2), [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    )
 
 
 def test_confusion_rejects_out_of_range_prediction_and_shape_mismatch() -> None:
@@ -105,7 +107,9 @@ def test_confusion_rejects_out_of_range_prediction_and_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="prediction value -2"):
         confusion_matrix(np.array([[0, -2], [0, 0]]), gt, 3)
     # an out-of-range prediction on an ignored pixel is not an error
-    np.testing.assert_array_equal(confusion_matrix(np.array([[0, 1], [99, 2]]), gt, 3), np.eye(3, dtype=np.int64))
+    np.testing.assert_array_equal(
+        confusion_matrix(np.array([[0, 1], [99, 2]]), gt, 3), np.eye(3, dtype=np.int64)
+    )
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 2\)"):
         confusion_matrix(np.zeros((2, 3), int), gt, 3)
     with pytest.raises(ValueError, match="float"):
@@ -135,7 +139,9 @@ def test_vc_hand_worked_2x2_video() -> None:
     # C=2: window 0 (frames 0-1): G={a,b,c}, P={a,c,d} -> 2/3; window 1: G={a,c,d}, P={a,b,c} -> 2/3;
     # the last window (frames 2-3: G=all, P={b,c,d} -> 3/4) is only used with include_last.
     np.testing.assert_allclose(vc_window_scores(GT_2x2, PRED_2x2, 2), [2 / 3, 2 / 3])
-    np.testing.assert_allclose(vc_window_scores(GT_2x2, PRED_2x2, 2, include_last=True), [2 / 3, 2 / 3, 3 / 4])
+    np.testing.assert_allclose(
+        vc_window_scores(GT_2x2, PRED_2x2, 2, include_last=True), [2 / 3, 2 / 3, 3 / 4]
+    )
     # C=3: window 0: G={a,c}, P={a,c} -> 1; last window (frames 1-3): G={a,c,d}, P={b,c} -> 1/3
     np.testing.assert_allclose(vc_window_scores(GT_2x2, PRED_2x2, 3), [1.0])
     np.testing.assert_allclose(vc_window_scores(GT_2x2, PRED_2x2, 3, include_last=True), [1.0, 1 / 3])

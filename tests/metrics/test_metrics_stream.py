@@ -102,7 +102,12 @@ def test_vc_metric_include_last_and_finish_semantics() -> None:
             metric.update(pred[t], gt[t], "a")
         mean = pytest.approx(np.mean(want))
         assert metric.compute() == {
-            "mVC": mean, "mVC_windows": mean, "mVC_videos": mean, "windows": len(want), "nan_windows": 0, "videos": 1,
+            "mVC": mean,
+            "mVC_windows": mean,
+            "mVC_videos": mean,
+            "windows": len(want),
+            "nan_windows": 0,
+            "videos": 1,
         }
     # a new video name finishes the previous video; its window never spans both videos
     metric = VCMetric(2)
@@ -130,7 +135,7 @@ def test_vc_metric_state_size_does_not_depend_on_video_length() -> None:
     sizes = {}
     for t_len in (3, 20, 60):
         metric = VCMetric(16)
-        for t in range(t_len):
+        for _t in range(t_len):
             metric.update(rng.integers(0, 3, (16, 16)), rng.integers(0, 3, (16, 16)), "v")
         sizes[t_len] = _nbytes(metric.state_dict())
     assert len(set(sizes.values())) == 1, sizes
@@ -237,7 +242,9 @@ def test_cffm_preset_drops_short_videos_from_every_metric() -> None:
     assert vspw["mVC8"] == pytest.approx(
         mean_vc([vc_window_scores(long_gt, long_pred, 8), vc_window_scores(short_gt, short_pred, 8)])
     )
-    assert vspw["windows"]["mVC16"] == cffm["windows"]["mVC16"] == 20 - 16  # T <= 16: no VC16 window either way
+    assert (
+        vspw["windows"]["mVC16"] == cffm["windows"]["mVC16"] == 20 - 16
+    )  # T <= 16: no VC16 window either way
     assert (cffm["videos"], cffm["skipped_videos"], cffm["skipped_frames"]) == (1, 1, 16)
     assert (vspw["videos"], vspw["skipped_videos"]) == (2, 0)
 

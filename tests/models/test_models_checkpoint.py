@@ -98,8 +98,10 @@ def test_mmseg_round_trip_drops_conv_seg(tmp_path: Path, source: SegFormer, imag
     assert torch.equal(_logits(target, image), _logits(source, image))
 
 
-def test_mit_imagenet_file_loads_the_encoder_only(tmp_path: Path, source: SegFormer, image: torch.Tensor) -> None:
-    sd = {k[len("backbone."):]: v for k, v in _sd(source).items() if k.startswith("backbone.")}
+def test_mit_imagenet_file_loads_the_encoder_only(
+    tmp_path: Path, source: SegFormer, image: torch.Tensor
+) -> None:
+    sd = {k[len("backbone.") :]: v for k, v in _sd(source).items() if k.startswith("backbone.")}
     sd["head.weight"] = torch.randn(1000, 256)
     sd["head.bias"] = torch.randn(1000)
     path = tmp_path / "mit_b0.pth"
@@ -205,7 +207,11 @@ def test_hf_encoder_only_file_drops_the_image_classifier(tmp_path: Path, source:
     write_safetensors(path, sd)
     target = _model(1)
     report = load_checkpoint(target, path)
-    assert report.format == "hf" and report.ok and sorted(report.dropped) == ["classifier.bias", "classifier.weight"]
+    assert (
+        report.format == "hf"
+        and report.ok
+        and sorted(report.dropped) == ["classifier.bias", "classifier.weight"]
+    )
     assert report.untouched and all(k.startswith("decode_head.") for k in report.untouched)
     _assert_same_state(source, target, prefix="backbone.")
 
@@ -234,7 +240,10 @@ def test_strict_errors_name_the_file_keys_and_shapes(tmp_path: Path, source: Seg
     report = load_checkpoint(target, path, strict=False)
     assert report.missing == ["backbone.block2.1.mlp.fc1.weight"]
     assert report.unexpected == ["decode_head.extra.weight"]
-    assert {k for k, _, _ in report.mismatched} == {"decode_head.linear_pred.weight", "decode_head.linear_pred.bias"}
+    assert {k for k, _, _ in report.mismatched} == {
+        "decode_head.linear_pred.weight",
+        "decode_head.linear_pred.bias",
+    }
     assert report.loaded == len(before) - 3
     _assert_same_state(source, target, prefix="backbone.block1.")
     assert torch.equal(target.decode_head.linear_pred.weight, before["decode_head.linear_pred.weight"])
@@ -312,14 +321,18 @@ def test_ddp_prefix_is_stripped(tmp_path: Path, source: SegFormer, image: torch.
 
 def test_converters_report_dropped_keys() -> None:
     dropped: list[str] = []
-    out = mmseg_to_vssbench({"decode_head.conv_seg.weight": torch.zeros(1), "backbone.x": torch.ones(1)}, dropped)
+    out = mmseg_to_vssbench(
+        {"decode_head.conv_seg.weight": torch.zeros(1), "backbone.x": torch.ones(1)}, dropped
+    )
     assert list(out) == ["backbone.x"] and dropped == ["decode_head.conv_seg.weight"]
     dropped = []
     out = mit_to_vssbench({"head.bias": torch.zeros(1), "norm1.weight": torch.ones(1)}, dropped)
     assert list(out) == ["backbone.norm1.weight"] and dropped == ["head.bias"]
 
 
-def test_create_loads_a_checkpoint_into_any_segformer_family_adapter(tmp_path: Path, source: SegFormer) -> None:
+def test_create_loads_a_checkpoint_into_any_segformer_family_adapter(
+    tmp_path: Path, source: SegFormer
+) -> None:
     path = tmp_path / "segformer.pth"
     save_checkpoint(source, path)
     reuse = create("feature_reuse", backbone="b0", checkpoint=str(path), interval=1)
@@ -350,7 +363,9 @@ def test_official_file_into_an_extended_adapter(tmp_path: Path, source: SegForme
     with pytest.raises(CheckpointError, match=expected):
         load_checkpoint(target, path)
     report = load_checkpoint(target, path, strict=False)
-    assert report.missing == ["gate.weight", "gate.bias"] and report.unexpected == ["decode_head.temporal_attn.weight"]
+    assert report.missing == ["gate.weight", "gate.bias"] and report.unexpected == [
+        "decode_head.temporal_attn.weight"
+    ]
     _assert_same_state(source, target, prefix="backbone.")
     _assert_same_state(source, target, prefix="decode_head.")
     assert torch.equal(target.gate.weight, gate)

@@ -43,7 +43,9 @@ def test_fuse_concatenates_levels_in_reverse_order() -> None:
     cat = torch.cat([projected[3], projected[2], projected[1], projected[0]], dim=1)  # [x̂4, x̂3, x̂2, x̂1]
     conv = F.conv2d(cat, head.linear_fuse.conv.weight)
     bn = head.linear_fuse.bn
-    normed = (conv - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var + bn.eps)[None, :, None, None]
+    normed = (conv - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var + bn.eps)[
+        None, :, None, None
+    ]
     expected = torch.relu(normed * bn.weight[None, :, None, None] + bn.bias[None, :, None, None])
     assert torch.allclose(head.fuse(projected), expected, atol=1e-12)
     assert head.linear_fuse.conv.bias is None
@@ -106,7 +108,9 @@ def test_folded_mode_equals_reference_including_borders() -> None:
     assert head.folded and torch.allclose(folded, reference, rtol=0, atol=1e-12)
     const = torch.full((1, 12, 3, 3), 0.7, dtype=torch.float64)
     resized = resize_logits(const, (12, 10))
-    assert resized.shape == (1, 12, 12, 10) and torch.allclose(resized, torch.full_like(resized, 0.7), rtol=0, atol=1e-15)
+    assert resized.shape == (1, 12, 12, 10) and torch.allclose(
+        resized, torch.full_like(resized, 0.7), rtol=0, atol=1e-15
+    )
     # One level's folded term equals its fuse term of the projected map.
     level3 = head.fuse_term(3, head.linear_c3(feats[2]), (12, 10))
     assert torch.allclose(head.folded_term(3, feats[2], (12, 10)), level3, rtol=0, atol=1e-12)

@@ -29,7 +29,9 @@ def test_configs_match_reference_table() -> None:
     for name, (dims, depths, decoder) in table.items():
         cfg = MIT_CONFIGS[name]
         assert (cfg.embed_dims, cfg.depths, cfg.default_decoder_dim) == (dims, depths, decoder)
-        assert cfg.num_heads == (1, 2, 5, 8) and cfg.sr_ratios == (8, 4, 2, 1) and cfg.mlp_ratios == (4, 4, 4, 4)
+        assert (
+            cfg.num_heads == (1, 2, 5, 8) and cfg.sr_ratios == (8, 4, 2, 1) and cfg.mlp_ratios == (4, 4, 4, 4)
+        )
 
 
 def test_b0_parameter_count_at_150_classes_is_the_reference_exactly() -> None:
@@ -47,7 +49,9 @@ def test_parameter_counts_match_tfc_table1(variant: str, paper_millions: float) 
 
 def test_b0_exact_count_decomposes_into_encoder_and_head() -> None:
     model = SegFormer("b0", num_classes=124)
-    head = 4 * 256 * 256 + 256 * (32 + 64 + 160 + 256) + 4 * 256 + 2 * 256 + 124 * 257  # linear_c, fuse, bn, pred
+    head = (
+        4 * 256 * 256 + 256 * (32 + 64 + 160 + 256) + 4 * 256 + 2 * 256 + 124 * 257
+    )  # linear_c, fuse, bn, pred
     assert _count(model.decode_head) == head
     assert _count(model) == 3_752_694 - 26 * 257  # 150 -> 124 classes removes 26 rows of linear_pred
 
@@ -64,7 +68,12 @@ def test_stage_sizes_odd_input_worked_by_hand() -> None:
     model = MixTransformer("b0").eval()
     with torch.no_grad():
         feats = model(torch.randn(2, 3, 67, 93))
-    assert [tuple(f.shape) for f in feats] == [(2, 32, 17, 24), (2, 64, 9, 12), (2, 160, 5, 6), (2, 256, 3, 3)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 32, 17, 24),
+        (2, 64, 9, 12),
+        (2, 160, 5, 6),
+        (2, 256, 3, 3),
+    ]
 
 
 def test_forward_stage_composes_to_forward_and_num_stages() -> None:

@@ -73,7 +73,9 @@ def test_grid_sample_formulation_matches_naive_and_gradients_agree() -> None:
     shapes = torch.tensor([[3, 4], [2, 5]])
     n, q, m, dh, n_points = 2, 4, 2, 3, 2
     value = torch.randn(n, 22, m, dh, generator=g, dtype=torch.float64, requires_grad=True)
-    locations = (torch.rand(n, q, m, 2, n_points, 2, generator=g, dtype=torch.float64) * 1.6 - 0.3).requires_grad_()
+    locations = (
+        torch.rand(n, q, m, 2, n_points, 2, generator=g, dtype=torch.float64) * 1.6 - 0.3
+    ).requires_grad_()
     weights = torch.rand(n, q, m, 2, n_points, generator=g, dtype=torch.float64, requires_grad=True)
     want = naive_ms_deform_attn(value.detach(), shapes, locations.detach(), weights.detach())
     slow = ms_deform_attn_grid_sample(value, shapes, locations, weights)
@@ -130,10 +132,14 @@ def test_init_directions_and_uniform_weights() -> None:
         for point in range(4):
             # Same direction on every level, point p at distance (p+1) along it, whatever the query.
             want = (point + 1) * directions[head]
-            torch.testing.assert_close(offsets[:, :, head, :, point], want.expand(2, 6, 4, 2), rtol=0, atol=1e-6)
+            torch.testing.assert_close(
+                offsets[:, :, head, :, point], want.expand(2, 6, 4, 2), rtol=0, atol=1e-6
+            )
     weights = attn.attention_weights(query).view(2, 6, 8, 16).softmax(-1)
     torch.testing.assert_close(weights, torch.full_like(weights, 1 / 16), rtol=0, atol=1e-7)
-    assert torch.equal(attn.value_proj.bias, torch.zeros(32)) and torch.equal(attn.output_proj.bias, torch.zeros(32))
+    assert torch.equal(attn.value_proj.bias, torch.zeros(32)) and torch.equal(
+        attn.output_proj.bias, torch.zeros(32)
+    )
 
 
 def _identity_attention(offset_xy: tuple[float, float]) -> MSDeformAttn:
@@ -247,7 +253,9 @@ def test_sparse_precomputed_value_and_pos_map() -> None:
     assert torch.equal(sparse_msda_update(layer, z, pyramid, mask, value=value), base)
     rows, cols = torch.meshgrid(torch.arange(8), torch.arange(12), indexing="ij")
     pos_map = sine_position_encoding(rows, cols, 8, 12, 32).permute(2, 0, 1)[None]
-    torch.testing.assert_close(sparse_msda_update(layer, z, pyramid, mask, pos=pos_map), base, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        sparse_msda_update(layer, z, pyramid, mask, pos=pos_map), base, rtol=0, atol=1e-6
+    )
     without = sparse_msda_update(layer, z, pyramid, mask, pos=None)
     assert not torch.allclose(without, base)
     with pytest.raises(ValueError, match="mask"):
@@ -264,7 +272,12 @@ def test_sparse_gradients_reach_offsets_values_and_inputs() -> None:
     upstream = torch.randn_like(out)
     (out * upstream).sum().backward()
     attn = layer.self_attn
-    params = (attn.sampling_offsets.weight, attn.attention_weights.weight, attn.value_proj.weight, layer.linear1.weight)
+    params = (
+        attn.sampling_offsets.weight,
+        attn.attention_weights.weight,
+        attn.value_proj.weight,
+        layer.linear1.weight,
+    )
     for param in params:
         assert param.grad is not None and param.grad.abs().sum() > 0
     # Unselected points pass straight through: their gradient is exactly the upstream one.

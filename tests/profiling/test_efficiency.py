@@ -74,7 +74,11 @@ def test_find_dead_parameters_toy() -> None:
     # The graph walk is structural: `0 * zeroed` is connected to the output, so it counts as used;
     # the gradient reference sees its all-zero gradient.
     assert sorted(dead) == ["unused.bias", "unused.weight"]
-    assert sorted(find_dead_parameters_by_gradient(model, images)) == ["unused.bias", "unused.weight", "zeroed"]
+    assert sorted(find_dead_parameters_by_gradient(model, images)) == [
+        "unused.bias",
+        "unused.weight",
+        "zeroed",
+    ]
     assert model.encoder.weight.requires_grad is False  # flags and grads are restored
     assert all(p.grad is None for p in model.parameters())
 
@@ -86,7 +90,9 @@ def test_find_dead_parameters_sees_through_a_softmax_output() -> None:
     dead = find_dead_parameters(model, [torch.randn(1, 3, 4, 4)])
     assert sorted(dead) == ["unused.bias", "unused.weight"]
     assert sorted(find_dead_parameters_by_gradient(model, [torch.randn(1, 3, 4, 4)])) == [
-        "unused.bias", "unused.weight", "zeroed"
+        "unused.bias",
+        "unused.weight",
+        "zeroed",
     ]
 
 
@@ -167,7 +173,10 @@ BAG_WEIGHTS = torch.rand(5, 6)
 CASES = {
     "linear": (lambda x: LINEAR(_tokens(x)), 16 * 3 * 8),
     "sdpa": (_sdpa, 1 * 1 * 16 * 8 * (3 + 6)),
-    "grid_sample_bilinear": (lambda x: F.grid_sample(x, GRID, mode="bilinear", align_corners=False), 4 * 3 * 5 * 7),
+    "grid_sample_bilinear": (
+        lambda x: F.grid_sample(x, GRID, mode="bilinear", align_corners=False),
+        4 * 3 * 5 * 7,
+    ),
     "grid_sample_nearest": (lambda x: F.grid_sample(x, GRID, mode="nearest", align_corners=False), 0),
     "interpolate_bilinear": (
         lambda x: F.interpolate(x, size=(8, 6), mode="bilinear", align_corners=False),
@@ -322,4 +331,6 @@ def test_count_gmacs_counts_work_cached_for_later_frames() -> None:
     caching = count_gmacs(CachingToy(interval=3), frames, interval=3)
     extra = 16 * 16 * 8  # prepare: 16 tokens x 16 -> 8
     assert caching["gmacs_per_step"][0] == pytest.approx(plain["gmacs_per_step"][0] + extra / 1e9)
-    assert caching["gmacs_per_step"][1:] == pytest.approx(plain["gmacs_per_step"][1:])  # old caches not re-counted
+    assert caching["gmacs_per_step"][1:] == pytest.approx(
+        plain["gmacs_per_step"][1:]
+    )  # old caches not re-counted

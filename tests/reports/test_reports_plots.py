@@ -21,16 +21,39 @@ from vssbench.reports import plots
 def write_log(folder: Path, focal: bool, iters: int = 30) -> Path:
     """A training folder in the trainer's shape: config.json and log.jsonl (train + validation lines)."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"method": "tfc", "backbone": "b0", "options": {"focal": focal}}))
+    (folder / "config.json").write_text(
+        json.dumps({"method": "tfc", "backbone": "b0", "options": {"focal": focal}})
+    )
     rng = np.random.default_rng(int(focal))
     with open(folder / "log.jsonl", "w") as f:
         for i in range(1, iters + 1):
             acc = 0.9 + (0.08 if focal else 0.0) * (1 - np.exp(-i / 10)) + rng.normal(0, 0.005)
-            f.write(json.dumps({"iter": i, "loss": 3.0 / i, "lr": 6e-5 * (1 - i / 100), "loss_seg": 2.5 / i,
-                                "loss_bce": 0.5 / i, "mask_acc": acc}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "iter": i,
+                        "loss": 3.0 / i,
+                        "lr": 6e-5 * (1 - i / 100),
+                        "loss_seg": 2.5 / i,
+                        "loss_bce": 0.5 / i,
+                        "mask_acc": acc,
+                    }
+                )
+                + "\n"
+            )
             if i % 10 == 0:
-                f.write(json.dumps({"iter": i, "val_mIoU": 0.1 * i / iters, "val_wIoU": 0.2, "val_mVC8": 0.8,
-                                    "val_mVC16": 0.75}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "iter": i,
+                            "val_mIoU": 0.1 * i / iters,
+                            "val_wIoU": 0.2,
+                            "val_mVC8": 0.8,
+                            "val_mVC16": 0.75,
+                        }
+                    )
+                    + "\n"
+                )
         f.write('{"iter": 31, "loss"')  # a line cut off mid-write is ignored
     return folder
 
@@ -46,7 +69,9 @@ def test_smooth_is_a_trailing_mean() -> None:
 
 def test_mask_accuracy_and_curves_png_size_and_determinism(tmp_path: Path) -> None:
     logs = plots.read_logs([write_log(tmp_path / "a", True), write_log(tmp_path / "b", False)])
-    assert logs[0].label() == "TFC MiT-B0 (focal BCE)" and logs[1].label() == "TFC MiT-B0 (no BCE supervision)"
+    assert (
+        logs[0].label() == "TFC MiT-B0 (focal BCE)" and logs[1].label() == "TFC MiT-B0 (no BCE supervision)"
+    )
     assert len(logs[0].series("mask_acc")[0]) == 30 and len(logs[0].series("val_mIoU")[0]) == 3
     out = plots.save_figure(plots.mask_accuracy_figure(logs, window=5, trivial=0.9), tmp_path / "fig4.png")
     assert png_size(out) == (int(plots.WIDTH * plots.DPI), int(3.6 * plots.DPI))
@@ -73,7 +98,16 @@ def test_mask_accuracy_needs_the_key(tmp_path: Path) -> None:
 
 def test_tradeoff_png(tmp_path: Path) -> None:
     records = [
-        {"method": m, "backbone": b, "fps": fps, "gmacs_per_frame": g, "mVC8": vc, "mIoU": iou, "options": {}, "interval": 4}
+        {
+            "method": m,
+            "backbone": b,
+            "fps": fps,
+            "gmacs_per_frame": g,
+            "mVC8": vc,
+            "mIoU": iou,
+            "options": {},
+            "interval": 4,
+        }
         for m, b, fps, g, vc, iou in [
             ("segformer", "b0", 37.5, 14.2, 0.827, 0.329),
             ("segformer", "b1", 34.9, 30.0, 0.847, 0.365),
@@ -112,14 +146,44 @@ def test_similarity_masks_and_cli(tmp_path: Path) -> None:
         plots.similarity_masks(model, dataset, video, [4], TestTransform((64, 64)))
 
     out = tmp_path / "fig3.png"
-    result = CliRunner().invoke(main, ["plot", "masks", str(ckpt), "--data", str(root), "--video", video,
-                                       "--frames", "1,2,3", "--size", "64x64", "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "plot",
+            "masks",
+            str(ckpt),
+            "--data",
+            str(root),
+            "--video",
+            video,
+            "--frames",
+            "1,2,3",
+            "--size",
+            "64x64",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output
     w, h = png_size(out)
     assert w == int(plots.WIDTH * plots.DPI) and h == int((3 * (plots.WIDTH / 4 + 0.45) + 0.3) * plots.DPI)
-    result = CliRunner().invoke(main, ["plot", "masks", str(ckpt), "--data", str(root), "--frames", "0", "--size", "64x64",
-                                       "--out", str(tmp_path / "x.png")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "plot",
+            "masks",
+            str(ckpt),
+            "--data",
+            str(root),
+            "--frames",
+            "0",
+            "--size",
+            "64x64",
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+    )
     assert result.exit_code == 2 and "is a keyframe" in result.output
 
 
@@ -127,10 +191,14 @@ def test_plot_cli_mask_accuracy_and_curves(tmp_path: Path) -> None:
     a, b = write_log(tmp_path / "a", True), write_log(tmp_path / "b", False)
     runner = CliRunner()
     out = tmp_path / "fig4.png"
-    result = runner.invoke(main, ["plot", "mask-accuracy", str(a), str(b / "log.jsonl"), "--trivial", "0.9", "--out", str(out)])
+    result = runner.invoke(
+        main, ["plot", "mask-accuracy", str(a), str(b / "log.jsonl"), "--trivial", "0.9", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert png_size(out) == (1280, 720)
-    result = runner.invoke(main, ["plot", "curves", str(a), "--keys", "loss,val_mIoU", "--out", str(tmp_path / "c.svg")])
+    result = runner.invoke(
+        main, ["plot", "curves", str(a), "--keys", "loss,val_mIoU", "--out", str(tmp_path / "c.svg")]
+    )
     assert result.exit_code == 0 and (tmp_path / "c.svg").stat().st_size > 0
     result = runner.invoke(main, ["plot", "curves", str(a), "--out", str(tmp_path / "c.gif")])
     assert result.exit_code == 2 and "unknown figure format '.gif'" in result.output

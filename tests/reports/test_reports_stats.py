@@ -17,7 +17,8 @@ K = 5
 
 
 def video_state(rng: np.random.Generator, accuracy: float, vc: float) -> MetricState:
-    """A video's state: a confusion matrix with ``accuracy`` on its diagonal and VC windows scoring ~``vc``."""
+    """A video's state: a confusion matrix with ``accuracy`` on its diagonal and VC windows
+    scoring ~``vc``."""
     s = MetricState.zeros(K, (8, 16))
     gt = rng.integers(50, 200, size=K)
     correct = np.rint(gt * accuracy).astype(np.int64)
@@ -45,13 +46,21 @@ def states(seed: int, n: int = 8) -> list[MetricState]:
     return [video_state(rng, rng.uniform(0.4, 0.9), rng.uniform(0.6, 0.9)) for _ in range(n)]
 
 
-def write_run(folder: Path, videos: list[MetricState], names: list[str] | None = None, **record: object) -> Path:
+def write_run(
+    folder: Path, videos: list[MetricState], names: list[str] | None = None, **record: object
+) -> Path:
     folder.mkdir(parents=True)
     names = names or [f"v{i}" for i in range(len(videos))]
     with open(folder / "videos.jsonl", "w") as f:
         for name, s in zip(names, videos):
             f.write(json.dumps({"video": name, "num_frames": 24, "state": s.to_dict()}) + "\n")
-    rec = {"method": "m", "backbone": "b0", "conditions_hash": "c1", "config": {"resolution": [32, 32]}, "device": "cpu"}
+    rec = {
+        "method": "m",
+        "backbone": "b0",
+        "conditions_hash": "c1",
+        "config": {"resolution": [32, 32]},
+        "device": "cpu",
+    }
     rec.update(record)
     (folder / "record.json").write_text(json.dumps(rec))
     return folder
@@ -122,7 +131,9 @@ def test_compare_cli_json_and_text(tmp_path: Path) -> None:
     run_a = write_run(tmp_path / "a", a)
     run_b = write_run(tmp_path / "b", [shifted(s, -0.02) for s in a])
     runner = CliRunner()
-    result = runner.invoke(main, ["compare", str(run_a), str(run_b), "--metric", "mVC8", "--samples", "100", "--json"])
+    result = runner.invoke(
+        main, ["compare", str(run_a), str(run_b), "--metric", "mVC8", "--samples", "100", "--json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data["mVC8"]) == {"diff", "low", "high", "a", "b"}

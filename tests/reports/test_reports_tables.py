@@ -24,10 +24,19 @@ from vssbench.reports.tables import (
     variant_of,
 )
 
-CONFIG = {"data": None, "split": "val", "max_videos": None, "resolution": [480, 853], "interval": 4, "device": "cpu"}
+CONFIG = {
+    "data": None,
+    "split": "val",
+    "max_videos": None,
+    "resolution": [480, 853],
+    "interval": 4,
+    "device": "cpu",
+}
 
 
-def record(method: str, backbone: str = "b0", options: dict | None = None, interval: int = 4, **values: Any) -> dict:
+def record(
+    method: str, backbone: str = "b0", options: dict | None = None, interval: int = 4, **values: Any
+) -> dict:
     """A minimal result record (fractions, params in units, the harness's condition fields)."""
     config = {**CONFIG, "interval": interval, **values.pop("config", {})}
     conditions = json.dumps(config, sort_keys=True)
@@ -59,11 +68,56 @@ def record(method: str, backbone: str = "b0", options: dict | None = None, inter
 
 def test_main_table_values_deltas_rounding_and_grouping() -> None:
     records = [
-        record("tfc", "b1", mIoU=0.367, mVC8=0.868, mVC16=0.815, params=14_470_000, fps=37.1, gmacs_per_frame=20.0),
-        record("segformer", "b0", mIoU=0.32949, mVC8=0.82700, mVC16=0.7730, params=3_746_012, fps=37.5, gmacs_per_frame=14.22),
-        record("tfc", "b0", mIoU=0.32921, mVC8=0.85349, mVC16=0.80049, params=4_502_876, fps=38.2, gmacs_per_frame=9.5),
-        record("segformer", "b1", mIoU=0.365, mVC8=0.847, mVC16=0.799, params=13_710_000, fps=34.9, gmacs_per_frame=30.0),
-        record("feature_reuse", "b0", mIoU=0.315, mVC8=0.843, mVC16=0.787, params=3_746_012, fps=39.9, gmacs_per_frame=9.0),
+        record(
+            "tfc",
+            "b1",
+            mIoU=0.367,
+            mVC8=0.868,
+            mVC16=0.815,
+            params=14_470_000,
+            fps=37.1,
+            gmacs_per_frame=20.0,
+        ),
+        record(
+            "segformer",
+            "b0",
+            mIoU=0.32949,
+            mVC8=0.82700,
+            mVC16=0.7730,
+            params=3_746_012,
+            fps=37.5,
+            gmacs_per_frame=14.22,
+        ),
+        record(
+            "tfc",
+            "b0",
+            mIoU=0.32921,
+            mVC8=0.85349,
+            mVC16=0.80049,
+            params=4_502_876,
+            fps=38.2,
+            gmacs_per_frame=9.5,
+        ),
+        record(
+            "segformer",
+            "b1",
+            mIoU=0.365,
+            mVC8=0.847,
+            mVC16=0.799,
+            params=13_710_000,
+            fps=34.9,
+            gmacs_per_frame=30.0,
+        ),
+        record(
+            "feature_reuse",
+            "b0",
+            mIoU=0.315,
+            mVC8=0.843,
+            mVC16=0.787,
+            params=3_746_012,
+            fps=39.9,
+            gmacs_per_frame=9.0,
+        ),
     ]
     table = main_table(records)
     f = table.frame
@@ -111,7 +165,14 @@ def test_conditions_flagged_with_fields_and_random_init_marked() -> None:
     records = [
         record("segformer", mIoU=0.3, mVC8=0.8, mVC16=0.7),
         record("tfc", mIoU=0.3, mVC8=0.8, mVC16=0.7),
-        record("feature_reuse", mIoU=0.3, mVC8=0.8, mVC16=0.7, random_init=True, config={"resolution": [240, 427]}),
+        record(
+            "feature_reuse",
+            mIoU=0.3,
+            mVC8=0.8,
+            mVC16=0.7,
+            random_init=True,
+            config={"resolution": [240, 427]},
+        ),
     ]
     table = main_table(records)
     methods = list(table.frame["Methods"])
@@ -152,7 +213,9 @@ def test_paper_data_is_complete_and_consistent() -> None:
     for b in ("b0", "b1", "b5"):
         for column in ("mVC8", "mVC16", "params", "fps"):
             printed = paper.paper_value("table1", "tfc", b, f"{column}_delta")
-            diff = paper.paper_value("table1", "tfc", b, column) - paper.paper_value("table1", "segformer", b, column)
+            diff = paper.paper_value("table1", "tfc", b, column) - paper.paper_value(
+                "table1", "segformer", b, column
+            )
             assert abs(printed - diff) <= 0.1 + 1e-9, (b, column)
     assert paper.paper_value("table2", "tfc", "b0", "mIoU", "interval=9") == 32.4
     assert paper.paper_value("table2", "tfc", "b0", "mVC8", "interp=none,threshold=1.0") == 79.0
@@ -163,11 +226,15 @@ def test_paper_data_is_complete_and_consistent() -> None:
 
 def test_variant_recognition() -> None:
     assert variant_of(record("tfc", options={"threshold": 0.8, "interp": "soft", "cache_fuse": False})) == ""
-    assert variant_of(record("tfc", options={"interp": "hard", "update": "none"})) == "interp=hard,update=none"
+    assert (
+        variant_of(record("tfc", options={"interp": "hard", "update": "none"})) == "interp=hard,update=none"
+    )
     assert variant_of(record("tfc", options={"threshold": 1})) == "threshold=1.0"
     assert variant_of(record("tfc", options={"focal": "false"})) == "focal=false"
     assert variant_of(record("tfc", interval=7)) == "interval=7"
-    assert variant_of(record("not_registered", options={"anything": 1})) == ""  # unknown defaults: only the interval
+    assert (
+        variant_of(record("not_registered", options={"anything": 1})) == ""
+    )  # unknown defaults: only the interval
     assert variant_of(record("not_registered", options={"anything": 1}, interval=6)) == "interval=6"
 
 
@@ -209,7 +276,9 @@ def test_ablation_says_which_rows_share_trained_weights() -> None:
         record("feature_reuse", checkpoint_sha256="f" * 64, mIoU=0.315, mVC8=0.843, mVC16=0.787),
         record("tfc", interval=6, checkpoint_sha256="a" * 64, mIoU=0.328, mVC8=0.858, mVC16=0.804),
         record("tfc", checkpoint_sha256="a" * 64, mIoU=0.329, mVC8=0.853, mVC16=0.800),
-        record("tfc", options={"focal": False}, checkpoint_sha256="b" * 64, mIoU=0.321, mVC8=0.831, mVC16=0.777),
+        record(
+            "tfc", options={"focal": False}, checkpoint_sha256="b" * 64, mIoU=0.321, mVC8=0.831, mVC16=0.777
+        ),
         record("tfc", interval=5, mIoU=0.3, mVC8=0.8, mVC16=0.7),  # no checkpoint (random init)
     ]
     table = ablation_table(records)
@@ -222,7 +291,9 @@ def test_ablation_says_which_rows_share_trained_weights() -> None:
 
 
 def test_ablation_alias_tfc_without_modules_is_feature_reuse() -> None:
-    table = ablation_table([record("tfc", options={"interp": "none", "update": "none"}, mIoU=0.3, mVC8=0.8, mVC16=0.7)])
+    table = ablation_table(
+        [record("tfc", options={"interp": "none", "update": "none"}, mIoU=0.3, mVC8=0.8, mVC16=0.7)]
+    )
     assert list(table.frame["Methods"]) == ["Feature reuse", "Feature reuse"]
 
 
@@ -258,7 +329,9 @@ def test_renderers_markdown_latex_html_csv() -> None:
     lines = md.splitlines()
     assert lines[0].startswith("| Methods | Backbone | Type | mIoU |")
     assert lines[1].startswith("|:---|:---|:---|---:|")
-    assert all(len(re.findall(r"(?<!\\)\|", line)) == 10 for line in lines[2:5])  # 9 cells; pipes in cells escaped
+    assert all(
+        len(re.findall(r"(?<!\\)\|", line)) == 10 for line in lines[2:5]
+    )  # 9 cells; pipes in cells escaped
     assert "\\|" in lines[2]
     latex = to_latex(table)
     for word in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lllrrrrrr}", r"\end{tabular}"):
@@ -301,7 +374,12 @@ def test_latex_escape_of_special_cells() -> None:
 
 
 def test_load_records_and_cli(tmp_path: Path) -> None:
-    for i, r in enumerate([record("segformer", mIoU=0.33, mVC8=0.827, mVC16=0.773), record("tfc", mIoU=0.33, mVC8=0.853, mVC16=0.8)]):
+    for i, r in enumerate(
+        [
+            record("segformer", mIoU=0.33, mVC8=0.827, mVC16=0.773),
+            record("tfc", mIoU=0.33, mVC8=0.853, mVC16=0.8),
+        ]
+    ):
         d = tmp_path / "runs" / f"run{i}"
         d.mkdir(parents=True)
         (d / "record.json").write_text(json.dumps(r))

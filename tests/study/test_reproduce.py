@@ -1,4 +1,5 @@
-"""`vssbench reproduce`: the plan, skip-when-complete, failure isolation, and the whole plumbing in miniature."""
+"""`vssbench reproduce`: the plan, skip-when-complete, failure isolation, and the whole plumbing
+in miniature."""
 
 from __future__ import annotations
 
@@ -23,8 +24,19 @@ def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> plan.StudySettings:
         synth_args=("--videos=3", "--frames=10", "--size=64x64", "--difficulty=study"),
         run_args=("--size", "64x64"),
         table1_efficiency="none",
-        train_args=("--preset", "synthetic", "--crop", "32x32", "--batch-size", "1", "--val-every", "0",
-                    "--threads", "1", "--quiet"),
+        train_args=(
+            "--preset",
+            "synthetic",
+            "--crop",
+            "32x32",
+            "--batch-size",
+            "1",
+            "--val-every",
+            "0",
+            "--threads",
+            "1",
+            "--quiet",
+        ),
     )
 
 
@@ -94,19 +106,25 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.mkdir(exist_ok=True) if step.kind == "run" else out.write_text("x")
 
-    results = {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    results = {
+        r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
+    }
     assert results["train segformer-b0"] == "failed"
     assert results["run segformer-b0"] == "blocked"
     assert results["train tfc-b0"] == results["run tfc-b0"] == "done"
     assert results["table1 md"] == "blocked"
     calls.clear()
-    again = {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    again = {
+        r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
+    }
     assert again["train tfc-b0"] == again["run tfc-b0"] == "skipped"
     assert "train tfc" not in calls and "run tfc" not in calls
     # A step whose input was just remade runs again, even though its own outputs are complete.
     (tmp_path / "steps" / "train_tfc-b0.json").unlink()
     calls.clear()
-    third = {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+    third = {
+        r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
+    }
     assert third["train tfc-b0"] == third["run tfc-b0"] == "done"
     # A different command for the same step is not "complete".
     changed = plan.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
@@ -143,7 +161,10 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
 
     def execute(settings: plan.StudySettings) -> dict[str, str]:
         steps = plan.build_plan(settings, tmp_path, ["table1"])
-        return {r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)}
+        return {
+            r.name: r.status
+            for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
+        }
 
     def train_calls() -> list[list[str]]:
         return [c for c in calls if c[0] == "train"]
@@ -165,8 +186,13 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
     # An interrupted training of the same command continues from its last.pth.
     (tmp_path / "steps" / "train_tfc-b0.json").unlink()
     (tmp_path / "steps" / "train_tfc-b0.started.json").write_text(
-        json.dumps({"digest": plan.command_digest(next(s for s in plan.build_plan(longer, tmp_path, ["table1"])
-                                                      if s.name == "train tfc-b0"))})
+        json.dumps(
+            {
+                "digest": plan.command_digest(
+                    next(s for s in plan.build_plan(longer, tmp_path, ["table1"]) if s.name == "train tfc-b0")
+                )
+            }
+        )
     )
     calls.clear()
     assert execute(longer)["train tfc-b0"] == "done"
@@ -186,7 +212,9 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
 def test_reproduce_in_miniature(tmp_path: Path) -> None:
     """The whole plumbing: data, two trainings per method, runs, Table 1 (md + LaTeX) and Fig. 4."""
     out = tmp_path / "study"
-    result = executor.reproduce(["table1", "fig4"], _tiny_settings(), out, in_process(main), log=lambda m: None)
+    result = executor.reproduce(
+        ["table1", "fig4"], _tiny_settings(), out, in_process(main), log=lambda m: None
+    )
     statuses = {r.name: (r.status, r.error) for r in result["results"]}
     assert all(status == "done" for status, _ in statuses.values()), statuses
     for name in ("table1.md", "table1.tex", "fig4.png", "README.md", "study.json"):
@@ -197,8 +225,11 @@ def test_reproduce_in_miniature(tmp_path: Path) -> None:
         (record_path,) = (out / "runs" / f"{method}-b0").rglob("record.json")
         record = json.loads(record_path.read_text())
         assert record["checkpoint"].endswith(f"train/{method}-b0/model.pth")
-        row = next(line for line in table.splitlines() if line.startswith(
-            "| SegFormer + TFC |" if method == "tfc" else "| SegFormer |"))
+        row = next(
+            line
+            for line in table.splitlines()
+            if line.startswith("| SegFormer + TFC |" if method == "tfc" else "| SegFormer |")
+        )
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", row.strip("|"))]  # "ours \| paper" stays one cell
         assert cells[3].split()[0] == f"{100 * record['mIoU']:.1f}"
         assert cells[4].split()[0] == f"{100 * record['mVC8']:.1f}"

@@ -33,12 +33,32 @@ from vssbench.training.recipes import build_config
 from vssbench.training.run import train
 
 OPTIONS = {"drop_path_rate": "0", "dropout": "0"}
-ARGS = ["--method", "segformer", "--set", "drop_path_rate=0", "--set", "dropout=0", "--iters", "3", "--crop", "32x32",
-        "--lr", "1e-3", "--val-every", "0", "--checkpoint-every", "3", "--threads", "1", "--quiet"]
+ARGS = [
+    "--method",
+    "segformer",
+    "--set",
+    "drop_path_rate=0",
+    "--set",
+    "dropout=0",
+    "--iters",
+    "3",
+    "--crop",
+    "32x32",
+    "--lr",
+    "1e-3",
+    "--val-every",
+    "0",
+    "--checkpoint-every",
+    "3",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def null_gradient_parameters(crop: int = 32) -> set[str]:
-    """Parameters of SegFormer-B0 whose float64 gradient on a random batch is zero (< 1e-12 of the largest)."""
+    """Parameters of SegFormer-B0 whose float64 gradient on a random batch is zero
+    (< 1e-12 of the largest)."""
     torch.manual_seed(0)
     model = create("segformer", num_classes=124, **OPTIONS).double().train()
     images = torch.randn(2, 2, 3, crop, crop, dtype=torch.float64)
@@ -56,27 +76,55 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path: Path, launch_
         raw = np.asarray(Image.open(mask))
         Image.fromarray(np.where((raw == 0) | (raw == 255), 1, raw).astype(np.uint8)).save(mask)
 
-    config = build_config("synthetic", method="segformer", options=OPTIONS, data=str(root), iters=3,
-                          crop=(32, 32), lr=1e-3, batch_size=2, val_every=0, checkpoint_every=3, threads=1)
+    config = build_config(
+        "synthetic",
+        method="segformer",
+        options=OPTIONS,
+        data=str(root),
+        iters=3,
+        crop=(32, 32),
+        lr=1e-3,
+        batch_size=2,
+        val_every=0,
+        checkpoint_every=3,
+        threads=1,
+    )
     train(config, tmp_path / "single", progress=False)
 
-    cmd = [sys.executable, "-m", "vssbench", "train", *ARGS, "--data", str(root), "--preset", "synthetic",
-           "--batch-size", "1", "--out", str(tmp_path / "dist"), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vssbench",
+        "train",
+        *ARGS,
+        "--data",
+        str(root),
+        "--preset",
+        "synthetic",
+        "--batch-size",
+        "1",
+        "--out",
+        str(tmp_path / "dist"),
+        "--json",
+    ]
     results = launch_two_ranks(cmd, 600)
     for returncode, _, err in results:
         assert returncode == 0, err
     assert results[1][1] == ""  # rank 1 prints nothing on stdout
 
     # the same losses at every iteration (rank-averaged in the distributed log)
-    logs = {name: [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
-            for name in ("single", "dist")}
+    logs = {
+        name: [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        for name in ("single", "dist")
+    }
     assert [line["iter"] for line in logs["dist"]] == [1, 2, 3]
     for a, b in zip(logs["single"], logs["dist"]):
         assert b["lr"] == a["lr"] and b["loss"] == pytest.approx(a["loss"], rel=1e-5)
 
     null = null_gradient_parameters()
     assert null == {f"decode_head.linear_c{i}.proj.bias" for i in range(1, 5)} | {"backbone.norm4.bias"} | {
-        f"backbone.block{s}.{b}.attn.q.{w}" for s in range(1, 5) for b in range(2) for w in ("weight", "bias")}
+        f"backbone.block{s}.{b}.attn.q.{w}" for s in range(1, 5) for b in range(2) for w in ("weight", "bias")
+    }
     single = torch.load(tmp_path / "single" / "model.pth", weights_only=True)["state_dict"]
     dist = torch.load(tmp_path / "dist" / "model.pth", weights_only=True)["state_dict"]
     assert single.keys() == dist.keys()  # SyncBatchNorm leaves the checkpoint layout unchanged

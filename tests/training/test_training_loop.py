@@ -44,8 +44,14 @@ def test_loss_decreases_over_a_fixed_batch() -> None:
             super().after_step()
             losses.append(self.trainer.scalars["loss"])
 
-    Trainer(TrainStep(model), optimizer, batches, device=torch.device("cpu"), max_iter=25,
-            hooks=[Record(build_scheduler(optimizer, config))]).train()
+    Trainer(
+        TrainStep(model),
+        optimizer,
+        batches,
+        device=torch.device("cpu"),
+        max_iter=25,
+        hooks=[Record(build_scheduler(optimizer, config))],
+    ).train()
     assert losses[-1] < 0.5 * losses[0], losses
 
 
@@ -53,8 +59,9 @@ def test_loss_decreases_over_a_fixed_batch() -> None:
 def test_every_registered_method_trains(method: str, data_root: Path, tmp_path: Path) -> None:
     # batch 2: every adapter's forward_train sees a batch of clips, and a BatchNorm on a method's
     # subsampled 1x1 map (TDNet's keys at 32 px) has more than one value per channel
-    summary = train(tiny(method, data_root, iters=2, batch_size=2, checkpoint_every=2), tmp_path / method,
-                    progress=False)
+    summary = train(
+        tiny(method, data_root, iters=2, batch_size=2, checkpoint_every=2), tmp_path / method, progress=False
+    )
     assert summary["iterations"] == 2
     lines = read_log(tmp_path / method / "log.jsonl")
     assert [line["iter"] for line in lines] == [1, 2]
@@ -73,8 +80,11 @@ def test_every_registered_method_trains(method: str, data_root: Path, tmp_path: 
 
 def test_too_small_a_batch_for_batchnorm_is_a_clear_error(data_root: Path, tmp_path: Path) -> None:
     # TDNet's key encoders normalize 1/8 maps subsampled by 4: 1x1 at 32 px, one value per channel at batch 1
-    with pytest.raises(OptionError, match=r"iteration 1: a BatchNorm .* one value per channel .* larger --crop or "
-                                          r"--batch-size"):
+    with pytest.raises(
+        OptionError,
+        match=r"iteration 1: a BatchNorm .* one value per channel .* larger --crop or "
+        r"--batch-size",
+    ):
         train(tiny("tdnet", data_root, iters=1), tmp_path / "tdnet", progress=False)
 
 
@@ -82,14 +92,49 @@ def test_too_small_a_batch_for_batchnorm_is_a_clear_error(data_root: Path, tmp_p
 def test_files_formats_and_run_loads_model(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "tfc"
     runner = CliRunner()
-    result = runner.invoke(main, ["train", "--method", "tfc", "--data", str(data_root), "--iters", "3",
-                                  "--batch-size", "1", "--crop", "32x32", "--interval", "2", "--val-every", "3",
-                                  "--val-videos", "1", "--val-size", "32x48", "--checkpoint-every", "2", "--log-every", "1",
-                                  "--threads", "1", "--out", str(out), "--json", "--quiet"])
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--method",
+            "tfc",
+            "--data",
+            str(data_root),
+            "--iters",
+            "3",
+            "--batch-size",
+            "1",
+            "--crop",
+            "32x32",
+            "--interval",
+            "2",
+            "--val-every",
+            "3",
+            "--val-videos",
+            "1",
+            "--val-size",
+            "32x48",
+            "--checkpoint-every",
+            "2",
+            "--log-every",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)  # stdout holds only the record
     assert summary["iterations"] == 3 and set(summary["paths"]) == {
-        "config.json", "log.jsonl", "last.pth", "model.pth", "best.pth"}
+        "config.json",
+        "log.jsonl",
+        "last.pth",
+        "model.pth",
+        "best.pth",
+    }
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "tfc" and config["options"] == {"interval": 2} and config["iters"] == 3
     assert config["crop"] == [32, 32] and config["preset"] == "paper"  # --data defaults to the paper recipe
@@ -110,9 +155,32 @@ def test_files_formats_and_run_loads_model(data_root: Path, tmp_path: Path) -> N
     assert train_lines[0]["lr"] == pytest.approx(6e-5 * 1e-6)
 
     record_dir = tmp_path / "runs"
-    result = runner.invoke(main, ["run", "--method", "tfc", "--data", str(data_root), "--checkpoint",
-                                  str(out / "model.pth"), "--interval", "2", "--size", "32x48", "--max-videos", "1",
-                                  "--warmup", "0", "--repeats", "1", "--out", str(record_dir), "--json", "--quiet"])
+    result = runner.invoke(
+        main,
+        [
+            "run",
+            "--method",
+            "tfc",
+            "--data",
+            str(data_root),
+            "--checkpoint",
+            str(out / "model.pth"),
+            "--interval",
+            "2",
+            "--size",
+            "32x48",
+            "--max-videos",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--out",
+            str(record_dir),
+            "--json",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     record = record[0] if isinstance(record, list) else record
@@ -133,8 +201,14 @@ def test_resume_is_bit_exact(data_root: Path, tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    straight = [{k: v for k, v in line.items() if k != "time"} for line in read_log(tmp_path / "straight" / "log.jsonl")]
-    resumed = [{k: v for k, v in line.items() if k != "time"} for line in read_log(tmp_path / "resumed" / "log.jsonl")]
+    straight = [
+        {k: v for k, v in line.items() if k != "time"}
+        for line in read_log(tmp_path / "straight" / "log.jsonl")
+    ]
+    resumed = [
+        {k: v for k, v in line.items() if k != "time"}
+        for line in read_log(tmp_path / "resumed" / "log.jsonl")
+    ]
     assert straight == resumed
 
     with pytest.raises(OptionError, match=r"config differs .* batch_size: 2 -> 1; lr: 0.001 -> 0.002"):
@@ -161,9 +235,31 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 
     monkeypatch.setattr(SegFormer, "forward_train", flaky)
     out = tmp_path / "nan"
-    result = CliRunner().invoke(main, ["train", "--method", "segformer", "--data", str(data_root), "--iters", "5",
-                                       "--batch-size", "1", "--crop", "32x32", "--val-every", "0",
-                                       "--checkpoint-every", "2", "--threads", "1", "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--method",
+            "segformer",
+            "--data",
+            str(data_root),
+            "--iters",
+            "5",
+            "--batch-size",
+            "1",
+            "--crop",
+            "32x32",
+            "--val-every",
+            "0",
+            "--checkpoint-every",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: iteration 3: non-finite loss (loss=nan, loss_seg=nan)"]
@@ -185,8 +281,9 @@ def test_imagenet_mit_init_loads_the_encoder_and_reports_the_decoder(tmp_path: P
     for key, value in source.items():
         assert torch.equal(model.backbone.state_dict()[key], value)
     assert all(k.startswith(("decode_head.", "msda.")) for k in report["untouched"])
-    assert {f"decode_head.{k}" for k in decoder_before} - {"decode_head.linear_fuse.bn.num_batches_tracked"} <= set(
-        report["untouched"])
+    assert {f"decode_head.{k}" for k in decoder_before} - {
+        "decode_head.linear_fuse.bn.num_batches_tracked"
+    } <= set(report["untouched"])
     for key, value in model.decode_head.state_dict().items():
         assert torch.equal(value, decoder_before[key])
     assert f"{len(report['untouched'])} untouched" in report["summary"]

@@ -74,8 +74,19 @@ def test_head_lr_mult_override() -> None:
 def test_presets_and_overrides() -> None:
     assert build_config(data="/x").preset == "paper"
     paper = build_config("paper", method="tfc")
-    assert (paper.lr, paper.iters, paper.warmup_iters, paper.crop, paper.batch_size) == (6e-5, 160_000, 1500, (480, 480), 1)
-    assert (paper.weight_decay, paper.betas, paper.warmup_ratio, paper.power) == (0.01, (0.9, 0.999), 1e-6, 1.0)
+    assert (paper.lr, paper.iters, paper.warmup_iters, paper.crop, paper.batch_size) == (
+        6e-5,
+        160_000,
+        1500,
+        (480, 480),
+        1,
+    )
+    assert (paper.weight_decay, paper.betas, paper.warmup_ratio, paper.power) == (
+        0.01,
+        (0.9, 0.999),
+        1e-6,
+        1.0,
+    )
     synthetic = build_config(method="tfc", iters=7, crop=(32, 40))
     assert synthetic.preset == "synthetic" and synthetic.iters == 7 and synthetic.crop == (32, 40)
     assert synthetic.lr == PRESETS["synthetic"]["lr"]

@@ -19,26 +19,51 @@ def data_group() -> None:
 
 @data_group.command("synth")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--difficulty", default="easy", show_default=True,
-              help="Preset: easy (the original scenes), medium, hard, or study (the synthetic study's data: "
-                   "small frames, few classes, calibrated so that per-frame SegFormer-B0 flickers).")
-@click.option("--knob", "knobs", type=KeyValue(one_line=True), multiple=True, metavar="KEY=VALUE",
-              help="Override one difficulty knob (repeatable), e.g. --knob noise=8 --knob lookalike=0.5. "
-                   "Knobs: noise, jpeg_quality, jpeg_jitter, brightness_flicker, white_balance_flicker, "
-                   "motion_blur, shake, speed, min_objects, max_objects, object_scale, lookalike, thin, "
-                   "object_classes, band_choices.")
-@click.option("--videos", type=int, default=None,
-              help="Number of videos (split over train/val)  [default: 4; study: 36]")
-@click.option("--val-videos", type=int, default=None,
-              help="Videos in the val split (the first ones); one more goes to test, the rest to train  "
-                   "[default: half the videos; study: 6 of its 36]")
+@click.option(
+    "--difficulty",
+    default="easy",
+    show_default=True,
+    help="Preset: easy (the original scenes), medium, hard, or study (the synthetic study's data: "
+    "small frames, few classes, calibrated so that per-frame SegFormer-B0 flickers).",
+)
+@click.option(
+    "--knob",
+    "knobs",
+    type=KeyValue(one_line=True),
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one difficulty knob (repeatable), e.g. --knob noise=8 --knob lookalike=0.5. "
+    "Knobs: noise, jpeg_quality, jpeg_jitter, brightness_flicker, white_balance_flicker, "
+    "motion_blur, shake, speed, min_objects, max_objects, object_scale, lookalike, thin, "
+    "object_classes, band_choices.",
+)
+@click.option(
+    "--videos",
+    type=int,
+    default=None,
+    help="Number of videos (split over train/val)  [default: 4; study: 36]",
+)
+@click.option(
+    "--val-videos",
+    type=int,
+    default=None,
+    help="Videos in the val split (the first ones); one more goes to test, the rest to train  "
+    "[default: half the videos; study: 6 of its 36]",
+)
 @click.option("--frames", type=int, default=None, help="Frames per video  [default: 20; study: 24]")
-@click.option("--size", type=Size(one_line=True), default=None,
-              help="Frame size HxW  [default: 180x320; study: 96x160]")
+@click.option(
+    "--size", type=Size(one_line=True), default=None, help="Frame size HxW  [default: 180x320; study: 96x160]"
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth_cmd(
-    out: Path, difficulty: str, knobs: tuple[tuple[str, str], ...], videos: int | None,
-    val_videos: int | None, frames: int | None, size: tuple[int, int] | None, seed: int,
+    out: Path,
+    difficulty: str,
+    knobs: tuple[tuple[str, str], ...],
+    videos: int | None,
+    val_videos: int | None,
+    frames: int | None,
+    size: tuple[int, int] | None,
+    seed: int,
 ) -> None:
     """Write a synthetic dataset in the exact VSPW layout.
 
@@ -51,7 +76,13 @@ def synth_cmd(
     if videos is None and difficulty not in PRESET_SHAPES:
         videos = 4  # the command's default; a preset's own shape comes from write_dataset
     root = write_dataset(
-        out, difficulty=difficulty, videos=videos, frames=frames, size=size, seed=seed, val_videos=val_videos,
+        out,
+        difficulty=difficulty,
+        videos=videos,
+        frames=frames,
+        size=size,
+        seed=seed,
+        val_videos=val_videos,
         **dict(knobs),
     )
     click.echo(f"wrote synthetic VSPW-mini ({difficulty}) to {root}")

@@ -51,11 +51,21 @@ def _format_for(fmt: str | None, out: Path | None) -> str:
 
 
 _FORMAT = click.option(
-    "--format", "fmt", type=click.Choice(["md", "csv", "latex", "html"]), default=None,
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "latex", "html"]),
+    default=None,
     help="Output format (default: from --out's suffix, else md).",
 )
-_OUT = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE instead of stdout.")
-_WITH_PAPER = click.option("--with-paper", is_flag=True, help="Show the paper's numbers next to ours ('ours | paper').")
+_OUT = click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to FILE instead of stdout.",
+)
+_WITH_PAPER = click.option(
+    "--with-paper", is_flag=True, help="Show the paper's numbers next to ours ('ours | paper')."
+)
 
 
 @click.group("table")
@@ -71,7 +81,15 @@ def table_group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (with --ci).")
 @_FORMAT
 @_OUT
-def table_main(runs: tuple[Path, ...], with_paper: bool, ci: bool, samples: int, seed: int, fmt: str | None, out: Path | None) -> None:
+def table_main(
+    runs: tuple[Path, ...],
+    with_paper: bool,
+    ci: bool,
+    samples: int,
+    seed: int,
+    fmt: str | None,
+    out: Path | None,
+) -> None:
     """Table 1: Methods, Backbone, Type, mIoU, mVC8, mVC16, Params, FPS, GMACs/frame.
 
     RUNS are run folders, folders searched recursively for record.json, or record files. Rows
@@ -85,7 +103,7 @@ def table_main(runs: tuple[Path, ...], with_paper: bool, ci: bool, samples: int,
       vssbench table main runs/ --ci --format latex --out table1.tex
     """
     records = load_records(runs)
-    intervals, notes = (main_table_ci(records, samples=samples, seed=seed) if ci else (None, []))
+    intervals, notes = main_table_ci(records, samples=samples, seed=seed) if ci else (None, [])
     result = main_table(records, with_paper=with_paper, ci=intervals)
     result.notes.extend(notes)
     _write(render(result, _format_for(fmt, out)), out)
@@ -121,7 +139,9 @@ def table_ablation(runs: tuple[Path, ...], with_paper: bool, fmt: str | None, ou
 @click.option("--core", default=None, help="Sparse MSDA sampling core of the CSV (default embedding_bag).")
 @_FORMAT
 @_OUT
-def table_speed(inputs: tuple[Path, ...], with_paper: bool, core: str | None, fmt: str | None, out: Path | None) -> None:
+def table_speed(
+    inputs: tuple[Path, ...], with_paper: bool, core: str | None, fmt: str | None, out: Path | None
+) -> None:
     """Table 3: sparse MSDA against MiT stages 3-4, from bench_sparse_msda.py CSVs and/or records.
 
     \b
@@ -137,18 +157,34 @@ def table_speed(inputs: tuple[Path, ...], with_paper: bool, core: str | None, fm
         else:
             record_paths.append(p)
     records = load_records(record_paths) if record_paths else []
-    _write(render(speed_table(csv_rows, records, with_paper=with_paper, core=core), _format_for(fmt, out)), out)
+    _write(
+        render(speed_table(csv_rows, records, with_paper=with_paper, core=core), _format_for(fmt, out)), out
+    )
 
 
 @click.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-@click.option("--metric", "metrics", type=CommaList(), default="mIoU,mVC8,mVC16", show_default=True,
-              help="Comma list of metrics.")
+@click.option(
+    "--metric",
+    "metrics",
+    type=CommaList(),
+    default="mIoU,mVC8,mVC16",
+    show_default=True,
+    help="Comma list of metrics.",
+)
 @click.option("--samples", type=int, default=2000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the percentile interval.")
-@click.option("--json", "as_json", is_flag=True, help='Print {metric: {"diff", "low", "high", "a", "b"}} (fractions).')
+@click.option(
+    "--level",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the percentile interval.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {metric: {"diff", "low", "high", "a", "b"}} (fractions).'
+)
 def compare_cmd(
     run_a: Path, run_b: Path, metrics: list[str], samples: int, seed: int, level: float, as_json: bool
 ) -> None:
@@ -166,7 +202,10 @@ def compare_cmd(
     if as_json:
         click.echo(json.dumps(to_jsonable(intervals_to_json(intervals)), indent=2, allow_nan=False))
         return
-    click.echo(f"A = {run_a}\nB = {run_b}\nA - B, {100 * level:g}% paired-bootstrap interval ({samples} resamples over videos, seed {seed}):")
+    click.echo(
+        f"A = {run_a}\nB = {run_b}\nA - B, {100 * level:g}% paired-bootstrap interval "
+        f"({samples} resamples over videos, seed {seed}):"
+    )
     for name, iv in intervals.items():
         click.echo(f"  {name:<7} {iv.format()}   (A {100 * iv.a:.1f}, B {100 * iv.b:.1f})")
 
@@ -176,7 +215,9 @@ def plot_group() -> None:
     """Figures: mask-accuracy (Fig. 4), masks (Fig. 3), tradeoff, curves."""
 
 
-_FIG_OUT = click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.png, .pdf or .svg")
+_FIG_OUT = click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.png, .pdf or .svg"
+)
 
 
 def _saved(fig: Any, out: Path) -> None:
@@ -185,12 +226,22 @@ def _saved(fig: Any, out: Path) -> None:
 
 @plot_group.command("mask-accuracy")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window (log points).")
-@click.option("--trivial", default="auto", show_default=True,
-              help="Dashed all-consistent reference: auto (from the first log's training data), none, or a fraction.")
-@click.option("--trivial-videos", type=int, default=20, show_default=True, help="Videos read for --trivial auto.")
+@click.option(
+    "--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window (log points)."
+)
+@click.option(
+    "--trivial",
+    default="auto",
+    show_default=True,
+    help="Dashed all-consistent reference: auto (from the first log's training data), none, or a fraction.",
+)
+@click.option(
+    "--trivial-videos", type=int, default=20, show_default=True, help="Videos read for --trivial auto."
+)
 @_FIG_OUT
-def plot_mask_accuracy(logs: tuple[Path, ...], window: int, trivial: str, trivial_videos: int, out: Path) -> None:
+def plot_mask_accuracy(
+    logs: tuple[Path, ...], window: int, trivial: str, trivial_videos: int, out: Path
+) -> None:
     """Fig. 4: binary-mask accuracy against iteration from training logs (DIR or DIR/log.jsonl).
 
     \b
@@ -204,7 +255,9 @@ def plot_mask_accuracy(logs: tuple[Path, ...], window: int, trivial: str, trivia
     elif trivial == "auto":
         config = read[0].config
         interval = (config.get("options") or {}).get("interval") or config.get("interval") or 4
-        reference = consistent_share(config.get("data"), config.get("split", "train"), int(interval), trivial_videos)
+        reference = consistent_share(
+            config.get("data"), config.get("split", "train"), int(interval), trivial_videos
+        )
         click.echo(f"all-consistent mask accuracy on the training data: {100 * reference:.1f}%", err=True)
     else:
         try:
@@ -216,8 +269,17 @@ def plot_mask_accuracy(logs: tuple[Path, ...], window: int, trivial: str, trivia
 
 @plot_group.command("curves")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--keys", type=CommaList(), default=None, help="Comma list of log keys (default: every numeric key).")
-@click.option("--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window of training keys.")
+@click.option(
+    "--keys", type=CommaList(), default=None, help="Comma list of log keys (default: every numeric key)."
+)
+@click.option(
+    "--smooth",
+    "window",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Moving-average window of training keys.",
+)
 @_FIG_OUT
 def plot_curves(logs: tuple[Path, ...], keys: list[str] | None, window: int, out: Path) -> None:
     """Training loss terms and validation metrics against iteration.
@@ -231,8 +293,12 @@ def plot_curves(logs: tuple[Path, ...], keys: list[str] | None, window: int, out
 
 @plot_group.command("tradeoff")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--x", "x", default="fps", show_default=True, help="fps, gmacs_per_frame, gmacs_nonkeyframe or params.")
-@click.option("--y", "y", default="mVC8", show_default=True, help="Any record metric (mVC8, mVC16, mIoU, ...).")
+@click.option(
+    "--x", "x", default="fps", show_default=True, help="fps, gmacs_per_frame, gmacs_nonkeyframe or params."
+)
+@click.option(
+    "--y", "y", default="mVC8", show_default=True, help="Any record metric (mVC8, mVC16, mIoU, ...)."
+)
 @click.option("--size", default="mIoU", show_default=True, help="Record metric for the marker area.")
 @_WITH_PAPER
 @_FIG_OUT
@@ -249,19 +315,44 @@ def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper:
 @plot_group.command("masks")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--video", default=None, help="Video id (default: the split's first).")
-@click.option("--frames", type=IntList(one_line=True), default="1,2,3", show_default=True,
-              help="Comma list of non-keyframe indices.")
+@click.option(
+    "--frames",
+    type=IntList(one_line=True),
+    default="1,2,3",
+    show_default=True,
+    help="Comma list of non-keyframe indices.",
+)
 @click.option("--method", default=None, help="Method of a checkpoint (default: from the run/checkpoint).")
 @click.option("--backbone", default=None, help="Backbone of a checkpoint (default: from the run/checkpoint).")
-@click.option("--data", "data_root", default=None, help="VSPW root (default: the run's, else the embedded synthetic one).")
+@click.option(
+    "--data",
+    "data_root",
+    default=None,
+    help="VSPW root (default: the run's, else the embedded synthetic one).",
+)
 @click.option("--split", default=None, help="Split (default: the run's, else val).")
-@click.option("--size", type=Size(), default=None, help="Test resolution HxW (default: the run's, else 480x853).")
-@click.option("--set", "sets", type=KeyValue(), multiple=True, metavar="KEY=VALUE",
-              help="Method option (repeatable), e.g. threshold=0.5.")
+@click.option(
+    "--size", type=Size(), default=None, help="Test resolution HxW (default: the run's, else 480x853)."
+)
+@click.option(
+    "--set",
+    "sets",
+    type=KeyValue(),
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Method option (repeatable), e.g. threshold=0.5.",
+)
 @_FIG_OUT
 def plot_masks(
-    source: Path, video: str | None, frames: list[int], method: str | None, backbone: str | None,
-    data_root: str | None, split: str | None, size: tuple[int, int] | None, sets: tuple[tuple[str, str], ...],
+    source: Path,
+    video: str | None,
+    frames: list[int],
+    method: str | None,
+    backbone: str | None,
+    data_root: str | None,
+    split: str | None,
+    size: tuple[int, int] | None,
+    sets: tuple[tuple[str, str], ...],
     out: Path,
 ) -> None:
     """Fig. 3: keyframe, frame, predicted mask (w < threshold) and true label-change mask.

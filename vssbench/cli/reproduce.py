@@ -30,22 +30,37 @@ def in_process(cli: click.Command) -> Callable[[list[str]], None]:
 
 @click.command("reproduce")
 @click.argument("target", type=click.Choice(["table1", "table2", "fig4", "all"]))
-@click.option("--preset", type=click.Choice(["synthetic", "paper"]), default=None,
-              help="synthetic (default without --data): B0 from random init on a synthetic study dataset; "
-                   "paper (default with --data): B0/B1/B5, the paper's recipe, 480x853.")
+@click.option(
+    "--preset",
+    type=click.Choice(["synthetic", "paper"]),
+    default=None,
+    help="synthetic (default without --data): B0 from random init on a synthetic study dataset; "
+    "paper (default with --data): B0/B1/B5, the paper's recipe, 480x853.",
+)
 @click.option("--data", "data_root", default=None, help="VSPW root (preset paper).")
-@click.option("--backbones", type=CommaList(), default=None,
-              help="Comma list (synthetic: b0; paper: b0,b1,b5).")
-@click.option("--methods", type=CommaList(), default=None,
-              help="Table 1 methods, comma list (default: all six).")
-@click.option("--out", default="runs/study", show_default=True, type=click.Path(file_okay=False),
-              help="Study folder: data, train/, runs/, tables, figures, README.md.")
+@click.option(
+    "--backbones", type=CommaList(), default=None, help="Comma list (synthetic: b0; paper: b0,b1,b5)."
+)
+@click.option(
+    "--methods", type=CommaList(), default=None, help="Table 1 methods, comma list (default: all six)."
+)
+@click.option(
+    "--out",
+    default="runs/study",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Study folder: data, train/, runs/, tables, figures, README.md.",
+)
 @click.option("--device", default=None, help="cpu, cuda (default: cpu for synthetic, cuda for paper).")
-@click.option("--iters", type=int, default=None,
-              help="Training iterations of every model (default: the preset's).")
+@click.option(
+    "--iters", type=int, default=None, help="Training iterations of every model (default: the preset's)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--init-dir", default=None,
-              help="Folder of ImageNet mit_bX.pth files (preset paper): --init of every training.")
+@click.option(
+    "--init-dir",
+    default=None,
+    help="Folder of ImageNet mit_bX.pth files (preset paper): --init of every training.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan (steps and their commands) without running it.")
 def reproduce_cmd(
     target: str,
@@ -101,7 +116,10 @@ def reproduce_cmd(
         return
     failed = [r for r in result["results"] if r.status in ("failed", "blocked")]
     ok = len(result["results"]) - len(failed)
-    click.echo(f"study in {out}: {ok} steps ok, {len(failed)} failed or blocked; "
-               f"{result['wall_s'] / 60:.1f} min; see {out}/README.md", err=True)
+    click.echo(
+        f"study in {out}: {ok} steps ok, {len(failed)} failed or blocked; "
+        f"{result['wall_s'] / 60:.1f} min; see {out}/README.md",
+        err=True,
+    )
     if failed:
         sys.exit(1)

@@ -23,43 +23,92 @@ def _model_options(f: Any) -> Any:
     command's own fields) into run configs.
     """
     options = [
-        click.option("--backbone", type=CommaList(), default="b0", show_default=True,
-                     help="MiT backbone b0..b5 (comma list or glob)."),
-        click.option("--checkpoint", default=None,
-                     help="Weights to load (omitted: random init, accuracy meaningless and TFC's "
-                          "content-dependent cost untrained)."),
-        click.option("--checkpoint-format", default="auto", show_default=True,
-                     help="auto, vssbench, mmseg, mit or hf."),
-        click.option("--non-strict", is_flag=True,
-                     help="Load only the checkpoint keys that fit (a partial load; the record marks it)."),
-        click.option("--interval", type=int, default=None,
-                     help="Keyframe interval, also the GMACs/FPS averaging window (default: the method's)."),
-        click.option("--decoder-dim", type=int, default=None,
-                     help="Decoder embedding dim (default: the method's, 256)."),
-        click.option("--set", "sets", type=KeyValue(), multiple=True, metavar="KEY=VALUE",
-                     help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only "
-                          "(tfc.threshold=0.5)."),
+        click.option(
+            "--backbone",
+            type=CommaList(),
+            default="b0",
+            show_default=True,
+            help="MiT backbone b0..b5 (comma list or glob).",
+        ),
+        click.option(
+            "--checkpoint",
+            default=None,
+            help="Weights to load (omitted: random init, accuracy meaningless and TFC's "
+            "content-dependent cost untrained).",
+        ),
+        click.option(
+            "--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf."
+        ),
+        click.option(
+            "--non-strict",
+            is_flag=True,
+            help="Load only the checkpoint keys that fit (a partial load; the record marks it).",
+        ),
+        click.option(
+            "--interval",
+            type=int,
+            default=None,
+            help="Keyframe interval, also the GMACs/FPS averaging window (default: the method's).",
+        ),
+        click.option(
+            "--decoder-dim",
+            type=int,
+            default=None,
+            help="Decoder embedding dim (default: the method's, 256).",
+        ),
+        click.option(
+            "--set",
+            "sets",
+            type=KeyValue(),
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Method option (repeatable); METHOD.KEY=VALUE sets it for that method only "
+            "(tfc.threshold=0.5).",
+        ),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
-        click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
-                     show_default=True),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float16", "bfloat16"]),
+            default="float32",
+            show_default=True,
+        ),
         click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)."),
-        click.option("--size-divisor", type=int, default=None,
-                     help="Round both sides up to a multiple (CFFM: 32)."),
-        click.option("--warmup", type=int, default=1, show_default=True,
-                     help="FPS: untimed warm-up intervals."),
-        click.option("--repeats", type=int, default=None,
-                     help="FPS: timed intervals (median)  [default: enough for ~10 s of timing, 3..30]"),
-        click.option("--decoder", type=click.Choice(["folded", "reference"]), default="folded",
-                     show_default=True,
-                     help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal "
-                          "architecture's cost)."),
+        click.option(
+            "--size-divisor", type=int, default=None, help="Round both sides up to a multiple (CFFM: 32)."
+        ),
+        click.option(
+            "--warmup", type=int, default=1, show_default=True, help="FPS: untimed warm-up intervals."
+        ),
+        click.option(
+            "--repeats",
+            type=int,
+            default=None,
+            help="FPS: timed intervals (median)  [default: enough for ~10 s of timing, 3..30]",
+        ),
+        click.option(
+            "--decoder",
+            type=click.Choice(["folded", "reference"]),
+            default="folded",
+            show_default=True,
+            help="Decoder mode of every method: folded (exact, cheaper) or reference (the literal "
+            "architecture's cost).",
+        ),
         click.option("--num-classes", type=int, default=124, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seed of the (random) initialization."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print only the records on stdout, as one JSON list (also for one row)."),
-        click.option("--json-lines", "as_json_lines", is_flag=True,
-                     help="Print only the records on stdout, one JSON object per line."),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of the (random) initialization."
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print only the records on stdout, as one JSON list (also for one row).",
+        ),
+        click.option(
+            "--json-lines",
+            "as_json_lines",
+            is_flag=True,
+            help="Print only the records on stdout, one JSON object per line.",
+        ),
     ]
     for option in reversed(options):  # click lists options in decorator order, top first
         f = option(f)
@@ -101,13 +150,23 @@ def _echo_output(records: list[dict], as_json: bool, as_json_lines: bool) -> Non
 
 
 @click.command("run")
-@click.option("--method", type=CommaList(), required=True,
-              help="Method name, comma list or glob over the registry ('tfc,segformer', '*').")
-@click.option("--data", "data_root", default=None,
-              help="VSPW root (omitted: the embedded synthetic VSPW-mini).")
+@click.option(
+    "--method",
+    type=CommaList(),
+    required=True,
+    help="Method name, comma list or glob over the registry ('tfc,segformer', '*').",
+)
+@click.option(
+    "--data", "data_root", default=None, help="VSPW root (omitted: the embedded synthetic VSPW-mini)."
+)
 @click.option("--split", default="val", show_default=True)
-@click.option("--size", type=Size(), default="480x853", show_default=True,
-              help="Test resolution HxW (keep-ratio resize).")
+@click.option(
+    "--size",
+    type=Size(),
+    default="480x853",
+    show_default=True,
+    help="Test resolution HxW (keep-ratio resize).",
+)
 @click.option("--max-videos", type=int, default=None, help="Evaluate only the first N videos of the split.")
 @click.option("--max-frames", type=int, default=None, help="Evaluate only the first N frames of each video.")
 @click.option(
@@ -119,16 +178,19 @@ def _echo_output(records: list[dict], as_json: bool, as_json_lines: bool) -> Non
     "none: accuracy and params only.",
 )
 @click.option("--metric-preset", type=click.Choice(["vspw", "cffm"]), default="vspw", show_default=True)
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Results store.")
-@click.option("--resume", is_flag=True,
-              help="Continue the run folder of the same config, skipping finished videos.")
+@click.option(
+    "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Results store."
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run folder of the same config, skipping finished videos."
+)
 @click.option(
     "--save-preds",
     default=None,
     type=click.Path(file_okay=False),
     help="Write predictions as PNGs of class ids 0..123 (evaluation space, at the mask's size): "
-    "DIR/<video>/<stem>.png for one row, DIR/<method>-<backbone>[-<options>]/<video>/<stem>.png per row of a sweep.",
+    "DIR/<video>/<stem>.png for one row, "
+    "DIR/<method>-<backbone>[-<options>]/<video>/<stem>.png per row of a sweep.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_model_options
@@ -177,7 +239,13 @@ def run_cmd(
     """
     as_json, as_json_lines = _output_flags(common)
     configs = _configs_from(
-        method, size, common, data=data_root, split=split, max_videos=max_videos, max_frames=max_frames,
+        method,
+        size,
+        common,
+        data=data_root,
+        split=split,
+        max_videos=max_videos,
+        max_frames=max_frames,
         metric_preset=metric_preset,
     )
     is_main = setup_distributed(common["device"]).is_main
@@ -202,8 +270,12 @@ def run_cmd(
 
 
 @click.command("profile")
-@click.option("--method", type=CommaList(), default=None,
-              help="Method name, comma list or glob over the registry (required without --paper).")
+@click.option(
+    "--method",
+    type=CommaList(),
+    default=None,
+    help="Method name, comma list or glob over the registry (required without --paper).",
+)
 @click.option("--size", type=Size(), default="480x853", show_default=True, help="Input size HxW.")
 @click.option(
     "--frames",
@@ -244,7 +316,9 @@ def profile_cmd(
         source = click.get_current_context().get_parameter_source("decoder")
         mode = common["decoder"] if source == click.core.ParameterSource.COMMANDLINE else "reference"
         rows = paper_profile(decoder=mode, seed=common["seed"])
-        text = json.dumps(rows, indent=2, allow_nan=False) if common["as_json"] else format_paper_profile(rows)
+        text = (
+            json.dumps(rows, indent=2, allow_nan=False) if common["as_json"] else format_paper_profile(rows)
+        )
         click.echo(text)
         return
     if method is None:

@@ -124,12 +124,16 @@ def _check_mask(path: Path, report: CheckReport) -> tuple[int, int] | None:
         return None
     shape = (int(values.shape[0]), int(values.shape[1]))
     if mode not in MASK_MODES:
-        report.add(path, "rgb_mask", f"mask has mode {mode!r} (colours); expected an index ('P') or grey ('L') PNG")
+        report.add(
+            path, "rgb_mask", f"mask has mode {mode!r} (colours); expected an index ('P') or grey ('L') PNG"
+        )
         return shape
     flat = values.ravel().astype(np.int64)
     big = flat[(flat < 0) | (flat > 255)]
     counts = np.bincount(flat[(flat >= 0) & (flat <= 255)], minlength=256)
-    bad = sorted({int(v) for v in np.flatnonzero((counts > 0) & ~_VALID_RAW)} | {int(v) for v in np.unique(big)})
+    bad = sorted(
+        {int(v) for v in np.flatnonzero((counts > 0) & ~_VALID_RAW)} | {int(v) for v in np.unique(big)}
+    )
     if bad:
         shown = ", ".join(str(v) for v in bad[:20]) + (", ..." if len(bad) > 20 else "")
         report.add(path, "bad_label_values", f"values {shown} are outside {{0..124, 255}}")
@@ -151,7 +155,9 @@ def _check_video(root: Path, video: str, report: CheckReport) -> None:
     if not images and not masks:
         if not missing:
             report.add(
-                vdir, "empty_video", f"video {video!r} has no frames (no origin/*{IMAGE_SUFFIX}, no mask/*{MASK_SUFFIX})"
+                vdir,
+                "empty_video",
+                f"video {video!r} has no frames (no origin/*{IMAGE_SUFFIX}, no mask/*{MASK_SUFFIX})",
             )
         return
     report.num_videos += 1

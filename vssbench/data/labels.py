@@ -162,7 +162,9 @@ def load_prediction(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode not in ("P", "L"):
-                raise DataError(path, f"prediction PNG has mode {image.mode!r}; expected 'P' or 'L' (class ids)")
+                raise DataError(
+                    path, f"prediction PNG has mode {image.mode!r}; expected 'P' or 'L' (class ids)"
+                )
             return np.array(image, dtype=np.uint8)
     except DataError:
         raise

@@ -86,7 +86,9 @@ class ReferenceClipSampler:
     def __init__(self, dilations: tuple[int, ...] = DEFAULT_DILATIONS, reverse_prob: float = 0.5) -> None:
         dilations = tuple(int(d) for d in dilations)
         if not dilations or any(d >= 0 for d in dilations):
-            raise ValueError(f"dilations must be negative offsets (references precede the target), got {dilations}")
+            raise ValueError(
+                f"dilations must be negative offsets (references precede the target), got {dilations}"
+            )
         if not 0.0 <= reverse_prob <= 1.0:
             raise ValueError(f"reverse_prob must be in [0, 1], got {reverse_prob}")
         self.dilations = dilations
@@ -101,7 +103,8 @@ class ReferenceClipSampler:
         """Training clip indices, target last; ValueError for a video shorter than ``min_frames``."""
         if num_frames < self.min_frames:
             raise ValueError(
-                f"a reference clip with dilations {self.dilations} needs >= {self.min_frames} frames, got {num_frames}"
+                f"a reference clip with dilations {self.dilations} needs >= {self.min_frames} frames, "
+                f"got {num_frames}"
             )
         reverse = bool(rng.random() < self.reverse_prob)
         span = -min(self.dilations)

@@ -153,18 +153,50 @@ EASY = Difficulty()
 PRESETS: dict[str, Difficulty] = {
     "easy": EASY,
     "medium": Difficulty(
-        noise=6.0, jpeg_quality=60, jpeg_jitter=20, brightness_flicker=0.05, white_balance_flicker=0.03,
-        motion_blur=0.5, shake=1.0, speed=1.5, min_objects=4, max_objects=6, lookalike=0.5, thin=2,
+        noise=6.0,
+        jpeg_quality=60,
+        jpeg_jitter=20,
+        brightness_flicker=0.05,
+        white_balance_flicker=0.03,
+        motion_blur=0.5,
+        shake=1.0,
+        speed=1.5,
+        min_objects=4,
+        max_objects=6,
+        lookalike=0.5,
+        thin=2,
     ),
     "hard": Difficulty(
-        noise=10.0, jpeg_quality=35, jpeg_jitter=25, brightness_flicker=0.1, white_balance_flicker=0.06,
-        motion_blur=1.0, shake=2.5, speed=2.5, min_objects=5, max_objects=8, object_scale=0.8,
-        lookalike=0.8, thin=4,
+        noise=10.0,
+        jpeg_quality=35,
+        jpeg_jitter=25,
+        brightness_flicker=0.1,
+        white_balance_flicker=0.06,
+        motion_blur=1.0,
+        shake=2.5,
+        speed=2.5,
+        min_objects=5,
+        max_objects=8,
+        object_scale=0.8,
+        lookalike=0.8,
+        thin=4,
     ),
     "study": Difficulty(
-        noise=8.0, jpeg_quality=50, jpeg_jitter=25, brightness_flicker=0.08, white_balance_flicker=0.04,
-        motion_blur=0.7, shake=1.5, speed=2.0, min_objects=4, max_objects=6, object_scale=1.5, lookalike=0.35,
-        thin=0, object_classes=4, band_choices=2,
+        noise=8.0,
+        jpeg_quality=50,
+        jpeg_jitter=25,
+        brightness_flicker=0.08,
+        white_balance_flicker=0.04,
+        motion_blur=0.7,
+        shake=1.5,
+        speed=2.0,
+        min_objects=4,
+        max_objects=6,
+        object_scale=1.5,
+        lookalike=0.35,
+        thin=0,
+        object_classes=4,
+        band_choices=2,
     ),
 }
 #: Dataset shape of a preset made for a study (others use the caller's or the command's defaults).
@@ -248,7 +280,9 @@ def _looks(lookalike: float) -> dict[int, _Look]:
     looks = dict(_LOOKS)
     for raw, partner in _PARTNERS.items():
         own, other = _LOOKS[raw], _LOOKS[partner]
-        looks[raw] = dataclasses.replace(own, base=towards(own.base, other.base), alt=towards(own.alt, other.alt))
+        looks[raw] = dataclasses.replace(
+            own, base=towards(own.base, other.base), alt=towards(own.alt, other.alt)
+        )
     return looks
 
 
@@ -319,10 +353,14 @@ class _Effects:
 @dataclass(frozen=True)
 class _Scene:
     bands: tuple[int, ...]  # raw classes, top to bottom
-    borders: tuple[tuple[float, float, float, float], ...]  # per border: level (frac of H), amp, wavelength, phase
+    borders: tuple[
+        tuple[float, float, float, float], ...
+    ]  # per border: level (frac of H), amp, wavelength, phase
     pan: float  # camera speed, pixels / frame (background scrolls by -pan)
     objects: tuple[_Object, ...]  # back to front
-    void_blobs: tuple[tuple[float, float, float, float, int, int], ...]  # world x, y, rx, ry, first, last frame
+    void_blobs: tuple[
+        tuple[float, float, float, float, int, int], ...
+    ]  # world x, y, rx, ry, first, last frame
     flips_per_frame: int
     knobs: Difficulty = EASY
     poles: tuple[_Pole, ...] = ()
@@ -330,7 +368,12 @@ class _Scene:
 
 
 def _make_scene(
-    rng: np.random.Generator, frames: int, h: int, w: int, knobs: Difficulty = EASY, fx: np.random.Generator | None = None
+    rng: np.random.Generator,
+    frames: int,
+    h: int,
+    w: int,
+    knobs: Difficulty = EASY,
+    fx: np.random.Generator | None = None,
 ) -> _Scene:
     """A video's scene from ``rng`` (the same draws at every difficulty) and, unless ``knobs`` is
     easy, its thin poles and per-frame effects from ``fx``."""
@@ -455,8 +498,13 @@ def _reflect(x: float, width: float) -> float:
 
 
 def _draw_pole(
-    pole: _Pole, xw: np.ndarray, yb: np.ndarray, looks: Mapping[int, _Look],
-    label: np.ndarray, colour: np.ndarray, void: np.ndarray,
+    pole: _Pole,
+    xw: np.ndarray,
+    yb: np.ndarray,
+    looks: Mapping[int, _Look],
+    label: np.ndarray,
+    colour: np.ndarray,
+    void: np.ndarray,
 ) -> None:
     """Paint a world-fixed vertical pole (1 px void ring on its sides) into label/colour/void in place."""
     d = np.abs(xw - pole.x)
@@ -557,7 +605,9 @@ def _render_geometry(
 BLUR_SUBFRAMES = 5
 
 
-def _render_frame(scene: _Scene, t: int, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _render_frame(
+    scene: _Scene, t: int, h: int, w: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 [H, W, 3] and raw label uint8 [H, W] of frame ``t``."""
     knobs, fx = scene.knobs, scene.effects
     offset = float(np.round(scene.pan * t))  # integer pan: labels scroll exactly with the texture
@@ -569,7 +619,9 @@ def _render_frame(scene: _Scene, t: int, h: int, w: int, rng: np.random.Generato
         total = colour.copy()
         for dt in np.linspace(-knobs.motion_blur / 2, knobs.motion_blur / 2, BLUR_SUBFRAMES):
             if dt != 0.0:
-                total += _render_geometry(scene, t + float(dt), h, w, offset + scene.pan * float(dt), shake)[0]
+                total += _render_geometry(scene, t + float(dt), h, w, offset + scene.pan * float(dt), shake)[
+                    0
+                ]
         colour = total / BLUR_SUBFRAMES
 
     # Label noise: a few pixels on horizontal label boundaries take their left neighbour's label.
@@ -626,7 +678,13 @@ def _split_videos(ids: list[str], val_videos: int | None = None) -> dict[str, li
 
 
 def _write_tree(
-    tmp: Path, videos: int, frames: int, size: tuple[int, int], seed: int, knobs: Difficulty = EASY, name: str = "easy",
+    tmp: Path,
+    videos: int,
+    frames: int,
+    size: tuple[int, int],
+    seed: int,
+    knobs: Difficulty = EASY,
+    name: str = "easy",
     val_videos: int | None = None,
 ) -> dict[str, object]:
     h, w = size
@@ -643,7 +701,9 @@ def _write_tree(
         for t in range(frames):
             image, raw = _render_frame(scene, t, h, w, rng)
             stem = f"{start + t:08d}"
-            Image.fromarray(image).save(origin / f"{stem}.jpg", format="JPEG", quality=_frame_quality(scene, t))
+            Image.fromarray(image).save(
+                origin / f"{stem}.jpg", format="JPEG", quality=_frame_quality(scene, t)
+            )
             png = Image.fromarray(raw)
             png.putpalette(palette)  # 'L' -> 'P' keeping the raw values as indices
             png.save(mask / f"{stem}.png", format="PNG")
@@ -672,7 +732,9 @@ def _check_params(
     if videos < 1:
         raise OptionError(f"--videos {videos}: must be >= 1")
     if val_videos is not None and not 1 <= val_videos <= videos - 1:
-        raise OptionError(f"--val-videos {val_videos}: must be in 1..{videos - 1} (--videos {videos} minus a train video)")
+        raise OptionError(
+            f"--val-videos {val_videos}: must be in 1..{videos - 1} (--videos {videos} minus a train video)"
+        )
     if frames < 1:
         raise OptionError(f"--frames {frames}: must be >= 1")
     if len(size) != 2 or min(size) < 16:
@@ -684,7 +746,13 @@ def _check_params(
 
 
 def _build(
-    out: Path, videos: int, frames: int, size: tuple[int, int], seed: int, knobs: Difficulty = EASY, name: str = "easy",
+    out: Path,
+    videos: int,
+    frames: int,
+    size: tuple[int, int],
+    seed: int,
+    knobs: Difficulty = EASY,
+    name: str = "easy",
     val_videos: int | None = None,
 ) -> Path:
     """Build the tree in a temporary sibling of ``out``, marker last; returns the temporary path."""

@@ -323,7 +323,8 @@ class ClipAugment:
         for i, (im, lab) in enumerate(zip(pils, labels)):
             if (im.height, im.width) != (h, w) or np.shape(lab) != (h, w):
                 raise ValueError(
-                    f"frame {i}: image {im.height}x{im.width} / label {np.shape(lab)} differ from frame 0 ({h}x{w})"
+                    f"frame {i}: image {im.height}x{im.width} / label {np.shape(lab)} "
+                    f"differ from frame 0 ({h}x{w})"
                 )
 
         if self.ratio_range is not None:
@@ -336,7 +337,9 @@ class ClipAugment:
         if (new_h, new_w) != (h, w):
             pils = [im.resize((new_w, new_h), Image.BILINEAR) for im in pils]
             labs = [
-                np.asarray(Image.fromarray(np.asarray(lab, dtype=np.uint8)).resize((new_w, new_h), Image.NEAREST))
+                np.asarray(
+                    Image.fromarray(np.asarray(lab, dtype=np.uint8)).resize((new_w, new_h), Image.NEAREST)
+                )
                 for lab in labels
             ]
         else:
@@ -371,7 +374,9 @@ class ClipAugment:
             pad_w = self.crop[1] - out_images.shape[-1]
             if pad_h > 0 or pad_w > 0:
                 out_images = torch.nn.functional.pad(out_images, (0, pad_w, 0, pad_h), value=0.0)
-                out_labels = torch.nn.functional.pad(out_labels, (0, pad_w, 0, pad_h), value=self.ignore_index)
+                out_labels = torch.nn.functional.pad(
+                    out_labels, (0, pad_w, 0, pad_h), value=self.ignore_index
+                )
         info = ClipAugmentParams((new_h, new_w), top, left, flip, params)
         return out_images, out_labels, info
 

@@ -97,7 +97,9 @@ def read_raw_mask(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(path, f"cannot read mask: {exc}") from exc
     if values.dtype != np.uint8:
         if values.size and (values.min() < 0 or values.max() > 255):
-            raise DataError(path, f"mask values range {values.min()}..{values.max()} do not fit raw labels 0..255")
+            raise DataError(
+                path, f"mask values range {values.min()}..{values.max()} do not fit raw labels 0..255"
+            )
         values = values.astype(np.uint8)
     return values
 
@@ -293,9 +295,7 @@ def _join_through_interrupts(worker: threading.Thread) -> None:
         raise interrupt
 
 
-def write_predictions_dir(
-    out: str | os.PathLike[str], video: str, stem: str, pred: np.ndarray
-) -> Path:
+def write_predictions_dir(out: str | os.PathLike[str], video: str, stem: str, pred: np.ndarray) -> Path:
     """Save one prediction as ``<out>/<video>/<stem>.png`` (the VSPW submission layout); returns the path.
 
     ``pred`` is uint8 [H, W] with class ids 0..123 at the mask's resolution.

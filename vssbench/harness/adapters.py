@@ -42,7 +42,9 @@ def build_adapter(config: RunConfig, device: torch.device) -> tuple[torch.nn.Mod
     )
     report = None
     if config.checkpoint is not None:
-        report = load_checkpoint(adapter, config.checkpoint, format=config.checkpoint_format, strict=not config.non_strict)
+        report = load_checkpoint(
+            adapter, config.checkpoint, format=config.checkpoint_format, strict=not config.non_strict
+        )
         adapter.eval()
     # Every method alike: each decoder head in the model takes the run's mode (none: nothing to fold).
     set_decoder_mode(adapter, config.decoder)
@@ -67,7 +69,9 @@ def lead_in(adapter: torch.nn.Module) -> int:
     return int(getattr(adapter, "steady_state_after", 0) or 0)
 
 
-def interval_frames(dataset: Any, video: str, transform: Any, interval: int, max_frames: int | None) -> list[torch.Tensor]:
+def interval_frames(
+    dataset: Any, video: str, transform: Any, interval: int, max_frames: int | None
+) -> list[torch.Tensor]:
     """The first ``interval`` frames of ``video`` (cycled when the video is shorter), on the CPU."""
     available_frames = min(interval, frames_to_use(dataset, video, max_frames))
     frames_iter = dataset.iter_video(video, transform)

@@ -17,7 +17,15 @@ from typing import Any
 
 from vssbench.config import RunConfig
 from vssbench.errors import CheckpointError, OptionError
-from vssbench.methods.base import BACKBONES, available, coerce, method_info, method_options, parse_options
+from vssbench.methods.base import (
+    all_backbones,
+    available,
+    check_backbone,
+    coerce,
+    method_info,
+    method_options,
+    parse_options,
+)
 from vssbench.models.checkpoint import FORMATS, file_digest
 from vssbench.results.records import options_tag
 
@@ -29,14 +37,20 @@ def expand_methods(spec: str | Sequence[str]) -> list[str]:
     """Method names from a name, a comma list or globs over ``available()`` (e.g. ``'tfc,seg*'``, ``'*'``).
 
     Order follows the spec (a glob's matches sorted), duplicates dropped; an unknown name or a
-    glob matching nothing raises :class:`OptionError` listing the available methods.
+    glob matching nothing raises :class:`OptionError` listing the available methods (and naming a
+    plugin that failed to load, when the name is one of its methods).
     """
-    return _expand(spec, available(), "method")
+    names = available()
+    for item in spec.split(",") if isinstance(spec, str) else spec:
+        item = item.strip()
+        if item and item not in names and not any(c in item for c in "*?["):
+            method_info(item)  # raises the registry's error: unknown, or the plugin's failure
+    return _expand(spec, names, "method")
 
 
 def expand_backbones(spec: str | Sequence[str]) -> list[str]:
     """Backbone names from a name, a comma list or globs over ``b0``..``b5``."""
-    return _expand(spec, list(BACKBONES), "backbone")
+    return _expand(spec, all_backbones(), "backbone")
 
 
 def _expand(spec: str | Sequence[str], names: Sequence[str], what: str) -> list[str]:
@@ -59,7 +73,9 @@ def _expand(spec: str | Sequence[str], names: Sequence[str], what: str) -> list[
     return out
 
 
-def build_configs(methods: str | Sequence[str], backbones: str | Sequence[str] = "b0", **fields: Any) -> list[RunConfig]:
+def build_configs(
+    methods: str | Sequence[str], backbones: str | Sequence[str] = "b0", **fields: Any
+) -> list[RunConfig]:
     """One :class:`RunConfig` per method x backbone (methods outer), the other fields shared.
 
     ``options`` may hold scoped keys (``"tfc.threshold"``) next to plain ones; see
@@ -68,7 +84,11 @@ def build_configs(methods: str | Sequence[str], backbones: str | Sequence[str] =
     names = expand_methods(methods)
     backbone_names = expand_backbones(backbones)
     per_method = scope_options(fields.pop("options", None) or {}, names)
-    return [RunConfig(method=m, backbone=b, options=per_method[m], **fields) for m in names for b in backbone_names]
+    return [
+        RunConfig(method=m, backbone=b, options=per_method[m], **fields)
+        for m in names
+        for b in backbone_names
+    ]
 
 
 def scope_options(options: dict[str, Any], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -97,7 +117,8 @@ def scope_options(options: dict[str, Any], methods: Sequence[str]) -> dict[str, 
             raise OptionError(f"--set {key}: method {method!r} is not in this run ({', '.join(methods)})")
         if option not in fields[method]:
             raise OptionError(
-                f"--set {key}: {method} has no option {option!r}; its options: {', '.join(sorted(fields[method]))}"
+                f"--set {key}: {method} has no option {option!r}; "
+                f"its options: {', '.join(sorted(fields[method]))}"
             )
         per[method][option] = value
     return per
@@ -132,10 +153,11 @@ def normalize_config(config: RunConfig) -> RunConfig:
 def _check_fields(config: RunConfig) -> None:
     """Raise :class:`OptionError` for a run-wide field out of its range (method, backbone, device, ...)."""
     method_info(config.method)  # unknown method -> OptionError listing the available ones
-    if config.backbone not in BACKBONES:
-        raise OptionError(f"unknown backbone {config.backbone!r}; available: {', '.join(BACKBONES)}")
+    check_backbone(config.method, config.backbone)
     if config.metric_preset not in METRIC_PRESETS:
-        raise OptionError(f"metric preset must be one of {', '.join(METRIC_PRESETS)}, got {config.metric_preset!r}")
+        raise OptionError(
+            f"metric preset must be one of {', '.join(METRIC_PRESETS)}, got {config.metric_preset!r}"
+        )
     if config.device != "cpu" and config.device != "cuda" and not config.device.startswith("cuda:"):
         raise OptionError(f"device must be cpu, cuda or cuda:N, got {config.device!r}")
     for name in ("max_videos", "max_frames", "threads", "size_divisor"):
@@ -149,7 +171,9 @@ def _check_fields(config: RunConfig) -> None:
     if config.non_strict and config.checkpoint is None:
         raise OptionError("--non-strict needs a --checkpoint to load")
     if config.warmup < 0 or (config.repeats is not None and config.repeats < 1):
-        raise OptionError(f"warmup must be >= 0 and repeats >= 1, got warmup={config.warmup}, repeats={config.repeats}")
+        raise OptionError(
+            f"warmup must be >= 0 and repeats >= 1, got warmup={config.warmup}, repeats={config.repeats}"
+        )
 
 
 def _interval(config: RunConfig, options: dict[str, Any]) -> int:
@@ -158,7 +182,10 @@ def _interval(config: RunConfig, options: dict[str, Any]) -> int:
     if "interval" in options:
         given = coerce(options.pop("interval"), int, f"{config.method}.interval")
         if interval is not None and given != interval:
-            raise OptionError(f"interval given twice with different values: --interval {interval} and --set interval={given}")
+            raise OptionError(
+                f"interval given twice with different values: --interval {interval} "
+                f"and --set interval={given}"
+            )
         interval = given
     if interval is None:
         interval = method_info(config.method).default_interval
@@ -180,8 +207,8 @@ def prepare_config(config: RunConfig) -> RunConfig:
     sha, size = _digest(config.checkpoint)
     if config.checkpoint_sha256 is not None and config.checkpoint_sha256 != sha:
         raise CheckpointError(
-            f"{config.checkpoint}: checkpoint content changed (sha256 {config.checkpoint_sha256} in the config, "
-            f"{sha} in the file)"
+            f"{config.checkpoint}: checkpoint content changed "
+            f"(sha256 {config.checkpoint_sha256} in the config, {sha} in the file)"
         )
     return config.replace(checkpoint_sha256=sha, checkpoint_size=size)
 

@@ -97,7 +97,9 @@ def resolve_device(device: str, local_rank: int = 0, distributed: bool = False) 
         return torch.device("cpu")
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise OptionError(f"device {device!r} requested but CUDA is not available (torch {torch.__version__})")
+            raise OptionError(
+                f"device {device!r} requested but CUDA is not available (torch {torch.__version__})"
+            )
         if distributed:
             return torch.device("cuda", local_rank)
         return torch.device(device if ":" in device else "cuda:0")

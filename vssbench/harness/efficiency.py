@@ -65,10 +65,14 @@ def run_efficiency(
         fields["input_size"] = list(frames[0].shape[-2:])
         if efficiency == "none":
             params = count_parameters(adapter)
-            fields.update(params=params["total"], params_groups={**params["groups"], "other": params["other"]})
+            fields.update(
+                params=params["total"], params_groups={**params["groups"], "other": params["other"]}
+            )
         else:
             where = f"frames {lead}..{lead + config.interval - 1} of video {video}"
-            fields.update(measure_efficiency(adapter, frames, config, ctx, where, log, dead_search=efficiency == "full"))
+            fields.update(
+                measure_efficiency(adapter, frames, config, ctx, where, log, dead_search=efficiency == "full")
+            )
     except Exception as exc:  # noqa: BLE001 - any failure: the row says its efficiency is missing
         # The accuracy is complete and saved; the row still says that its efficiency is missing.
         fields["error"] = f"efficiency measurement failed: {type(exc).__name__}: {exc}"
@@ -96,7 +100,9 @@ def measure_efficiency(
     lead = len(on_device) - config.interval  # the adapter's steady_state_after (see lead_in)
     params, gmacs, fps = _measure(adapter, on_device, config, ctx.device, lead, log, dead_search)
     h, w = on_device[0].shape[-2:]
-    protocol = _fps_protocol(fps, config, f"{where} at {h}x{w}, preloaded on {ctx.device}", lead, ctx.distributed)
+    protocol = _fps_protocol(
+        fps, config, f"{where} at {h}x{w}, preloaded on {ctx.device}", lead, ctx.distributed
+    )
     return {
         "params": params["total"],
         "params_groups": {**params.get("groups", {}), "other": params.get("other")},
@@ -125,7 +131,8 @@ def _measure(
     log: RunLog | None,
     dead_search: bool,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(params, gmacs, fps) of :mod:`vssbench.profiling` on device-resident ``frames``; times go to ``log``."""
+    """(params, gmacs, fps) of :mod:`vssbench.profiling` on device-resident ``frames``;
+    times go to ``log``."""
     # Order matters: autograd first (no inference-mode caches yet), timing last.
     start = time.perf_counter()
     dead = find_dead_parameters(adapter, frames) if dead_search else []
@@ -134,7 +141,12 @@ def _measure(
     gmacs = count_gmacs(adapter, list(frames), config.interval, lead_in=lead)
     after_gmacs = time.perf_counter()
     fps = measure_fps(
-        adapter, frames, config.interval, warmup=config.warmup, repeats=config.repeats, device=str(device),
+        adapter,
+        frames,
+        config.interval,
+        warmup=config.warmup,
+        repeats=config.repeats,
+        device=str(device),
         lead_in=lead,
     )
     adapter.reset()
@@ -144,7 +156,9 @@ def _measure(
             f"{after_gmacs - after_params:.2f}s, FPS timing {time.perf_counter() - after_gmacs:.2f}s"
         )
         if dead:
-            log.info(f"dead parameters (never influence an output): {dead[:20]}{' ...' if len(dead) > 20 else ''}")
+            log.info(
+                f"dead parameters (never influence an output): {dead[:20]}{' ...' if len(dead) > 20 else ''}"
+            )
     return params, gmacs, fps
 
 
@@ -157,7 +171,9 @@ def _fps_spread(fps: dict[str, Any], interval: int) -> dict[str, float] | None:
     return {"min": rates[0], "median": median, "max": rates[-1], "relative": (rates[-1] - rates[0]) / median}
 
 
-def _fps_protocol(fps: dict[str, Any], config: RunConfig, frames: str, lead: int, distributed: bool) -> dict[str, Any]:
+def _fps_protocol(
+    fps: dict[str, Any], config: RunConfig, frames: str, lead: int, distributed: bool
+) -> dict[str, Any]:
     """The record's ``fps_protocol``: which frames were timed, how often, and what the FPS is."""
     return {
         "frames": frames,
@@ -165,11 +181,14 @@ def _fps_protocol(fps: dict[str, Any], config: RunConfig, frames: str, lead: int
         "lead_in": lead,
         "warmup": config.warmup,
         "repeats": fps.get("repeats", config.repeats),
-        "repeats_rule": "given" if config.repeats is not None else "auto: enough intervals for ~10 s of timing, 3..30",
+        "repeats_rule": "given"
+        if config.repeats is not None
+        else "auto: enough intervals for ~10 s of timing, 3..30",
         "interval_time_s": fps.get("interval_time_s"),
         "interval_times_s": fps.get("interval_times_s"),
         "timer": fps.get("timer"),
-        "statistic": "interval frames / median interval time; warm-up excluded; device synchronized; data loading excluded",
+        "statistic": "interval frames / median interval time; warm-up excluded; device synchronized; "
+        "data loading excluded",
         "scope": "rank 0 only" if distributed else "single process",
     }
 

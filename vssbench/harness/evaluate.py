@@ -27,7 +27,11 @@ from vssbench.results.records import to_jsonable
 
 #: VC window lengths evaluated in every run (record keys mVC8, mVC16).
 METRIC_CLIPS: tuple[int, ...] = (8, 16)
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 
 #: ``on_prediction(video, stem, pred)`` receives each H x W prediction (0..num_classes-1, numpy).
 PredictionSink = Callable[[str, str, np.ndarray], None]
@@ -102,8 +106,13 @@ def evaluate_video(
     frames = dataset.iter_video(video, transform)
     try:
         for frame in tqdm(
-            itertools.islice(frames, num_frames), total=num_frames, desc=video, unit="frame",
-            leave=False, file=sys.stderr, disable=not show,
+            itertools.islice(frames, num_frames),
+            total=num_frames,
+            desc=video,
+            unit="frame",
+            leave=False,
+            file=sys.stderr,
+            disable=not show,
         ):
             data_time += float(frame.load_time)
             image = frame.image.to(device=device, dtype=dtype)
@@ -124,7 +133,9 @@ def evaluate_video(
     finally:
         frames.close()
     if seen != num_frames:
-        raise DataError(dataset.root / "data" / video, f"expected {num_frames} frames, the reader gave {seen}")
+        raise DataError(
+            dataset.root / "data" / video, f"expected {num_frames} frames, the reader gave {seen}"
+        )
     state = evaluator.end_video()
     return {
         "video": video,
@@ -164,10 +175,19 @@ def evaluate_videos(
     adapter.eval()
     try:
         with torch.no_grad():
-            for video in tqdm(videos, desc="validation", unit="video", file=sys.stderr, disable=not progress, leave=False):
+            for video in tqdm(
+                videos, desc="validation", unit="video", file=sys.stderr, disable=not progress, leave=False
+            ):
                 entry = evaluate_video(
-                    adapter, dataset, video, frames_to_use(dataset, video, max_frames), transform, evaluator,
-                    device=device, dtype=dtype, num_classes=num_classes,
+                    adapter,
+                    dataset,
+                    video,
+                    frames_to_use(dataset, video, max_frames),
+                    transform,
+                    evaluator,
+                    device=device,
+                    dtype=dtype,
+                    num_classes=num_classes,
                 )
                 total = total + MetricState.from_dict(entry["state"])
                 entries.append(entry)

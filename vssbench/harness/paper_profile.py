@@ -138,11 +138,15 @@ def format_paper_profile(rows: Sequence[dict[str, Any]]) -> str:
             ]
         )
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in [header, ["-" * w for w in widths], *body]]
+    lines = [
+        "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+        for cells in [header, ["-" * w for w in widths], *body]
+    ]
     h, w = rows[0]["size"] if rows else PAPER_SIZE
     lines.append(
         f"GMACs (one multiply-add = one) at {h}x{w}, {rows[0]['decoder'] if rows else 'reference'} decoder, "
-        "random init, one keyframe interval of a synthetic video; 'paper non-key' is the TFC paper's Sec. 4.2 "
+        "random init, one keyframe interval of a synthetic video; "
+        "'paper non-key' is the TFC paper's Sec. 4.2 "
         "GFLOPs per non-keyframe (the same value for both decoder widths: the paper names none). "
         "SegFormer's non-keyframe is any frame. Table 1's parameters (B0 3.8M, B5 82.1M) fit E=256."
     )

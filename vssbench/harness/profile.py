@@ -53,8 +53,10 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
         diagnostics = _diagnostics(adapter, images, ctx.device, DTYPES[config.dtype])
         record = _profile_record(config, size, diagnostics, load_report)
         record.update(environment_fields(ctx.device))
-        where = (f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
-                 + (f" after {lead} lead-in frames" if lead else ""))
+        where = (
+            f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
+            + (f" after {lead} lead-in frames" if lead else "")
+        )
         record.update(measure_efficiency(adapter, images, config, ctx, where, None))
         record["profile_frames"] = frames
     record["created"] = utc_timestamp()

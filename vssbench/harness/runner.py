@@ -138,16 +138,24 @@ def _run(
         saved = _finished_record(store, ctx, data.frame_counts, efficiency)
         if saved is not None:
             if ctx.is_main:
-                print(f"nothing left to evaluate in {store.dir}: its record stands unchanged", file=sys.stderr, flush=True)
+                print(
+                    f"nothing left to evaluate in {store.dir}: its record stands unchanged",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return saved
     adapter, load_report = _build_model(config, ctx, log)
     action = _open_run_folder(config, ctx, store, log, resume, load_report)
     done = _completed_videos(store, ctx, log, resume, data)
     store.open_videos(resume)
     mine = _videos_of_this_rank(ctx, log, resume, save_preds, data.videos, done)
-    new, failure = _evaluate_videos(adapter, data, mine, config, ctx, store, log, save_preds, progress, done, action)
+    new, failure = _evaluate_videos(
+        adapter, data, mine, config, ctx, store, log, save_preds, progress, done, action
+    )
     entries = _gather_entries(ctx, data.videos, done, new, failure)
-    return _finalize_on_main(config, ctx, store, log, data, entries, adapter, len(done), efficiency, load_report)
+    return _finalize_on_main(
+        config, ctx, store, log, data, entries, adapter, len(done), efficiency, load_report
+    )
 
 
 def _open_data(config: RunConfig) -> _RunData:
@@ -182,7 +190,9 @@ def _finished_record(
     return saved
 
 
-def _build_model(config: RunConfig, ctx: DistContext, log: RunLog) -> tuple[torch.nn.Module, LoadReport | None]:
+def _build_model(
+    config: RunConfig, ctx: DistContext, log: RunLog
+) -> tuple[torch.nn.Module, LoadReport | None]:
     """The run's adapter on its device, with a warning when its weights are random or partial."""
     adapter, load_report = build_adapter(config, ctx.device)
     if config.checkpoint is None:
@@ -196,7 +206,12 @@ def _build_model(config: RunConfig, ctx: DistContext, log: RunLog) -> tuple[torc
 
 
 def _open_run_folder(
-    config: RunConfig, ctx: DistContext, store: RunStore, log: RunLog, resume: bool, load_report: LoadReport | None
+    config: RunConfig,
+    ctx: DistContext,
+    store: RunStore,
+    log: RunLog,
+    resume: bool,
+    load_report: LoadReport | None,
 ) -> str:
     """Create, replace or resume the run folder (rank 0), attach the log to it; returns what was done."""
     action = ctx.on_main(lambda: store.prepare(resume), "prepare the run folder") or "joined"
@@ -206,10 +221,16 @@ def _open_run_folder(
             f"replacing {store.dir}: its {store.replaced_videos} finished videos are evaluated again "
             "(add --resume to keep them)"
         )
-    log.info(f"vssbench {vssbench.__version__}: {action} {store.dir} (rank {ctx.rank} of {ctx.world_size}, {ctx.device})")
+    log.info(
+        f"vssbench {vssbench.__version__}: {action} {store.dir} "
+        f"(rank {ctx.rank} of {ctx.world_size}, {ctx.device})"
+    )
     log.info("config: " + json.dumps(config.to_dict(), sort_keys=True))
     if load_report is not None:
-        log.info(f"checkpoint: {load_report.summary()} (sha256 {config.checkpoint_sha256}, {config.checkpoint_size} bytes)")
+        log.info(
+            f"checkpoint: {load_report.summary()} "
+            f"(sha256 {config.checkpoint_sha256}, {config.checkpoint_size} bytes)"
+        )
     return action
 
 
@@ -230,8 +251,8 @@ def _completed_videos(
         if entry.get("num_frames") != data.frame_counts[video]:
             raise DataError(
                 store.dir / "videos.jsonl",
-                f"video {video} was evaluated on {entry.get('num_frames')} frames but has {data.frame_counts[video]} "
-                "now: the dataset changed; run without --resume",
+                f"video {video} was evaluated on {entry.get('num_frames')} frames "
+                f"but has {data.frame_counts[video]} now: the dataset changed; run without --resume",
             )
     return done
 
@@ -250,7 +271,9 @@ def _videos_of_this_rank(
     if resume:
         log.info(f"resume: {len(done)} of {len(videos)} videos complete; {len(remaining)} remain")
         if save_preds is not None and done and ctx.is_main:
-            log.warning(f"--save-preds: the {len(done)} videos completed before this resume are not written again")
+            log.warning(
+                f"--save-preds: the {len(done)} videos completed before this resume are not written again"
+            )
     log.info(f"this rank evaluates {len(mine)} videos")
     return mine
 
@@ -277,17 +300,34 @@ def _evaluate_videos(
     Returns the new entries and, in a distributed run, this rank's failure (the other ranks must
     still reach the gather). Ctrl-C raises :class:`RunInterrupted`.
     """
-    evaluator = VideoEvaluator(num_classes=config.num_classes, clips=METRIC_CLIPS, preset=config.metric_preset)
+    evaluator = VideoEvaluator(
+        num_classes=config.num_classes, clips=METRIC_CLIPS, preset=config.metric_preset
+    )
     new: dict[str, dict[str, Any]] = {}
     show = progress and ctx.is_main
     try:
-        with torch.no_grad(), tqdm(
-            total=len(mine), desc=f"{config.method}-{config.backbone}", unit="video", file=sys.stderr, disable=not show
-        ) as bar:
+        with (
+            torch.no_grad(),
+            tqdm(
+                total=len(mine),
+                desc=f"{config.method}-{config.backbone}",
+                unit="video",
+                file=sys.stderr,
+                disable=not show,
+            ) as bar,
+        ):
             for video in mine:
                 entry = _evaluate_video(
-                    adapter, data.dataset, video, data.frame_counts[video], data.transform, evaluator, ctx, config,
-                    save_preds, show,
+                    adapter,
+                    data.dataset,
+                    video,
+                    data.frame_counts[video],
+                    data.transform,
+                    evaluator,
+                    ctx,
+                    config,
+                    save_preds,
+                    show,
                 )
                 entry["index"] = data.videos.index(video)
                 with _sigint_deferred():  # Ctrl-C lands after the line is on disk, never inside it
@@ -310,7 +350,9 @@ def _evaluate_videos(
     return new, None
 
 
-def _interrupted(ctx: DistContext, store: RunStore, log: RunLog, finished: int, total: int, action: str) -> RunInterrupted:
+def _interrupted(
+    ctx: DistContext, store: RunStore, log: RunLog, finished: int, total: int, action: str
+) -> RunInterrupted:
     """Log a Ctrl-C in the evaluation loop; a fresh folder with nothing finished is removed."""
     log.info(f"INTERRUPTED (Ctrl-C) after {finished} of {total} videos; --resume continues")
     if finished == 0 and not ctx.distributed and action != "resumed":
@@ -342,8 +384,17 @@ def _evaluate_video(
         sink = write
 
     entry = evaluate_video(
-        adapter, dataset, video, num_frames, transform, evaluator, device=ctx.device,
-        dtype=DTYPES[config.dtype], num_classes=config.num_classes, on_prediction=sink, show=show,
+        adapter,
+        dataset,
+        video,
+        num_frames,
+        transform,
+        evaluator,
+        device=ctx.device,
+        dtype=DTYPES[config.dtype],
+        num_classes=config.num_classes,
+        on_prediction=sink,
+        show=show,
     )
     entry.update(rank=ctx.rank, finished=utc_timestamp())
     return entry
@@ -405,9 +456,13 @@ def _finalize_on_main(
     record, final_exc, final_error = None, None, None
     if ctx.is_main:
         try:
-            record = _finalize(config, ctx, store, log, data, entries, adapter, resumed, efficiency, load_report)
+            record = _finalize(
+                config, ctx, store, log, data, entries, adapter, resumed, efficiency, load_report
+            )
         except KeyboardInterrupt:
-            log.info("INTERRUPTED (Ctrl-C) while measuring efficiency; every video is saved, --resume finishes")
+            log.info(
+                "INTERRUPTED (Ctrl-C) while measuring efficiency; every video is saved, --resume finishes"
+            )
             raise RunInterrupted(len(data.videos), len(data.videos), store.dir) from None
         except Exception as exc:  # noqa: BLE001 - re-raised below, after the other ranks learn of it
             final_exc, final_error = exc, f"{type(exc).__name__}: {exc}"
@@ -439,13 +494,18 @@ def _finalize(
     metrics = compute_metrics(total)
     record = _run_record(config, ctx, store, data, ordered, metrics, resumed, efficiency, load_report)
     record.update(environment_fields(ctx.device))
-    record.update(run_efficiency(adapter, data.dataset, data.videos[0], data.transform, config, ctx, log, efficiency))
+    record.update(
+        run_efficiency(adapter, data.dataset, data.videos[0], data.transform, config, ctx, log, efficiency)
+    )
     record["created"] = utc_timestamp()
     record = to_jsonable(record)
     store.write_record(record)
     store.write_per_class(to_jsonable(list(metrics["IoU"])), CLASS_NAMES)
     log.info(
-        "done: " + ", ".join(f"{k}={record[k]}" for k in ("mIoU", "wIoU", "mVC8", "mVC16", "params", "gmacs_per_frame", "fps"))
+        "done: "
+        + ", ".join(
+            f"{k}={record[k]}" for k in ("mIoU", "wIoU", "mVC8", "mVC16", "params", "gmacs_per_frame", "fps")
+        )
     )
     return record
 

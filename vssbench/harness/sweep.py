@@ -74,10 +74,18 @@ def run_sweep(
     several = len(configs) > 1
     records = []
     for config in configs:
-        preds = None if save_preds is None else Path(save_preds) / row_name(config) if several else Path(save_preds)
+        preds = (
+            None
+            if save_preds is None
+            else Path(save_preds) / row_name(config)
+            if several
+            else Path(save_preds)
+        )
         try:
             records.append(
-                run_evaluation(config, out=out, resume=resume, save_preds=preds, progress=progress, efficiency=efficiency)
+                run_evaluation(
+                    config, out=out, resume=resume, save_preds=preds, progress=progress, efficiency=efficiency
+                )
             )
         except DataError:
             raise
@@ -87,7 +95,9 @@ def run_sweep(
             records.append(error_record(config, exc, out))
         except Exception as exc:  # noqa: BLE001 - whatever a method raises becomes its error row
             # A single run keeps a folder only if it got as far as creating one (its log.txt).
-            records.append(error_record(config, exc, out if several or RunStore(out, config).dir.exists() else None))
+            records.append(
+                error_record(config, exc, out if several or RunStore(out, config).dir.exists() else None)
+            )
     return records
 
 
@@ -112,7 +122,9 @@ def profile_sweep(configs: Sequence[RunConfig], frames: str = "video") -> list[d
     return records
 
 
-def error_record(config: RunConfig, exc: BaseException, out: str | Path | None, kind: str = "run") -> dict[str, Any]:
+def error_record(
+    config: RunConfig, exc: BaseException, out: str | Path | None, kind: str = "run"
+) -> dict[str, Any]:
     """A record for a failed run (metrics null, ``error`` set); written to the store when ``out`` is given.
 
     Rank 0 alone writes it and prints the one-line error on stderr.
@@ -136,12 +148,19 @@ def error_record(config: RunConfig, exc: BaseException, out: str | Path | None, 
         store = _write_error_row(RunStore(out, config), config, exc, record)
         where = f" (traceback in {store.log_path})"
     if is_main:
-        print(f"error: {config.method}-{config.backbone}: {type(exc).__name__}: {exc}{where}", file=sys.stderr, flush=True)
+        print(
+            f"error: {config.method}-{config.backbone}: {type(exc).__name__}: {exc}{where}",
+            file=sys.stderr,
+            flush=True,
+        )
     return to_jsonable(record)
 
 
-def _write_error_row(store: RunStore, config: RunConfig, exc: BaseException, record: dict[str, Any]) -> RunStore:
-    """The failed run's folder: its config (if not there yet), the traceback in ``log.txt``, ``record.json``."""
+def _write_error_row(
+    store: RunStore, config: RunConfig, exc: BaseException, record: dict[str, Any]
+) -> RunStore:
+    """The failed run's folder: its config (if not there yet), the traceback in ``log.txt``,
+    ``record.json``."""
     store.dir.mkdir(parents=True, exist_ok=True)
     if not store.config_path.exists():
         store.config_path.write_text(config.to_json() + "\n", encoding="utf-8")

@@ -9,8 +9,11 @@ from vssbench.methods.base import (
     available,
     create,
     describe,
+    load_plugins,
     method_info,
     method_options,
+    method_origin,
+    plugin_failures,
     register,
 )
 
@@ -22,7 +25,10 @@ __all__ = [
     "available",
     "create",
     "describe",
+    "load_plugins",
     "method_info",
     "method_options",
+    "method_origin",
+    "plugin_failures",
     "register",
 ]

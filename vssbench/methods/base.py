@@ -35,14 +35,21 @@ one of these calls.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.metadata
+import os
+import sys
 import types
 import typing
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
+from vssbench import __version__
 from vssbench.data.samplers import ClipSampler
 from vssbench.errors import OptionError
 from vssbench.models.checkpoint import load_checkpoint
@@ -60,7 +67,9 @@ class MethodInfo:
     or E&S. ``default_interval`` is the keyframe interval, and for every method the window over
     which GMACs and FPS are averaged. ``size_divisor`` is the test-time alignment the method's
     own protocol uses (CFFM/MRCFA: 32); the harness applies it when ``--size-divisor`` is not
-    given, and records it in the config like any other condition.
+    given, and records it in the config like any other condition. ``backbones`` are the
+    backbone names the method accepts (default: MiT b0..b5); ``--backbone`` is checked against
+    them, so a plugin may bring a backbone of its own.
     """
 
     name: str
@@ -69,10 +78,13 @@ class MethodInfo:
     default_interval: int = 4
     description: str = ""
     size_divisor: int | None = None
+    backbones: tuple[str, ...] = BACKBONES
 
     def __post_init__(self) -> None:
         if self.type not in METHOD_TYPES:
             raise ValueError(f"method type must be one of {METHOD_TYPES}, got {self.type!r}")
+        if isinstance(self.backbones, str) or not self.backbones:
+            raise ValueError(f"backbones must be a non-empty tuple of names, got {self.backbones!r}")
 
 
 @dataclass(frozen=True)
@@ -171,7 +183,8 @@ class VideoSegmenter(nn.Module):
         """Logits of frame ``self.t`` (any resolution: ``step`` resizes them) and its diagnostics.
 
         ``image`` is N x 3 x H x W; the input checks, the frame counter and the video guard are
-        done by ``step``. The diagnostics become ``last_step_info`` (``keyframe`` at least).
+        done by ``step``. The diagnostics become ``last_step_info`` (``keyframe`` for a method
+        that has keyframes).
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement segment()")
 
@@ -240,9 +253,23 @@ class _Entry:
     cls: type[VideoSegmenter]
     options: type[BaseOptions]
     info: MethodInfo
+    origin: str  # "builtin", a distribution name (entry point) or "module NAME" (--plugin, direct)
+    version: str | None  # vssbench's for built-ins, the distribution's for entry points
 
 
 _REGISTRY: dict[str, _Entry] = {}
+
+#: The entry-point group through which installed packages provide methods.
+ENTRY_POINT_GROUP = "vssbench.methods"
+#: Environment variable naming plugin modules to import (comma list), like ``--plugin``.
+PLUGINS_ENV = "VSSBENCH_PLUGINS"
+#: Plugins that failed to load: entry-point or module name -> the reason (one line).
+_FAILED: dict[str, str] = {}
+#: Plugin modules imported so far (each once).
+_LOADED_MODULES: set[str] = set()
+_DISCOVERED = False
+#: Origin and version given to methods registered while a plugin is being imported.
+_LOADING: tuple[str, str | None] | None = None
 
 M = TypeVar("M", bound=type[VideoSegmenter])
 
@@ -266,18 +293,128 @@ def register(cls: M) -> M:
         raise TypeError(f"{where}.Options must be a dataclass subclassing BaseOptions, got {options!r}")
     if info.name in _REGISTRY:
         other = _REGISTRY[info.name].cls
-        raise ValueError(f"method {info.name!r} is already registered (by {other.__module__}.{other.__qualname__})")
-    _REGISTRY[info.name] = _Entry(cls=cls, options=options, info=info)
+        raise ValueError(
+            f"method {info.name!r} is already registered (by {other.__module__}.{other.__qualname__})"
+        )
+    _REGISTRY[info.name] = _Entry(cls=cls, options=options, info=info, **_origin_of(cls))
     return cls
 
 
+def _origin_of(cls: type) -> dict[str, str | None]:
+    if _LOADING is not None:
+        return {"origin": _LOADING[0], "version": _LOADING[1]}
+    if cls.__module__.split(".")[0] == "vssbench":
+        return {"origin": "builtin", "version": __version__}
+    return {"origin": f"module {cls.__module__}", "version": None}
+
+
+@contextmanager
+def _loading(origin: str, version: str | None) -> Iterator[None]:
+    global _LOADING
+    previous, _LOADING = _LOADING, (origin, version)
+    try:
+        yield
+    finally:
+        _LOADING = previous
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _fail(key: str, what: str, exc: BaseException) -> None:
+    reason = f"{what} failed to load: {type(exc).__name__}: {exc}".replace("\n", " ")
+    _FAILED[key] = reason
+    _warn(reason)
+
+
+def _load_entry_points() -> None:
+    """Import every installed ``vssbench.methods`` entry point (each failure: one warning line)."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        name, version = (dist.name, dist.version) if dist is not None else (ep.value.split(":")[0], None)
+        what = f"plugin entry point {ep.name!r} ({ep.value}, from {name} {version or ''})".replace(" )", ")")
+        try:
+            with _loading(name, version):
+                obj = ep.load()
+                if isinstance(obj, type) and issubclass(obj, VideoSegmenter) and not _registered(obj):
+                    register(obj)
+        except Exception as exc:  # a broken plugin must not take the other methods down
+            _fail(ep.name, what, exc)
+
+
+def _registered(cls: type) -> bool:
+    return any(entry.cls is cls for entry in _REGISTRY.values())
+
+
+def load_plugins(modules: Sequence[str] = ()) -> None:
+    """Load the installed entry points (once) and import plugin ``modules`` (each once).
+
+    Each module registers its methods with :func:`register` on import. A module that fails to
+    import, or registers a name that exists, is one warning line on stderr; the other methods keep
+    working, and asking for a method of a failed plugin names the failure.
+    """
+    _discover()
+    for module in modules:
+        module = module.strip()
+        if not module or module in _LOADED_MODULES:
+            continue
+        _LOADED_MODULES.add(module)
+        try:
+            with _loading(f"module {module}", None):
+                importlib.import_module(module)
+        except Exception as exc:
+            _fail(module, f"plugin module {module!r}", exc)
+
+
+def _discover() -> None:
+    """On first use of the registry: the installed entry points and ``$VSSBENCH_PLUGINS``."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    _load_entry_points()
+    load_plugins(os.environ.get(PLUGINS_ENV, "").split(","))
+
+
+def plugin_failures() -> dict[str, str]:
+    """Plugins that failed to load so far: entry-point or module name -> the reason."""
+    _discover()
+    return dict(_FAILED)
+
+
+def method_origin(name: str) -> dict[str, str | None]:
+    """Where method ``name`` comes from: ``{"origin": "builtin" | distribution | "module M", "version"}``."""
+    entry = _entry(name)
+    return {"origin": entry.origin, "version": entry.version}
+
+
 def available() -> list[str]:
-    """Names of every registered method, sorted."""
+    """Names of every registered method (built-ins and loaded plugins), sorted."""
+    _discover()
     return sorted(_REGISTRY)
 
 
 def method_info(name: str) -> MethodInfo:
     return _entry(name).info
+
+
+def check_backbone(name: str, backbone: str) -> str:
+    """``backbone`` itself if method ``name`` declares it, else an :class:`OptionError` listing them."""
+    declared = method_info(name).backbones
+    if backbone not in declared:
+        raise OptionError(
+            f"unknown backbone {backbone!r} for method {name!r}; available: {', '.join(declared)}"
+        )
+    return backbone
+
+
+def all_backbones() -> list[str]:
+    """Every backbone some registered method declares (MiT b0..b5 first)."""
+    names = list(BACKBONES)
+    for name in available():
+        names.extend(b for b in method_info(name).backbones if b not in names)
+    return names
 
 
 def method_options(name: str) -> type:
@@ -286,10 +423,13 @@ def method_options(name: str) -> type:
 
 
 def _entry(name: str) -> _Entry:
-    try:
+    _discover()
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise OptionError(f"unknown method {name!r}; available: {', '.join(available())}") from None
+    if name in _FAILED:
+        raise OptionError(f"method {name!r}: {_FAILED[name]}")
+    failed = f" (plugins that failed to load: {'; '.join(_FAILED.values())})" if _FAILED else ""
+    raise OptionError(f"unknown method {name!r}; available: {', '.join(available())}{failed}")
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -302,7 +442,10 @@ def describe(name: str) -> dict[str, Any]:
         "type": entry.info.type,
         "default_interval": entry.info.default_interval,
         "size_divisor": entry.info.size_divisor,
+        "backbones": list(entry.info.backbones),
         "description": entry.info.description,
+        "origin": entry.origin,
+        "version": entry.version,
         "options": {f.name: _default(f) for f in dataclasses.fields(entry.options)},
     }
 
@@ -370,7 +513,11 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         try:
             if hint is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return hint(value) if not isinstance(value, str) else hint(float(value) if hint is float else int(value))
+            return (
+                hint(value)
+                if not isinstance(value, str)
+                else hint(float(value) if hint is float else int(value))
+            )
         except (TypeError, ValueError):
             raise OptionError(f"{where} must be {hint.__name__}, got {value!r}") from None
     if hint is str:
@@ -386,14 +533,13 @@ def create(
     checkpoint_format: str = "auto",
     **options: Any,
 ) -> VideoSegmenter:
-    """Build method ``name`` on MiT ``backbone`` and optionally load ``checkpoint`` (strict).
+    """Build method ``name`` on ``backbone`` (one it declares) and optionally load ``checkpoint`` (strict).
 
     ``options`` are the method's ``Options`` fields (``vssbench.methods.method_options(name)``);
     strings are coerced to the field type. The returned adapter is in eval mode.
     """
     entry = _entry(name)
-    if backbone not in BACKBONES:
-        raise OptionError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
+    check_backbone(name, backbone)
     parsed = parse_options(name, options)
     model = entry.cls(backbone=backbone, num_classes=num_classes, options=parsed)
     if checkpoint is not None:

@@ -1,6 +1,7 @@
 """CFFM (Sun et al., CVPR 2022): SegFormer + Cross-frame Feature Mining over reference frames.
 
-Head ``CFFMHead_clips_resize1_8`` of the released code: the SegFormer MLP decoder runs per frame and gives the fused feature F (E channels, 1/4 resolution) and per-frame logits;
+Head ``CFFMHead_clips_resize1_8`` of the released code: the SegFormer MLP decoder runs per frame
+and gives the fused feature F (E channels, 1/4 resolution) and per-frame logits;
 F is resized to 1/8 and a focal-window transformer (``decoder_focal``) lets the *target* frame's
 7x7 windows attend to a coarse-to-fine assembly of keys: its own window and the ring around it
 (fine), its pooled neighbouring windows (coarse), and pooled neighbourhoods of the references
@@ -81,7 +82,9 @@ class CFFMOptions(SegFormerOptions):
         if self.depth is not None and self.depth < 1:
             raise ValueError(f"depth must be >= 1 (or None for the backbone's default), got {self.depth}")
         if self.decoder_dim % NUM_HEADS:
-            raise ValueError(f"decoder_dim must be a multiple of {NUM_HEADS} (attention heads), got {self.decoder_dim}")
+            raise ValueError(
+                f"decoder_dim must be a multiple of {NUM_HEADS} (attention heads), got {self.decoder_dim}"
+            )
 
 
 # ----------------------------------------------------------------------------- constants
@@ -110,8 +113,12 @@ def rolled_ring_index(window: int, expand: int) -> Tensor:
     dropped -> int64 [4 * (window^2 - (window - expand)^2)] (132 for 7 and 3).
     """
     masks = []
-    for rows, cols in ((slice(None, -expand), slice(None, -expand)), (slice(None, -expand), slice(expand, None)),
-                       (slice(expand, None), slice(None, -expand)), (slice(expand, None), slice(expand, None))):
+    for rows, cols in (
+        (slice(None, -expand), slice(None, -expand)),
+        (slice(None, -expand), slice(expand, None)),
+        (slice(expand, None), slice(None, -expand)),
+        (slice(expand, None), slice(expand, None)),
+    ):
         mask = torch.ones(window, window, device="cpu")
         mask[rows, cols] = 0
         masks.append(mask)
@@ -167,12 +174,18 @@ class CFFMAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * WINDOW - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(WINDOW, WINDOW))
         ring = rolled_ring_index(WINDOW, EXPAND)
-        self.relative_position_bias_table_to_neighbors = nn.Parameter(torch.zeros(1, num_heads, area, ring.numel()))
+        self.relative_position_bias_table_to_neighbors = nn.Parameter(
+            torch.zeros(1, num_heads, area, ring.numel())
+        )
         nn.init.trunc_normal_(self.relative_position_bias_table_to_neighbors, std=0.02)
         self.register_buffer("valid_ind_rolled", ring)
         # Coarse target level: 5x5 neighbourhood of pooled windows (focal level 2, focal window 5).
         self.relative_position_bias_table_to_windows = nn.ParameterList(
-            [nn.Parameter(nn.init.trunc_normal_(torch.zeros(num_heads, (WINDOW + FOCAL_WINDOW - 1) ** 2), std=0.02))]
+            [
+                nn.Parameter(
+                    nn.init.trunc_normal_(torch.zeros(num_heads, (WINDOW + FOCAL_WINDOW - 1) ** 2), std=0.02)
+                )
+            ]
         )
         self.register_buffer("relative_position_index_0", relative_position_index(WINDOW, FOCAL_WINDOW))
         self.relative_position_bias_table_to_windows_clips = nn.ParameterList(
@@ -212,7 +225,10 @@ class CFFMAttention(nn.Module):
         key = (n_rows, n_cols, device, dtype)
         if key not in self._masks:
             ring = WINDOW * WINDOW + self.valid_ind_rolled.numel()
-            parts = [np.ones((n_rows * n_cols, ring), dtype=bool), _neighbourhood_mask(n_rows, n_cols, FOCAL_WINDOW, 1)]
+            parts = [
+                np.ones((n_rows * n_cols, ring), dtype=bool),
+                _neighbourhood_mask(n_rows, n_cols, FOCAL_WINDOW, 1),
+            ]
             for level, kernel in zip(REF_LEVELS, REF_KERNELS):
                 parts.append(_neighbourhood_mask(n_rows * level, n_cols * level, kernel, level))
             valid = np.concatenate(parts, axis=1)
@@ -280,7 +296,8 @@ class CFFMMlp(nn.Module):
 
 
 def _pool_windows(x: Tensor, size: int, layer: nn.Linear) -> Tensor:
-    """Pool each size x size window of B x H x W x C with a learnt Linear(size^2 -> 1) -> B x H/size x W/size x C."""
+    """Pool each size x size window of B x H x W x C with a learnt Linear(size^2 -> 1)
+    -> B x H/size x W/size x C."""
     b, h, w, c = x.shape
     x = x.view(b, h // size, size, w // size, size, c).permute(0, 1, 3, 5, 2, 4)
     return layer(x.reshape(b, h // size, w // size, c, size * size)).squeeze(-1)
@@ -300,7 +317,7 @@ class CFFMBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = CFFMMlp(dim, MLP_RATIO * dim)
         self.pool_layers = nn.ModuleList([nn.Linear(WINDOW * WINDOW, 1)])
-        self.pool_layers_clips = nn.ModuleList([nn.Linear((WINDOW // l) ** 2, 1) for l in REF_LEVELS])
+        self.pool_layers_clips = nn.ModuleList([nn.Linear((WINDOW // level) ** 2, 1) for level in REF_LEVELS])
         for layer in [*self.pool_layers, *self.pool_layers_clips]:
             nn.init.constant_(layer.weight, 1.0 / layer.in_features)
             nn.init.zeros_(layer.bias)
@@ -324,7 +341,9 @@ class CFFMBlock(nn.Module):
         size = WINDOW // level
         target = (hp // WINDOW * level * size, wp // WINDOW * level * size)
         if target != (hp, wp):
-            x = F.interpolate(x.permute(0, 3, 1, 2), size=target, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+            x = F.interpolate(
+                x.permute(0, 3, 1, 2), size=target, mode="bilinear", align_corners=False
+            ).permute(0, 2, 3, 1)
         return _pool_windows(x, size, self.pool_layers_clips[slot])
 
     def forward(self, target: Tensor, refs: Sequence[Tensor]) -> Tensor:
@@ -360,7 +379,12 @@ class CFFMHead(SegFormerHead):
     """SegFormer MLP decoder + ``decoder_focal`` + ``linear_pred2`` (official module names)."""
 
     def __init__(
-        self, in_channels: Sequence[int], embed_dim: int = 256, num_classes: int = 124, depth: int = 1, dropout: float = 0.1
+        self,
+        in_channels: Sequence[int],
+        embed_dim: int = 256,
+        num_classes: int = 124,
+        depth: int = 1,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__(in_channels, embed_dim, num_classes, dropout)
         self.linear_pred2 = nn.Conv2d(2 * embed_dim, num_classes, kernel_size=1)
@@ -408,11 +432,17 @@ class CFFM(SegFormer):
     Options = CFFMOptions
     options: CFFMOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: CFFMOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: CFFMOptions | None = None
+    ) -> None:
         super().__init__(backbone, num_classes, options)
         self.depth = self.options.depth if self.options.depth is not None else DEPTHS[backbone]
         self.decode_head = CFFMHead(
-            self.backbone.embed_dims, self.options.decoder_dim, num_classes, self.depth, dropout=self.options.dropout
+            self.backbone.embed_dims,
+            self.options.decoder_dim,
+            num_classes,
+            self.depth,
+            dropout=self.options.dropout,
         )
         self.sampler = ReferenceClipSampler()
         self.last_clip: list[int] = []
@@ -448,7 +478,9 @@ class CFFM(SegFormer):
             self._history[t] = current
         else:
             self._history[t] = image
-            logits = self._recompute(clip) if temporal else head.classify(head.frame_feature(self.encode(image)))
+            logits = (
+                self._recompute(clip) if temporal else head.classify(head.frame_feature(self.encode(image)))
+            )
         for old in [i for i in self._history if i <= t - HISTORY]:
             del self._history[old]
         self.last_clip = list(clip)
@@ -475,7 +507,9 @@ class CFFM(SegFormer):
         """
         n, length = images.shape[:2]
         if length != len(REF_LEVELS) + 1:
-            raise ValueError(f"CFFM trains on clips of {len(REF_LEVELS) + 1} frames (t-9, t-6, t-3, t), got {length}")
+            raise ValueError(
+                f"CFFM trains on clips of {len(REF_LEVELS) + 1} frames (t-9, t-6, t-3, t), got {length}"
+            )
         head = self.decode_head
         feature = head.frame_feature(self.encode(images.flatten(0, 1)))
         per_frame = head.classify(feature)

@@ -44,7 +44,8 @@ class FeatureReuse(SegFormer):
         paper="Clockwork convnets (Shelhamer et al., ECCV 2016), as the TFC paper's baseline",
         type="E",
         default_interval=4,
-        description="Keyframes run all MiT stages; other frames run stages 1-2 and reuse the keyframe's x^3, x^4.",
+        description="Keyframes run all MiT stages; "
+        "other frames run stages 1-2 and reuse the keyframe's x^3, x^4.",
     )
     Options = FeatureReuseOptions
     options: FeatureReuseOptions

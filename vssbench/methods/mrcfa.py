@@ -97,7 +97,11 @@ def _building_block(in_channels: int, out_channels: Sequence[int], kernels: Sequ
     """[PlaneConv, GroupNorm(1), ReLU] per entry (indices 3j, 3j+1, 3j+2 as in the official head)."""
     layers: list[nn.Module] = []
     for j, (out, kernel) in enumerate(zip(out_channels, kernels)):
-        layers += [PlaneConv(in_channels if j == 0 else out_channels[j - 1], out, kernel), nn.GroupNorm(1, out), nn.ReLU()]
+        layers += [
+            PlaneConv(in_channels if j == 0 else out_channels[j - 1], out, kernel),
+            nn.GroupNorm(1, out),
+            nn.ReLU(),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -128,8 +132,12 @@ class AffinityRefiner(nn.Module):
         a4 = self.encoder_layer4(maps[0])
         a3 = self.encoder_layer3(maps[1])
         a2 = self.encoder_layer2(maps[2])
-        a43 = self.encoder_layer4to3(F.interpolate(a4, a3.shape[-2:], mode="bilinear", align_corners=True) + a3)
-        return self.encoder_layer3to2(F.interpolate(a43, a2.shape[-2:], mode="bilinear", align_corners=True) + a2)
+        a43 = self.encoder_layer4to3(
+            F.interpolate(a4, a3.shape[-2:], mode="bilinear", align_corners=True) + a3
+        )
+        return self.encoder_layer3to2(
+            F.interpolate(a43, a2.shape[-2:], mode="bilinear", align_corners=True) + a2
+        )
 
 
 class CrossFrameAffinity(nn.Module):
@@ -151,7 +159,9 @@ class ClassDecoder(nn.Module):
 
     def __init__(self, embed_dim: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.smalldecoder = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(embed_dim, num_classes, kernel_size=1))
+        self.smalldecoder = nn.Sequential(
+            nn.Dropout2d(dropout), nn.Conv2d(embed_dim, num_classes, kernel_size=1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.smalldecoder(x)
@@ -288,7 +298,9 @@ class MRCFA(VideoSegmenter):
     Options = MRCFAOptions
     options: MRCFAOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: MRCFAOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: MRCFAOptions | None = None
+    ) -> None:
         super().__init__(options)
         self.num_classes = num_classes
         ratio = self.options.mask_ratio
@@ -333,7 +345,9 @@ class MRCFA(VideoSegmenter):
         z = self.decode_head.fused(feats)
         per_clip = [f.unflatten(0, (n, t)) for f in feats]
         z_clip = z.unflatten(0, (n, t))
-        tokens = self.decode_head.reference_tokens([f[:, :-1].flatten(0, 1) for f in per_clip], z_clip[:, :-1].flatten(0, 1))
+        tokens = self.decode_head.reference_tokens(
+            [f[:, :-1].flatten(0, 1) for f in per_clip], z_clip[:, :-1].flatten(0, 1)
+        )
         refs = tuple(x.unflatten(0, (n, t - 1)) for x in tokens)
         return [f[:, -1] for f in per_clip], z_clip[:, -1], refs, z
 
@@ -350,7 +364,13 @@ class MRCFA(VideoSegmenter):
         t = self.t
         clip = self.clips.test_clip(t, t + 1)
         temporal = len(clip) == NUM_REFERENCES + 1
-        info: dict[str, Any] = {"keyframe": True, "frame": t, "clip": clip, "fallback": not temporal, "kept_tokens": 0}
+        info: dict[str, Any] = {
+            "keyframe": True,
+            "frame": t,
+            "clip": clip,
+            "fallback": not temporal,
+            "kept_tokens": 0,
+        }
         if self.options.cache:
             feats = self.encode(image)
             z = head.fused(feats)
@@ -372,7 +392,8 @@ class MRCFA(VideoSegmenter):
         return outs[-1], info
 
     def train_losses(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        """Released MRCFA losses on clips [t-9, t-6, t-3, t]: images N x 4 x 3 x H x W, labels N x 4 x H' x W'.
+        """Released MRCFA losses on clips [t-9, t-6, t-3, t]: images N x 4 x 3 x H x W,
+        labels N x 4 x H' x W'.
 
         ``loss = 0.5 * loss_frame + loss_temporal``: ``loss_frame`` is the CE of the per-frame
         predictions of all 4 frames against their own labels; ``loss_temporal`` the CE of the
@@ -382,7 +403,9 @@ class MRCFA(VideoSegmenter):
         """
         n, t = images.shape[:2]
         if t != NUM_REFERENCES + 1:
-            raise ValueError(f"MRCFA trains on clips of {NUM_REFERENCES + 1} frames (t-9, t-6, t-3, t), got {t}")
+            raise ValueError(
+                f"MRCFA trains on clips of {NUM_REFERENCES + 1} frames (t-9, t-6, t-3, t), got {t}"
+            )
         feats, z_target, refs, z = self._clip_forward(images)
         frame_logits = self.decode_head.classify(z)
         loss_frame = segmentation_loss(frame_logits, labels.flatten(0, 1))

@@ -59,7 +59,9 @@ class SegFormer(VideoSegmenter):
     Options = SegFormerOptions
     options: SegFormerOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: SegFormerOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: SegFormerOptions | None = None
+    ) -> None:
         super().__init__(options)
         self.num_classes = num_classes
         self.backbone = MixTransformer(backbone, drop_path_rate=self.options.drop_path_rate)

@@ -91,20 +91,20 @@ Encoded = tuple[Tensor | None, Tensor, Tensor]
 class TDNetOptions(BaseOptions):
     """Options of TDNet on MiT (every one settable with ``--set key=value``).
 
-    ``num_paths``: number of sub-networks N (4 = TD4, 2 = TD2); frame t uses path ``t mod N``,
-    the FIFO holds N-1 frames and each path has N-1 Att modules. ``interval``: the window over
-    which the harness averages GMACs and FPS; must be a multiple of ``num_paths`` so that it covers
-    whole cycles (default: one cycle). ``kv_stride``: spatial subsampling of cached frames'
-    q/k/v (4 as in the original testing code; its training code used 3). ``key_dim``: query/key
-    width (64). ``feature_stride``: resolution of z, the APM and the head, 8 (1/8 of the input)
-or 4.
-    ``warmup``: prediction while the FIFO is not yet full, ``"current"`` (V_t only, as the
-    original) or ``"partial"`` (APM over the frames cached so far). ``decoder_dim``: width E of
-    the MLP decoder's fused feature, the value and the head input (256). ``dropout``: rate of the
-    attention weights, each Att output and the head's Dropout2d (0.1 as the original).
-    ``sub_loss_weight``: weight of CE(sub) in training (0.5). ``drop_path_rate``: stochastic
-    depth of the MiT encoder (training only). There is no distillation option: the TFC paper's
-    TDNet is trained without it.
+        ``num_paths``: number of sub-networks N (4 = TD4, 2 = TD2); frame t uses path ``t mod N``,
+        the FIFO holds N-1 frames and each path has N-1 Att modules. ``interval``: the window over
+        which the harness averages GMACs and FPS; must be a multiple of ``num_paths`` so that it covers
+        whole cycles (default: one cycle). ``kv_stride``: spatial subsampling of cached frames'
+        q/k/v (4 as in the original testing code; its training code used 3). ``key_dim``: query/key
+        width (64). ``feature_stride``: resolution of z, the APM and the head, 8 (1/8 of the input)
+    or 4.
+        ``warmup``: prediction while the FIFO is not yet full, ``"current"`` (V_t only, as the
+        original) or ``"partial"`` (APM over the frames cached so far). ``decoder_dim``: width E of
+        the MLP decoder's fused feature, the value and the head input (256). ``dropout``: rate of the
+        attention weights, each Att output and the head's Dropout2d (0.1 as the original).
+        ``sub_loss_weight``: weight of CE(sub) in training (0.5). ``drop_path_rate``: stochastic
+        depth of the MiT encoder (training only). There is no distillation option: the TFC paper's
+        TDNet is trained without it.
     """
 
     num_paths: int = 4
@@ -117,7 +117,9 @@ or 4.
 
     def __post_init__(self) -> None:
         if self.num_paths < 2:
-            raise ValueError(f"num_paths must be >= 2 (one path has nothing to propagate), got {self.num_paths}")
+            raise ValueError(
+                f"num_paths must be >= 2 (one path has nothing to propagate), got {self.num_paths}"
+            )
         if self.interval < 1 or self.interval % self.num_paths:
             raise ValueError(
                 f"interval must be a positive multiple of num_paths ({self.num_paths}) so that GMACs and FPS "
@@ -126,7 +128,9 @@ or 4.
         if self.kv_stride < 1:
             raise ValueError(f"kv_stride must be >= 1, got {self.kv_stride}")
         if self.key_dim < 1 or self.decoder_dim < 4:
-            raise ValueError(f"key_dim must be >= 1 and decoder_dim >= 4, got {self.key_dim}, {self.decoder_dim}")
+            raise ValueError(
+                f"key_dim must be >= 1 and decoder_dim >= 4, got {self.key_dim}, {self.decoder_dim}"
+            )
         if self.feature_stride not in (4, 8):
             raise ValueError(f"feature_stride must be 4 or 8, got {self.feature_stride}")
         if self.warmup not in ("current", "partial"):
@@ -171,7 +175,10 @@ class Encoding(nn.Module):
 
         def qk() -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(channels, key_dim, 1), nn.BatchNorm2d(key_dim), nn.LeakyReLU(), nn.Conv2d(key_dim, key_dim, 1)
+                nn.Conv2d(channels, key_dim, 1),
+                nn.BatchNorm2d(key_dim),
+                nn.LeakyReLU(),
+                nn.Conv2d(key_dim, key_dim, 1),
             )
 
         self.query = qk()
@@ -193,7 +200,8 @@ class Encoding(nn.Module):
 
 
 class PropagationHop(nn.Module):
-    """One Att of the APM: softmax(Q K^T / sqrt(d)) V with attention dropout, then a C -> C linear and dropout."""
+    """One Att of the APM: softmax(Q K^T / sqrt(d)) V with attention dropout, then a C -> C linear
+    and dropout."""
 
     def __init__(self, channels: int, dropout: float) -> None:
         super().__init__()
@@ -257,7 +265,9 @@ class TDNet(VideoSegmenter):
     Options = TDNetOptions
     options: TDNetOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: TDNetOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: TDNetOptions | None = None
+    ) -> None:
         super().__init__(options)
         o = self.options
         self.num_classes = num_classes
@@ -283,7 +293,9 @@ class TDNet(VideoSegmenter):
         MiT's 1/``feature_stride`` map (ceil-division sizes).
         """
         feats = self.backbone(images)
-        return resize_logits(self.decode_head(feats), feats[0 if self.options.feature_stride == 4 else 1].shape[-2:])
+        return resize_logits(
+            self.decode_head(feats), feats[0 if self.options.feature_stride == 4 else 1].shape[-2:]
+        )
 
     def propagate(self, path: int, cache: Sequence[Encoded], query: Tensor) -> Tensor:
         """The APM of ``path``: hops from the oldest of ``cache`` (oldest first) to ``query`` (frame t).
@@ -373,7 +385,8 @@ class TDNet(VideoSegmenter):
         return {"loss": loss, "loss_full": loss_full.detach(), "loss_sub": loss_sub.detach()}
 
     def parameter_groups(self) -> dict[str, nn.Module]:
-        """encoder (MiT, base lr), decoder (MLP decoder to z), apm (encodings + Att), head (norms + FCN heads)."""
+        """encoder (MiT, base lr), decoder (MLP decoder to z), apm (encodings + Att),
+        head (norms + FCN heads)."""
         return {
             "encoder": self.backbone,
             "decoder": self.decode_head,

@@ -19,8 +19,9 @@ parameter-free sine encoding of the point's position; each point's reference is 
 centre. The value projection of levels 3-4 is computed once per keyframe and cached.
 
 Ablations (Table 2) are options: ``interp`` soft / hard (ŵ = 1 where w >= threshold, else 0) /
-fixed (ŵ ≡ ``fixed_weight``, 0.9 by default) / none (z'_t = z_t); ``update`` msda / none / flow (instead of MSDA, x̂_k^3 and
-x̂_k^4 are warped with the flow that :class:`vssbench.models.flow.CorrelationFlow` estimates
+fixed (ŵ ≡ ``fixed_weight``, 0.9 by default) / none (z'_t = z_t); ``update`` msda / none / flow
+(instead of MSDA, x̂_k^3 and x̂_k^4 are warped with the flow that
+:class:`vssbench.models.flow.CorrelationFlow` estimates
 between the keyframe's and the current frame's ``linear_c2`` maps at 1/8, upsampled to 1/4;
 the estimator is built only for this variant and is trained by the same losses); ``similarity_level``
 2 / 1; ``focal`` on/off; and ``keyframe="adaptive"``, where a frame becomes a keyframe when the
@@ -111,8 +112,9 @@ class TFCOptions(SegFormerOptions):
     accuracy. ``interp``: soft | hard | fixed | none. ``update``: msda | none | flow.
     ``similarity_level``: encoder level (1 or 2) whose projection gives the similarity.
     ``keyframe``: fixed (t % interval == 0) | adaptive. ``budget``: adaptive keyframing's share
-    of low-similarity points (over the whole batch) above which a frame becomes a keyframe. ``focal``: supervise ŵ with
-    the focal BCE. ``gamma``: its focusing parameter. ``cache_fuse``: keep the keyframe levels'
+    of low-similarity points (over the whole batch) above which a frame becomes a keyframe.
+    ``focal``: supervise ŵ with the focal BCE. ``gamma``: its focusing parameter.
+    ``cache_fuse``: keep the keyframe levels'
     share of the fuse conv (W_3·x̂_k^3 + W_4·x̂_k^4, :meth:`SegFormerHead.fuse_term`) instead of
     recomputing the full 4E -> E conv at every non-keyframe; identical in real arithmetic (float
     rounding differs), and with ``update="flow"`` the cached term is warped (warping commutes
@@ -268,7 +270,9 @@ class TFC(SegFormer):
     Options = TFCOptions
     options: TFCOptions
 
-    def __init__(self, backbone: str = "b0", num_classes: int = 124, options: TFCOptions | None = None) -> None:
+    def __init__(
+        self, backbone: str = "b0", num_classes: int = 124, options: TFCOptions | None = None
+    ) -> None:
         super().__init__(backbone, num_classes, options)
         dim = self.options.decoder_dim
         self.msda = DeformableEncoderLayer(dim, MSDA_FFN, MSDA_LEVELS, MSDA_HEADS, MSDA_POINTS, MSDA_DROPOUT)
@@ -301,7 +305,9 @@ class TFC(SegFormer):
     def _value(self, inputs: DecoderInputs, levels: Sequence[int]) -> Tensor:
         """MSDA value of ``levels``: value_proj after each level's ``linear_c`` -> [N, S, M, Dh]."""
         attn = self.msda.self_attn
-        return inputs.through(levels, attn.value_proj).unflatten(-1, (attn.n_heads, attn.d_model // attn.n_heads))
+        return inputs.through(levels, attn.value_proj).unflatten(
+            -1, (attn.n_heads, attn.d_model // attn.n_heads)
+        )
 
     def _keyframe(self, inputs: DecoderInputs) -> tuple[Tensor, _KeyframeState]:
         """SegFormer's decoder on a keyframe's four levels, and the state later frames need.
@@ -351,7 +357,9 @@ class TFC(SegFormer):
             assert key.value34 is not None
             value = torch.cat([self._value(current, (1, 2)), key.value34], dim=1)
             x1, x2 = current.maps[1], current.maps[2]
-            shapes = torch.tensor([tuple(x1.shape[-2:]), tuple(x2.shape[-2:]), *key.shapes34], device=z.device)
+            shapes = torch.tensor(
+                [tuple(x1.shape[-2:]), tuple(x2.shape[-2:]), *key.shapes34], device=z.device
+            )
             post_norm = opts.msda_output == "norm"
             z = sparse_msda_update(
                 self.msda, z, None, selected, value=value, spatial_shapes=shapes, post_norm=post_norm

@@ -71,7 +71,11 @@ class MetricState:
     skipped_frames: int = 0
 
     _ARRAYS: ClassVar[tuple[str, ...]] = (
-        "vc_score_sum", "vc_windows", "vc_nan_windows", "vc_video_mean_sum", "vc_videos",
+        "vc_score_sum",
+        "vc_windows",
+        "vc_nan_windows",
+        "vc_video_mean_sum",
+        "vc_videos",
     )
     _FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("vc_score_sum", "vc_video_mean_sum")
     _COUNTS: ClassVar[tuple[str, ...]] = ("videos", "frames", "skipped_videos", "skipped_frames")
@@ -156,7 +160,9 @@ class MetricState:
         for name in cls._ARRAYS:
             values = np.asarray(d[name], dtype=np.float64 if name in cls._FLOAT_ARRAYS else np.int64)
             if values.shape != (n,):
-                raise ValueError(f"metric state {name!r} has shape {values.shape}, expected {(n,)} (one per clip)")
+                raise ValueError(
+                    f"metric state {name!r} has shape {values.shape}, expected {(n,)} (one per clip)"
+                )
             setattr(state, name, values)
         for name in cls._COUNTS:
             setattr(state, name, int(d.get(name, 0)))
@@ -256,7 +262,9 @@ class VideoEvaluator:
             raise ValueError("end_video() called before begin_video()")
         video, self._video = self._video, None
         if self._seen != self._expected:
-            raise ValueError(f"video {video!r}: got {self._seen} frames, begin_video announced {self._expected}")
+            raise ValueError(
+                f"video {video!r}: got {self._seen} frames, begin_video announced {self._expected}"
+            )
         state = MetricState.zeros(self.num_classes, self.clips)
         if self._dropped:
             state.skipped_videos, state.skipped_frames = 1, self._seen

@@ -159,7 +159,9 @@ class VCMetric:
     def merge(self, other: VCMetric) -> None:
         """Add another accumulator's finished totals (same clip and window bounds)."""
         if other._conventions() != self._conventions():
-            raise ValueError(f"cannot merge VCMetric{other._conventions()} into VCMetric{self._conventions()}")
+            raise ValueError(
+                f"cannot merge VCMetric{other._conventions()} into VCMetric{self._conventions()}"
+            )
         if other._video is not None:
             raise ValueError(f"the other VCMetric is still in video {other._video!r}; call finish() first")
         self.score_sum += other.score_sum
@@ -191,11 +193,15 @@ class VCMetric:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by :meth:`state_dict` (clip and bounds must match)."""
         theirs = (
-            int(state["clip"]), bool(state["include_last"]), state.get("ignore_index"), state.get("average", "windows")
+            int(state["clip"]),
+            bool(state["include_last"]),
+            state.get("ignore_index"),
+            state.get("average", "windows"),
         )
         if theirs != self._conventions():
             raise ValueError(
-                f"state has (clip, include_last, ignore_index, average) = {theirs}; this metric has {self._conventions()}"
+                f"state has (clip, include_last, ignore_index, average) = {theirs}; "
+                f"this metric has {self._conventions()}"
             )
         self.score_sum = float(state["score_sum"])
         self.windows = int(state["windows"])

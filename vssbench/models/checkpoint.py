@@ -120,7 +120,8 @@ def _load_raw(path: Path) -> Any:
         if _looks_like_safetensors(path):
             return read_safetensors(path)
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (torch.load with weights_only=True failed: {_load_failure(exc)})"
+            f"{path}: not a readable checkpoint "
+            f"(torch.load with weights_only=True failed: {_load_failure(exc)})"
         ) from None
 
 
@@ -136,7 +137,11 @@ def _load_failure(exc: Exception) -> str:
         return reason
     first = text.splitlines()[0] if text else ""
     # Some failures (e.g. a text file read as a legacy pickle) carry only a bare number.
-    return f"{type(exc).__name__}: {first}" if first and not first.isdigit() else f"{type(exc).__name__} {first}".strip()
+    return (
+        f"{type(exc).__name__}: {first}"
+        if first and not first.isdigit()
+        else f"{type(exc).__name__} {first}".strip()
+    )
 
 
 def _unwrap(obj: Any, source: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -153,13 +158,15 @@ def _unwrap(obj: Any, source: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
             break
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        listing = ", ".join(repr(k) for k in bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+        listing = ", ".join(repr(k) for k in bad[:5]) + (
+            f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        )
         raise CheckpointError(f"{source}: not a state dict (entries that are not named tensors: {listing})")
     if not state:
         raise CheckpointError(f"{source}: the checkpoint holds no tensors")
     keys = list(state)
     if all(k.startswith("module.") for k in keys):  # saved from a DistributedDataParallel wrapper
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return dict(state), meta
 
 
@@ -188,8 +195,9 @@ def detect_format(state: Mapping[str, Any]) -> str:
     keys = list(sd)
     if any(k.startswith("backbone.layers.") for k in keys):
         raise CheckpointError(
-            "checkpoint is in open-mmlab mmsegmentation 1.x layout (backbone.layers.*): its SegFormer head is "
-            "structurally different from the NVlabs/HF head and cannot be loaded; use an NVlabs or HF checkpoint"
+            "checkpoint is in open-mmlab mmsegmentation 1.x layout (backbone.layers.*): "
+            "its SegFormer head is structurally different from the NVlabs/HF head and cannot be loaded; "
+            "use an NVlabs or HF checkpoint"
         )
     if any(_HF_DETECT.match(k) for k in keys):
         return "hf"
@@ -198,7 +206,9 @@ def detect_format(state: Mapping[str, Any]) -> str:
     if any(re.match(r"^(patch_embed[1-4]|block[1-4]|norm[1-4])\.", k) for k in keys):
         return "mit"
     sample = ", ".join(keys[:5])
-    raise CheckpointError(f"checkpoint has an unknown key layout (first keys: {sample}); formats: {', '.join(FORMATS)}")
+    raise CheckpointError(
+        f"checkpoint has an unknown key layout (first keys: {sample}); formats: {', '.join(FORMATS)}"
+    )
 
 
 # ----------------------------------------------------------------------------- key mappings
@@ -275,7 +285,9 @@ _HF_PATCH = re.compile(
 _HF_BLOCK_KEY = re.compile(
     r"^(?:segformer\.)?(?:encoder\.block\.(\d+)\.(\d+)|stages\.(\d+)\.blocks\.(\d+))\.(.+)\.(\w+)$"
 )
-_HF_STAGE_NORM = re.compile(r"^(?:segformer\.)?(?:encoder\.layer_norm\.(\d+)|stages\.(\d+)\.layer_norm)\.(\w+)$")
+_HF_STAGE_NORM = re.compile(
+    r"^(?:segformer\.)?(?:encoder\.layer_norm\.(\d+)|stages\.(\d+)\.layer_norm)\.(\w+)$"
+)
 _HF_LINEAR_C = re.compile(r"^decode_head\.(?:linear_c|linear_projections)\.(\d+)\.proj\.(\w+)$")
 _HF_HEAD = {
     "decode_head.linear_fuse.": "decode_head.linear_fuse.conv.",
@@ -295,8 +307,9 @@ def hf_to_vssbench(sd: Mapping[str, Tensor], dropped: list[str] | None = None) -
     HF counts stages and decoder inputs from 0, NVlabs/mmseg (and vssbench) from 1:
     ``segformer.encoder.block.{s-1}.{j}`` -> ``backbone.block{s}.{j}``,
     ``decode_head.linear_c.{i-1}`` -> ``decode_head.linear_c{i}``; ``decode_head.batch_norm`` and
-    ``classifier`` are our ``linear_fuse.bn`` and ``linear_pred``. Accepts the on-disk 4.x names (with or without the ``segformer.`` prefix of the task models)
-    and the transformers-5 in-memory names. Split ``key``/``value`` projections are fused into
+    ``classifier`` are our ``linear_fuse.bn`` and ``linear_pred``. Accepts the on-disk 4.x names
+    (with or without the ``segformer.`` prefix of the task models) and the transformers-5
+    in-memory names. Split ``key``/``value`` projections are fused into
     our ``kv`` (rows ``[k; v]``). A top-level image-classification ``classifier.*`` is dropped.
     Keys that match no rule pass through unchanged (and are reported as unexpected on load).
     """
@@ -330,7 +343,7 @@ def hf_to_vssbench(sd: Mapping[str, Tensor], dropped: list[str] | None = None) -
         else:
             for hf_prefix, ours in _HF_HEAD.items():
                 if key.startswith(hf_prefix):
-                    out[ours + key[len(hf_prefix):]] = value
+                    out[ours + key[len(hf_prefix) :]] = value
                     break
             else:
                 out[key] = value
@@ -373,7 +386,7 @@ def vssbench_to_hf(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
         else:
             for hf_prefix, ours in _HF_HEAD.items():
                 if key.startswith(ours):
-                    out[hf_prefix + key[len(ours):]] = value
+                    out[hf_prefix + key[len(ours) :]] = value
                     break
             else:
                 unmapped.append(key)
@@ -390,7 +403,9 @@ _TO_VSSBENCH = {
 }
 
 
-def convert_state_dict(sd: Mapping[str, Tensor], format: str, dropped: list[str] | None = None) -> dict[str, Tensor]:
+def convert_state_dict(
+    sd: Mapping[str, Tensor], format: str, dropped: list[str] | None = None
+) -> dict[str, Tensor]:
     """Rename a state dict in ``format`` (one of :data:`FORMATS`) to vssbench keys."""
     if format not in _TO_VSSBENCH:
         raise CheckpointError(f"unknown checkpoint format {format!r}; formats: auto, {', '.join(FORMATS)}")
@@ -488,15 +503,25 @@ def diagnose_mismatch(model: nn.Module, converted: Mapping[str, Tensor]) -> list
     found: list[str] = []
     file_width, file_depths = _variant_of(converted)
     model_width, model_depths = _variant_of(expected)
-    if file_width is not None and any(file_depths) and (file_width, file_depths) != (model_width, model_depths):
+    if (
+        file_width is not None
+        and any(file_depths)
+        and (file_width, file_depths) != (model_width, model_depths)
+    ):
         model_variant = getattr(getattr(model, "backbone", None), "variant", None) or "?"
-        match = [v for v, c in MIT_CONFIGS.items() if (c.embed_dims[0], c.depths) == (file_width, file_depths)]
+        match = [
+            v for v, c in MIT_CONFIGS.items() if (c.embed_dims[0], c.depths) == (file_width, file_depths)
+        ]
         shape = f"stage-1 width {file_width}, blocks {'-'.join(map(str, file_depths))}"
         if match:
-            found.append(f"this looks like a {match[0]} checkpoint ({shape}), the model is {model_variant}: "
-                         f"pass --backbone {match[0]}")
+            found.append(
+                f"this looks like a {match[0]} checkpoint ({shape}), the model is {model_variant}: "
+                f"pass --backbone {match[0]}"
+            )
         else:
-            found.append(f"the file's encoder ({shape}) is no MiT variant the model ({model_variant}) matches")
+            found.append(
+                f"the file's encoder ({shape}) is no MiT variant the model ({model_variant}) matches"
+            )
     for key, what, flag in (
         ("decode_head.linear_c1.proj.weight", "decoder dim", "--decoder-dim"),
         ("decode_head.linear_pred.weight", "classes:", "--num-classes"),
@@ -504,7 +529,9 @@ def diagnose_mismatch(model: nn.Module, converted: Mapping[str, Tensor]) -> list
         in_file, in_model = _first_dim(converted, key), _first_dim(expected, key)
         if in_file is not None and in_model is not None and in_file != in_model:
             if flag == "--num-classes":
-                found.append(f"{in_file} classes in the file, {in_model} in the model: pass --num-classes {in_file}")
+                found.append(
+                    f"{in_file} classes in the file, {in_model} in the model: pass --num-classes {in_file}"
+                )
             else:
                 found.append(f"{what} {in_file} in the file, {in_model} in the model: pass {flag} {in_file}")
     modules_model = {k.split(".")[0] for k in expected}
@@ -521,7 +548,9 @@ def diagnose_mismatch(model: nn.Module, converted: Mapping[str, Tensor]) -> list
     return found
 
 
-def _error_message(report: LoadReport, model: nn.Module, meta: dict[str, Any], converted: Mapping[str, Tensor]) -> str:
+def _error_message(
+    report: LoadReport, model: nn.Module, meta: dict[str, Any], converted: Mapping[str, Tensor]
+) -> str:
     """At most ~10 lines: counts, the first few keys of each kind, a diagnosis, the way out."""
     described = _describe(model)
     counts = ", ".join(
@@ -550,9 +579,14 @@ def _error_message(report: LoadReport, model: nn.Module, meta: dict[str, Any], c
     if report.unexpected:
         lines.append(f"  {len(report.unexpected)} unexpected key(s): {_listing(report.unexpected)}")
     if report.mismatched:
-        shown = "; ".join(f"{k}: model {list(want)} vs file {list(got)}" for k, want, got in report.mismatched[:2])
+        shown = "; ".join(
+            f"{k}: model {list(want)} vs file {list(got)}" for k, want, got in report.mismatched[:2]
+        )
         more = len(report.mismatched) - 2
-        lines.append(f"  {len(report.mismatched)} shape mismatch(es): {shown}" + (f" ... and {more} more" if more > 0 else ""))
+        lines.append(
+            f"  {len(report.mismatched)} shape mismatch(es): {shown}"
+            + (f" ... and {more} more" if more > 0 else "")
+        )
     lines.append("  --non-strict loads only the keys that fit (a partial load; the record marks it)")
     return "\n".join(lines)
 

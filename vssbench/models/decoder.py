@@ -181,7 +181,8 @@ class SegFormerHead(nn.Module):
         return self.linear_fuse.conv.weight[:, (4 - level) * e : (5 - level) * e, 0, 0]
 
     def folded_projection(self, level: int) -> tuple[Tensor, Tensor]:
-        """(A_l, c_l) = (W_l·L_l, W_l·b_l): ``linear_c{level}`` followed by the fuse's level share, E x C_l and E."""
+        """(A_l, c_l) = (W_l·L_l, W_l·b_l): ``linear_c{level}`` followed by the fuse's level share,
+        E x C_l and E."""
         proj = getattr(self, f"linear_c{level}").proj
         return compose_linear(self.fuse_weight(level), proj.weight, proj.bias)
 
@@ -195,7 +196,9 @@ class SegFormerHead(nn.Module):
         weight, bias = self.folded_projection(level)
         return resize_logits(F.conv2d(x, weight[:, :, None, None], bias), size)
 
-    def folded_terms(self, feats: Sequence[Tensor], size: tuple[int, int] | Sequence[int] | None = None) -> list[Tensor]:
+    def folded_terms(
+        self, feats: Sequence[Tensor], size: tuple[int, int] | Sequence[int] | None = None
+    ) -> list[Tensor]:
         """[W_1·x̂^1 .. W_4·x̂^4] from encoder maps [x^1..x^4] via :meth:`folded_term`."""
         if len(feats) != 4:
             raise ValueError(f"SegFormerHead needs 4 feature maps, got {len(feats)}")
@@ -240,7 +243,9 @@ class SegFormerHead(nn.Module):
             raise ValueError(f"decoder level must be 1..4, got {level}")
         return resize_logits(getattr(self, f"linear_c{level}")(x), size)
 
-    def project(self, feats: Sequence[Tensor], size: tuple[int, int] | Sequence[int] | None = None) -> list[Tensor]:
+    def project(
+        self, feats: Sequence[Tensor], size: tuple[int, int] | Sequence[int] | None = None
+    ) -> list[Tensor]:
         """[x̂^1..x̂^4] for encoder maps ``feats`` = [x^1..x^4]; ``size`` defaults to x^1's size."""
         if len(feats) != 4:
             raise ValueError(f"SegFormerHead needs 4 feature maps, got {len(feats)}")
@@ -364,7 +369,9 @@ class DecoderInputs:
             total = total + self.term(level)
         return total
 
-    def fused(self, reused: Sequence[int] = (), transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def fused(
+        self, reused: Sequence[int] = (), transform: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
         """z from all four levels; ``reused`` levels come from an earlier frame.
 
         ``transform`` is a linear spatial map of 1/4 maps (e.g. flow warping) applied to the
@@ -377,7 +384,10 @@ class DecoderInputs:
         transform = transform or (lambda x: x)
         if not self.head.folded:
             return self.head.fuse(
-                [transform(self.projected(level)) if level in reused else self.projected(level) for level in self.levels]
+                [
+                    transform(self.projected(level)) if level in reused else self.projected(level)
+                    for level in self.levels
+                ]
             )
         own = [self.term(level) for level in self.levels if level not in reused]
         if not reused:

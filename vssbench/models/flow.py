@@ -76,8 +76,12 @@ class CorrelationFlow(nn.Module):
         self.radius = radius
         self.log_temperature = nn.Parameter(torch.tensor(float(temperature)).log())
         window = 2 * radius + 1
-        dy, dx = torch.meshgrid(torch.arange(-radius, radius + 1), torch.arange(-radius, radius + 1), indexing="ij")
-        self.register_buffer("displacements", torch.stack([dx.flatten(), dy.flatten()], 0).float(), persistent=False)
+        dy, dx = torch.meshgrid(
+            torch.arange(-radius, radius + 1), torch.arange(-radius, radius + 1), indexing="ij"
+        )
+        self.register_buffer(
+            "displacements", torch.stack([dx.flatten(), dy.flatten()], 0).float(), persistent=False
+        )
         self.refine = nn.Conv2d(2 + window * window, 2, kernel_size=3, padding=1) if refine else None
         if self.refine is not None:
             nn.init.zeros_(self.refine.weight)
@@ -86,7 +90,9 @@ class CorrelationFlow(nn.Module):
     def cost_volume(self, feat_key: torch.Tensor, feat_cur: torch.Tensor) -> torch.Tensor:
         """Costs [N, (2r+1)^2, h, w], displacement index k = (dy + r) * (2r+1) + (dx + r)."""
         if feat_key.shape != feat_cur.shape:
-            raise ValueError(f"feature maps differ in shape: {tuple(feat_key.shape)} vs {tuple(feat_cur.shape)}")
+            raise ValueError(
+                f"feature maps differ in shape: {tuple(feat_key.shape)} vs {tuple(feat_cur.shape)}"
+            )
         r = self.radius
         _, c, h, w = feat_cur.shape
         padded = F.pad(feat_key, (r, r, r, r))

@@ -78,7 +78,9 @@ def ms_deform_attn(
             f"attention_weights must be {(n, q, m, n_levels, n_points)}, got {tuple(attention_weights.shape)}"
         )
     if sum(h * w for h, w in sizes) != s:
-        raise ValueError(f"value has S={s} positions but spatial_shapes {sizes} sum to {sum(h * w for h, w in sizes)}")
+        raise ValueError(
+            f"value has S={s} positions but spatial_shapes {sizes} sum to {sum(h * w for h, w in sizes)}"
+        )
 
     return _sample_and_sum(value, spatial_shapes.to(value.device), sampling_locations, attention_weights)
 
@@ -167,7 +169,9 @@ def ms_deform_attn_grid_sample(
     # Accumulating level by level keeps one level's samples in memory, never all L of them.
     for level, (h, w) in enumerate(sizes):
         v = per_level[level].flatten(2).transpose(1, 2).reshape(n * m, dh, h, w)
-        sampled = F.grid_sample(v, grids[:, :, level], mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = F.grid_sample(
+            v, grids[:, :, level], mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         term = torch.einsum("bdqp,bqp->bdq", sampled, weights[:, :, level])  # [N*M, Dh, Q]
         out = term if out is None else out + term
     assert out is not None
@@ -243,7 +247,9 @@ class MSDeformAttn(nn.Module):
         n, q, _ = query.shape
         n_levels = self.n_levels
         if spatial_shapes.shape[0] != n_levels:
-            raise ValueError(f"expected {n_levels} levels, got spatial_shapes of shape {tuple(spatial_shapes.shape)}")
+            raise ValueError(
+                f"expected {n_levels} levels, got spatial_shapes of shape {tuple(spatial_shapes.shape)}"
+            )
         if reference_points.dim() == 3:
             reference_points = reference_points[:, :, None, :].expand(n, q, n_levels, 2)
         if tuple(reference_points.shape) != (n, q, n_levels, 2):
@@ -262,8 +268,8 @@ class MSDeformAttn(nn.Module):
 
         ``reference_points`` as in :meth:`attend` (here already [N, Q, L, 2]). The offsets are
         level pixels divided by the level's (W, H) and added to the reference point, all in
-        float32 (float64 for a float64 model) whatever the autocast or parameter dtype: in bfloat16 (8-bit mantissa) a
-        location near x = 1 on a 214-px-wide 1/4 level is off by up to ~1.4 px (0.11 px in
+        float32 (float64 for a float64 model) whatever the autocast or parameter dtype: in bfloat16
+        (8-bit mantissa) a location near x = 1 on a 214-px-wide 1/4 level is off by up to ~1.4 px (0.11 px in
         float16). The attention weights are a softmax over levels x points per head, as in
         Deformable DETR (normalized per head, not over all heads).
         """
@@ -475,7 +481,8 @@ def sparse_msda_update(
             raise ValueError("sparse_msda_update with a projected value needs the pyramid or spatial_shapes")
         if value.shape[:2] != (n, int(shapes.prod(1).sum())):
             raise ValueError(
-                f"value {tuple(value.shape)} does not match the pyramid's {n} x {int(shapes.prod(1).sum())} positions"
+                f"value {tuple(value.shape)} does not match the pyramid's "
+                f"{n} x {int(shapes.prod(1).sum())} positions"
             )
     updated = layer.forward_with_value(query, reference, value, shapes, encoding, post_norm)  # [N, Q, C]
 

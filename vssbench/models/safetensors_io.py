@@ -67,10 +67,14 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, dict], d
         with path.open("rb") as f:
             prefix = f.read(8)
             if len(prefix) < 8:
-                raise CheckpointError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
+                raise CheckpointError(
+                    f"{path}: not a safetensors file (shorter than its 8-byte header length)"
+                )
             (length,) = struct.unpack("<Q", prefix)
             if length > MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path}: not a safetensors file (header length {length} is implausible)")
+                raise CheckpointError(
+                    f"{path}: not a safetensors file (header length {length} is implausible)"
+                )
             raw = f.read(length)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
@@ -97,10 +101,13 @@ def _check_entries(
         try:
             dtype_name, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
         except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"{path}: malformed safetensors entry for tensor {name!r}: {entry!r}") from None
+            raise CheckpointError(
+                f"{path}: malformed safetensors entry for tensor {name!r}: {entry!r}"
+            ) from None
         if dtype_name not in DTYPES:
             raise CheckpointError(
-                f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}; supported: {', '.join(DTYPES)}"
+                f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}; "
+                f"supported: {', '.join(DTYPES)}"
             )
         if not all(isinstance(d, int) and d >= 0 for d in shape):
             raise CheckpointError(f"{path}: tensor {name!r} has a bad shape {shape!r}")
@@ -111,8 +118,8 @@ def _check_entries(
         nbytes = numel * torch.empty((), dtype=dtype).element_size()
         if not (isinstance(begin, int) and isinstance(end, int)) or end - begin != nbytes:
             raise CheckpointError(
-                f"{path}: tensor {name!r} ({dtype_name} {shape}) needs {nbytes} bytes but its data_offsets are "
-                f"[{begin}, {end}]"
+                f"{path}: tensor {name!r} ({dtype_name} {shape}) needs {nbytes} bytes "
+                f"but its data_offsets are [{begin}, {end}]"
             )
         entries.append((name, dtype, list(shape), begin, end))
     position = 0
@@ -177,7 +184,9 @@ def write_safetensors(
             raise TypeError(f"safetensors maps str names to tensors, got {name!r}: {type(tensor).__name__}")
         if tensor.dtype not in _NAMES:
             raise TypeError(f"tensor {name!r} has dtype {tensor.dtype}, which safetensors cannot store here")
-    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if metadata is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise TypeError("safetensors metadata must map str to str")
     order = sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
     header: dict[str, object] = {}

@@ -94,7 +94,9 @@ def load_mask_source(path: str | Path, method: str | None = None, backbone: str 
     method = method or meta.get("method")
     backbone = backbone or meta.get("backbone")
     if not method or not backbone:
-        raise OptionError(f"{p}: the checkpoint does not name its method/backbone; pass --method and --backbone")
+        raise OptionError(
+            f"{p}: the checkpoint does not name its method/backbone; pass --method and --backbone"
+        )
     return MaskSource(
         path=p,
         method=str(method),
@@ -121,18 +123,24 @@ def render_masks(
     merged = {k: v for k, v in source.options.items() if k in known}
     merged.update(options or {})
     if source.checkpoint is None:
-        print(f"WARNING: {source.path}: no checkpoint, the model is randomly initialized; its masks mean nothing",
-              file=sys.stderr)
+        print(
+            f"WARNING: {source.path}: no checkpoint, the model is randomly initialized; "
+            "its masks mean nothing",
+            file=sys.stderr,
+        )
     torch.manual_seed(source.seed)
-    model = methods.create(source.method, source.backbone, num_classes=source.num_classes,
-                           checkpoint=source.checkpoint, **merged)
+    model = methods.create(
+        source.method, source.backbone, num_classes=source.num_classes, checkpoint=source.checkpoint, **merged
+    )
     root = data or source.data or default_dataset()
     dataset = VSPWDataset(root, split or source.split)
     if not dataset.videos:
         raise DataError(dataset.split_file, "lists no videos")
     video = video or dataset.videos[0]
     if video not in dataset.videos:
-        raise OptionError(f"--video {video!r} is not in {dataset.split_file} (first: {', '.join(dataset.videos[:3])})")
+        raise OptionError(
+            f"--video {video!r} is not in {dataset.split_file} (first: {', '.join(dataset.videos[:3])})"
+        )
     transform = TestTransform(size or source.resolution, size_divisor=source.size_divisor)
     panels = similarity_masks(model, dataset, video, frames, transform)
     init = Path(source.checkpoint).name if source.checkpoint else "random init"

@@ -236,10 +236,17 @@ def mask_accuracy_figure(
             its, vals = log.series(key)
             if its.size == 0:
                 raise DataError(log.path, f"no {key!r} values in this log (is it a TFC training log?)")
-            ax.plot(its, 100.0 * smooth(vals, window), color=RUN_COLORS[i % len(RUN_COLORS)], label=log.label())
+            ax.plot(
+                its, 100.0 * smooth(vals, window), color=RUN_COLORS[i % len(RUN_COLORS)], label=log.label()
+            )
         if trivial is not None:
-            ax.axhline(100.0 * trivial, color="black", linestyle="--", linewidth=1.0,
-                       label=f"all-consistent mask ({100.0 * trivial:.1f}%)")
+            ax.axhline(
+                100.0 * trivial,
+                color="black",
+                linestyle="--",
+                linewidth=1.0,
+                label=f"all-consistent mask ({100.0 * trivial:.1f}%)",
+            )
         ax.set_xlabel("training iteration")
         ax.set_ylabel("binary-mask accuracy (%)")
         title = "(w >= threshold) vs. label consistency"
@@ -256,7 +263,9 @@ def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None
         found: set[str] = set()
         for log in logs:
             for e in log.entries:
-                found.update(k for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+                found.update(
+                    k for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                )
         keys = sorted((k for k in found if _default_curve(k)), key=_curve_order)
     keys = list(keys)
     if not keys:
@@ -274,14 +283,19 @@ def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None
                     continue
                 scale = 100.0 if percent else 1.0
                 style = {"marker": "o", "markersize": 3} if key.startswith("val_") else {}
-                ax.plot(its, scale * (vals if key.startswith("val_") else smooth(vals, window)),
-                        color=RUN_COLORS[i % len(RUN_COLORS)], label=log.label() if ax is axes.flat[0] else None, **style)
+                ax.plot(
+                    its,
+                    scale * (vals if key.startswith("val_") else smooth(vals, window)),
+                    color=RUN_COLORS[i % len(RUN_COLORS)],
+                    label=log.label() if ax is axes.flat[0] else None,
+                    **style,
+                )
             ax.set_title(key)
             ax.set_xlabel("training iteration")
             ax.set_ylabel(_curve_unit(key))
             if key == "lr":
                 ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        for ax in list(axes.flat)[len(keys):]:
+        for ax in list(axes.flat)[len(keys) :]:
             ax.set_visible(False)
         fig.legend(loc="outside upper center", ncols=min(len(logs), 3))
     return fig
@@ -290,7 +304,11 @@ def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None
 def _default_curve(key: str) -> bool:
     """Keys plotted without ``keys``: losses, mask accuracy, lr and validation metrics (not
     bookkeeping such as ``time`` or ``val_frames``)."""
-    return key.startswith("loss") or key in ("mask_acc", "lr") or (key.startswith("val_") and key[4:] in _FRACTIONS)
+    return (
+        key.startswith("loss")
+        or key in ("mask_acc", "lr")
+        or (key.startswith("val_") and key[4:] in _FRACTIONS)
+    )
 
 
 def _curve_order(key: str) -> tuple[int, str]:
@@ -333,7 +351,11 @@ def _metric(record: Mapping[str, Any], key: str) -> float | None:
 
 
 def tradeoff_figure(
-    records: Sequence[Mapping[str, Any]], x: str = "fps", y: str = "mVC8", size: str = "mIoU", with_paper: bool = False
+    records: Sequence[Mapping[str, Any]],
+    x: str = "fps",
+    y: str = "mVC8",
+    size: str = "mIoU",
+    with_paper: bool = False,
 ) -> Figure:
     """``y`` (e.g. mVC8) against ``x`` (fps or gmacs_per_frame), marker area proportional to
     ``size`` (mIoU), one colour per method, a method's backbones connected in backbone order.
@@ -355,18 +377,34 @@ def tradeoff_figure(
     with matplotlib.rc_context(STYLE):
         ax = fig.add_subplot()
         order = lambda b: BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else 9  # noqa: E731
-        for name in sorted(by_method, key=lambda n: (list(METHOD_COLORS).index(n.split(" ")[0]) if n.split(" ")[0] in METHOD_COLORS else 9, n)):
+        for name in sorted(
+            by_method,
+            key=lambda n: (
+                list(METHOD_COLORS).index(n.split(" ")[0]) if n.split(" ")[0] in METHOD_COLORS else 9,
+                n,
+            ),
+        ):
             points = sorted(by_method[name], key=lambda p: order(p[0]))
             color = method_color(name.split(" ")[0])
             xs, ys = [p[1] for p in points], [p[2] for p in points]
             ax.plot(xs, ys, color=color, linewidth=1.0, alpha=0.7, zorder=1)
-            ax.scatter(xs, ys, s=[12 + 4 * max(p[3], 0.0) for p in points], color=color, edgecolor="black",
-                       linewidth=0.5, zorder=2, label=paper.METHOD_LABELS.get(name.split(" ")[0], name) + name[len(name.split(" ")[0]):])
+            ax.scatter(
+                xs,
+                ys,
+                s=[12 + 4 * max(p[3], 0.0) for p in points],
+                color=color,
+                edgecolor="black",
+                linewidth=0.5,
+                zorder=2,
+                label=paper.METHOD_LABELS.get(name.split(" ")[0], name) + name[len(name.split(" ")[0]) :],
+            )
             for b, px, py, _ in points:
                 ax.annotate(b.upper(), (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
         if with_paper and x == "fps":
-            methods = sorted({v.method for v in paper.PAPER_VALUES if v.table == "table1"},
-                             key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9)
+            methods = sorted(
+                {v.method for v in paper.PAPER_VALUES if v.table == "table1"},
+                key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9,
+            )
             for m in methods:
                 pts = []
                 for b in BACKBONE_ORDER:
@@ -375,14 +413,34 @@ def tradeoff_figure(
                     ps = paper.paper_value("table1", m, b, size)
                     if px is not None and py is not None:
                         pts.append((px, py, ps or 0.0))
-                        ax.annotate(b.upper(), (px, py), textcoords="offset points", xytext=(5, 4), fontsize=6,
-                                    color="0.4")
+                        ax.annotate(
+                            b.upper(),
+                            (px, py),
+                            textcoords="offset points",
+                            xytext=(5, 4),
+                            fontsize=6,
+                            color="0.4",
+                        )
                 if pts:
                     color = method_color(m)
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=":", linewidth=1.0, zorder=1)
-                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=[12 + 4 * p[2] for p in pts],
-                               facecolor="none", edgecolor=color, linewidth=1.0, zorder=2,
-                               label=f"{paper.METHOD_LABELS[m]} (paper)")
+                    ax.plot(
+                        [p[0] for p in pts],
+                        [p[1] for p in pts],
+                        color=color,
+                        linestyle=":",
+                        linewidth=1.0,
+                        zorder=1,
+                    )
+                    ax.scatter(
+                        [p[0] for p in pts],
+                        [p[1] for p in pts],
+                        s=[12 + 4 * p[2] for p in pts],
+                        facecolor="none",
+                        edgecolor=color,
+                        linewidth=1.0,
+                        zorder=2,
+                        label=f"{paper.METHOD_LABELS[m]} (paper)",
+                    )
         ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.set_ylabel(AXIS_LABELS.get(y, y))
         ax.set_title(f"marker area ~ {size}; lines join a method's backbones")
@@ -427,7 +485,9 @@ class MaskPanel:
         return float(((~self.predicted) == (~self.changed))[self.valid].mean())
 
 
-def similarity_masks(model: Any, dataset: Any, video: str, frames: Sequence[int], transform: Any) -> list[MaskPanel]:
+def similarity_masks(
+    model: Any, dataset: Any, video: str, frames: Sequence[int], transform: Any
+) -> list[MaskPanel]:
     """Run ``video``'s frames 0..max(frames) through ``model.step`` and collect a
     :class:`MaskPanel` for each requested frame.
 
@@ -455,7 +515,9 @@ def similarity_masks(model: Any, dataset: Any, video: str, frames: Sequence[int]
                 key_index, key_label = t, frame.label
                 key_rgb = None
                 if t in wanted:
-                    raise OptionError(f"--frames: frame {t} of {video!r} is a keyframe (no similarity); pick non-keyframes")
+                    raise OptionError(
+                        f"--frames: frame {t} of {video!r} is a keyframe (no similarity); pick non-keyframes"
+                    )
                 continue
             if t not in wanted:
                 continue
@@ -463,7 +525,9 @@ def similarity_masks(model: Any, dataset: Any, video: str, frames: Sequence[int]
                 key_rgb = np.asarray(dataset.read_frame(video, stems[key_index])[0])
             sim = similarity[0].float().cpu()
             size = tuple(sim.shape)
-            both = torch.stack([torch.from_numpy(key_label.astype(np.int64)), torch.from_numpy(frame.label.astype(np.int64))])
+            both = torch.stack(
+                [torch.from_numpy(key_label.astype(np.int64)), torch.from_numpy(frame.label.astype(np.int64))]
+            )
             small = F.interpolate(both[None].float(), size=size, mode="nearest")[0].long().numpy()
             valid = (small[0] != 255) & (small[1] != 255)
             panels.append(
@@ -515,7 +579,9 @@ def masks_figure(panels: Sequence[MaskPanel], title: str | None = None) -> Figur
     return fig
 
 
-def consistent_share(root: str | Path | None, split: str = "train", interval: int = 4, max_videos: int | None = 20) -> float:
+def consistent_share(
+    root: str | Path | None, split: str = "train", interval: int = 4, max_videos: int | None = 20
+) -> float:
     """Share of labelled points whose label equals their keyframe's (frames k+1..k+interval-1 of
     every keyframe k = 0, interval, ...): the accuracy of the trivial "everything consistent" mask
     on that data (at label resolution). ``root=None`` is the embedded synthetic dataset."""

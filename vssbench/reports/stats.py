@@ -45,6 +45,7 @@ class Interval:
 
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
         """``+2.6 [+1.9, +3.3]`` (percentage points by default)."""
+
         def f(v: float) -> str:
             return "nan" if not np.isfinite(v) else f"{round(scale * v, digits) + 0.0:+.{digits}f}"
 
@@ -98,14 +99,21 @@ def _stack(states: Sequence[MetricState]) -> dict[str, np.ndarray]:
     return out
 
 
-def _weighted_state(stack: Mapping[str, np.ndarray], weights: np.ndarray, template: MetricState) -> MetricState:
-    """The sum of the videos' states, video i counted ``weights[i]`` times (exact: integer sums in float64)."""
+def _weighted_state(
+    stack: Mapping[str, np.ndarray], weights: np.ndarray, template: MetricState
+) -> MetricState:
+    """The sum of the videos' states, video i counted ``weights[i]`` times
+    (exact: integer sums in float64)."""
     state = MetricState.zeros(template.num_classes, template.clips)
     k = template.num_classes
-    state.confusion = np.rint(weights @ stack["confusion"].reshape(len(weights), k * k)).astype(np.int64).reshape(k, k)
+    state.confusion = (
+        np.rint(weights @ stack["confusion"].reshape(len(weights), k * k)).astype(np.int64).reshape(k, k)
+    )
     for name in MetricState._ARRAYS:
         summed = weights @ stack[name]
-        setattr(state, name, summed if name in MetricState._FLOAT_ARRAYS else np.rint(summed).astype(np.int64))
+        setattr(
+            state, name, summed if name in MetricState._FLOAT_ARRAYS else np.rint(summed).astype(np.int64)
+        )
     for name in MetricState._COUNTS:
         setattr(state, name, round(float(weights @ stack[name])))
     return state
@@ -132,7 +140,9 @@ def paired_bootstrap(
     interval of the differences (NaN differences, e.g. no VC window in a draw, are dropped).
     """
     if len(states_a) != len(states_b) or not states_a:
-        raise ComparisonError(f"need the same, non-zero number of videos, got {len(states_a)} and {len(states_b)}")
+        raise ComparisonError(
+            f"need the same, non-zero number of videos, got {len(states_a)} and {len(states_b)}"
+        )
     unknown = [m for m in metrics if m not in BOOTSTRAP_METRICS]
     if unknown:
         raise ComparisonError(f"unknown metric(s) {unknown}; available: {', '.join(BOOTSTRAP_METRICS)}")
@@ -141,8 +151,12 @@ def paired_bootstrap(
     if not 0.0 < level < 1.0:
         raise ComparisonError(f"level must be in (0, 1), got {level}")
     n = len(states_a)
-    full_a = _metric_values(sum(states_a, MetricState.zeros(states_a[0].num_classes, states_a[0].clips)), metrics)
-    full_b = _metric_values(sum(states_b, MetricState.zeros(states_b[0].num_classes, states_b[0].clips)), metrics)
+    full_a = _metric_values(
+        sum(states_a, MetricState.zeros(states_a[0].num_classes, states_a[0].clips)), metrics
+    )
+    full_b = _metric_values(
+        sum(states_b, MetricState.zeros(states_b[0].num_classes, states_b[0].clips)), metrics
+    )
     stack_a, stack_b = _stack(states_a), _stack(states_b)
     rng = np.random.default_rng(seed)
     diffs = np.empty((samples, len(metrics)))
@@ -155,7 +169,7 @@ def paired_bootstrap(
     out: dict[str, Interval] = {}
     for j, metric in enumerate(metrics):
         column = diffs[:, j][np.isfinite(diffs[:, j])]
-        low, high = (np.percentile(column, [tail, 100.0 - tail]) if column.size else (np.nan, np.nan))
+        low, high = np.percentile(column, [tail, 100.0 - tail]) if column.size else (np.nan, np.nan)
         out[metric] = Interval(full_a[j] - full_b[j], float(low), float(high), full_a[j], full_b[j])
     return out
 

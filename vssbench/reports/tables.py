@@ -169,7 +169,11 @@ def variant_of(record: Mapping[str, Any]) -> str:
                 continue
             if key in defaults and _same_value(value, defaults[key]):
                 continue
-            if isinstance(defaults.get(key), float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (
+                isinstance(defaults.get(key), float)
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             parts[key] = value
     interval = record.get("interval", options.get("interval"))
@@ -210,7 +214,13 @@ def _usable(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[Mapp
         if r.get("error"):
             errors.append(f"{r.get('method')}-{r.get('backbone')}")
             continue
-        key = (r.get("method"), r.get("backbone"), variant_of(r), r.get("conditions_hash"), r.get("checkpoint"))
+        key = (
+            r.get("method"),
+            r.get("backbone"),
+            variant_of(r),
+            r.get("conditions_hash"),
+            r.get("checkpoint"),
+        )
         if key in kept:
             duplicates += 1
             if str(r.get("created") or "") < str(kept[key].get("created") or ""):
@@ -219,7 +229,9 @@ def _usable(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[Mapp
     if errors:
         notes.append(f"left out (the run failed): {', '.join(errors)}")
     if duplicates:
-        notes.append(f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)")
+        notes.append(
+            f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)"
+        )
     return sorted(kept.values(), key=_order_key)
 
 
@@ -268,7 +280,11 @@ def _flag_rows(
                 notes.append(f"{CONDITIONS_MARK} {label}: conditions differ from the other rows: {diff}")
         marks.append(mark)
     if random_rows:
-        notes.insert(0, f"{RANDOM_MARK} randomly initialized (no checkpoint), accuracy is meaningless: {', '.join(random_rows)}")
+        notes.insert(
+            0,
+            f"{RANDOM_MARK} randomly initialized (no checkpoint), accuracy is meaningless: "
+            f"{', '.join(random_rows)}",
+        )
     return marks
 
 
@@ -373,7 +389,10 @@ def main_table(
         display.append(drow)
         data.append(nrow)
     if missing_base:
-        notes.append("no SegFormer on the same backbone under the same conditions, so no delta: " + ", ".join(missing_base))
+        notes.append(
+            "no SegFormer on the same backbone under the same conditions, so no delta: "
+            + ", ".join(missing_base)
+        )
     if with_paper:
         notes.append("cells read 'ours | paper' (the paper's Table 1; '-' where the paper has no such row)")
         notes.append(paper.FPS_NOTE)
@@ -457,7 +476,10 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
         key = (str(r["method"]), variant_of(r))
         key = ALIASES.get(key, key)
         index.setdefault((key[0], key[1], str(r["backbone"])), r)
-    backbones = sorted({str(r["backbone"]) for r in usable}, key=lambda b: (BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else 9, b))
+    backbones = sorted(
+        {str(r["backbone"]) for r in usable},
+        key=lambda b: (BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else 9, b),
+    )
     chosen: list[tuple[str, str, str, str, str, Mapping[str, Any]]] = []
     for backbone in backbones:
         for group, rows in paper.TABLE2_GROUPS:
@@ -470,37 +492,70 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
     for *_, r in chosen:
         if all(r is not u for u in unique):
             unique.append(r)
-    marks_by_id = dict(zip((id(u) for u in unique), _flag_rows(unique, [
-        next(lab for lab, c in zip(labels, chosen) if c[5] is u) for u in unique
-    ], notes, ignore=("interval",))))
+    marks_by_id = dict(
+        zip(
+            (id(u) for u in unique),
+            _flag_rows(
+                unique,
+                [next(lab for lab, c in zip(labels, chosen) if c[5] is u) for u in unique],
+                notes,
+                ignore=("interval",),
+            ),
+        )
+    )
     weights = _weights_column(unique)
     display, data = [], []
-    columns = (("mIoU", "mIoU", 100.0, 1), ("mVC8", "mVC8", 100.0, 1), ("mVC16", "mVC16", 100.0, 1),
-               ("GMACs/frame", "gmacs_per_frame", 1.0, 1))
+    columns = (
+        ("mIoU", "mIoU", 100.0, 1),
+        ("mVC8", "mVC8", 100.0, 1),
+        ("mVC16", "mVC16", 100.0, 1),
+        ("GMACs/frame", "gmacs_per_frame", 1.0, 1),
+    )
     for group, label, method, variant, backbone, r in chosen:
         mark = marks_by_id[id(r)]
-        drow = {"Group": group, "Methods": label + (f" {mark}" if mark else ""), "Backbone": backbone_label(backbone),
-                "Weights": weights[id(r)]}
-        nrow: dict[str, Any] = {"group": group, "row": label, "method": method, "variant": variant,
-                                "backbone": backbone, "flags": mark, "conditions_hash": r.get("conditions_hash"),
-                                "weights": weights[id(r)], "checkpoint_sha256": r.get("checkpoint_sha256")}
+        drow = {
+            "Group": group,
+            "Methods": label + (f" {mark}" if mark else ""),
+            "Backbone": backbone_label(backbone),
+            "Weights": weights[id(r)],
+        }
+        nrow: dict[str, Any] = {
+            "group": group,
+            "row": label,
+            "method": method,
+            "variant": variant,
+            "backbone": backbone,
+            "flags": mark,
+            "conditions_hash": r.get("conditions_hash"),
+            "weights": weights[id(r)],
+            "checkpoint_sha256": r.get("checkpoint_sha256"),
+        }
         for header, key, scale, digits in columns:
             ours = _value(r, key, scale)
             text = _cell(ours, digits)
             nrow[key] = ours
             if with_paper and key != "gmacs_per_frame":
-                pv = paper.paper_value("table2", method, backbone, key, variant, group) if backbone == "b0" else None
+                pv = (
+                    paper.paper_value("table2", method, backbone, key, variant, group)
+                    if backbone == "b0"
+                    else None
+                )
                 text = _with_paper(text, ours is not None, pv, digits)
                 nrow[f"{key}_paper"] = pv
             drow[header] = text
         display.append(drow)
         data.append(nrow)
     if not chosen:
-        notes.append("no record matches a row of Table 2 (see `vssbench table ablation --help` for the options of each row)")
+        notes.append(
+            "no record matches a row of Table 2 "
+            "(see `vssbench table ablation --help` for the options of each row)"
+        )
     if any(w.startswith("shared") for w in weights.values()):
-        notes.append("Weights: 'own' rows were trained with their setting; 'shared: X' rows evaluate the weights "
-                     "trained for X (the same checkpoint sha256) with an inference-time change, such as the frame "
-                     "interval")
+        notes.append(
+            "Weights: 'own' rows were trained with their setting; 'shared: X' rows evaluate the weights "
+            "trained for X (the same checkpoint sha256) with an inference-time change, such as the frame "
+            "interval"
+        )
     if with_paper:
         notes.append("cells read 'ours | paper' (the paper's Table 2, MiT-B0)")
     headers = ["Group", "Methods", "Backbone", "Weights"] + [c[0] for c in columns]
@@ -515,7 +570,8 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
 
 
 def _weights_column(records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
-    """Per record (by ``id``): "own", "shared: <the setup trained for these weights>", or "-" without a checkpoint.
+    """Per record (by ``id``): "own", "shared: <the setup trained for these weights>", or "-"
+    without a checkpoint.
 
     Records with the same ``checkpoint_sha256`` evaluate one trained model. Its owner is the one
     run at the method's default interval (the setting it was trained for), else the first.
@@ -576,7 +632,9 @@ def speed_table(
     notes: list[str] = []
     display, data = [], []
 
-    def add(section: str, label: str, ms: float | None, fps: float | None, pv: float | None, meta: dict) -> None:
+    def add(
+        section: str, label: str, ms: float | None, fps: float | None, pv: float | None, meta: dict
+    ) -> None:
         drow = {"Section": section, "Methods": label, "Time (ms)": _cell(ms, 1), "FPS (f/s)": _cell(fps, 1)}
         if with_paper:
             drow["FPS (f/s)"] = _with_paper(drow["FPS (f/s)"], fps is not None, pv)
@@ -588,37 +646,76 @@ def speed_table(
         use = core or ("embedding_bag" if "embedding_bag" in cores else (cores[0] if cores else None))
         proj = [float(r["median_ms"]) for r in csv_rows if r.get("what") == "msda_value_proj"]
         proj_ms = proj[0] if proj else 0.0
-        stages = sorted((r for r in csv_rows if r.get("what") == "mit_stages_3_4"),
-                        key=lambda r: (BACKBONE_ORDER.index(r["backbone"]) if r["backbone"] in BACKBONE_ORDER else 9))
+        stages = sorted(
+            (r for r in csv_rows if r.get("what") == "mit_stages_3_4"),
+            key=lambda r: BACKBONE_ORDER.index(r["backbone"]) if r["backbone"] in BACKBONE_ORDER else 9,
+        )
         for r in stages:
             ms = float(r["median_ms"])
             pv = paper.paper_value("table3", "mit_stages_3_4", r["backbone"], "fps") if with_paper else None
-            add("SegFormer (MiT stages 3-4)", backbone_label(r["backbone"]), ms, 1000.0 / ms, pv,
-                {"what": "mit_stages_3_4", "backbone": r["backbone"], "share": None})
-        sparse = sorted((r for r in csv_rows if r.get("what") == "sparse_msda" and r.get("core") == use),
-                        key=lambda r: float(r["share"]))
+            add(
+                "SegFormer (MiT stages 3-4)",
+                backbone_label(r["backbone"]),
+                ms,
+                1000.0 / ms,
+                pv,
+                {"what": "mit_stages_3_4", "backbone": r["backbone"], "share": None},
+            )
+        sparse = sorted(
+            (r for r in csv_rows if r.get("what") == "sparse_msda" and r.get("core") == use),
+            key=lambda r: float(r["share"]),
+        )
         for r in sparse:
             share = float(r["share"])
             ms = float(r["median_ms"]) + proj_ms
-            pv = paper.paper_value("table3", "sparse_msda", "b0", "fps", f"share={share:g}") if with_paper else None
-            add("Sparse MSDA (d=256, any backbone)", f"{share:.0%} of points", ms, 1000.0 / ms, pv,
-                {"what": "sparse_msda", "backbone": "any", "share": share, "core": use})
+            pv = (
+                paper.paper_value("table3", "sparse_msda", "b0", "fps", f"share={share:g}")
+                if with_paper
+                else None
+            )
+            add(
+                "Sparse MSDA (d=256, any backbone)",
+                f"{share:.0%} of points",
+                ms,
+                1000.0 / ms,
+                pv,
+                {"what": "sparse_msda", "backbone": "any", "share": share, "core": use},
+            )
         if sparse:
-            notes.append(f"sparse MSDA times include the value projection of levels 1-2 ({proj_ms:.1f} ms); sampling core: {use}")
+            notes.append(
+                f"sparse MSDA times include the value projection of levels 1-2 ({proj_ms:.1f} ms); "
+                f"sampling core: {use}"
+            )
         first = csv_rows[0]
-        machine = ", ".join(f"{k} {first[k]}" for k in ("device", "cpu", "threads", "torch", "size", "date") if first.get(k))
+        machine = ", ".join(
+            f"{k} {first[k]}" for k in ("device", "cpu", "threads", "torch", "size", "date") if first.get(k)
+        )
         if machine:
-            notes.append(f"benchmark machine: {machine}" + (f", load average {first['loadavg_1min']}" if first.get("loadavg_1min") else ""))
+            notes.append(
+                f"benchmark machine: {machine}"
+                + (f", load average {first['loadavg_1min']}" if first.get("loadavg_1min") else "")
+            )
     usable = _usable(records, notes) if records else []
     for r in usable:
         fps = _value(r, "fps", 1.0)
-        pv = paper.paper_value("table1", str(r["method"]), str(r["backbone"]), "fps") if with_paper and not variant_of(r) else None
-        add(f"Per-interval FPS ({r.get('kind', 'run')} records)", f"{method_label(str(r['method']), variant_of(r))} {backbone_label(str(r['backbone']))}",
-            None if fps is None else 1000.0 / fps, fps, pv,
-            {"what": "record", "backbone": r["backbone"], "method": r["method"], "device": r.get("device")})
+        pv = (
+            paper.paper_value("table1", str(r["method"]), str(r["backbone"]), "fps")
+            if with_paper and not variant_of(r)
+            else None
+        )
+        add(
+            f"Per-interval FPS ({r.get('kind', 'run')} records)",
+            f"{method_label(str(r['method']), variant_of(r))} {backbone_label(str(r['backbone']))}",
+            None if fps is None else 1000.0 / fps,
+            fps,
+            pv,
+            {"what": "record", "backbone": r["backbone"], "method": r["method"], "device": r.get("device")},
+        )
     if usable:
         devices = sorted({str(r.get("device")) for r in usable})
-        notes.append(f"records measured on: {'; '.join(devices)} (time = ms per frame over one keyframe interval)")
+        notes.append(
+            f"records measured on: {'; '.join(devices)} (time = ms per frame over one keyframe interval)"
+        )
     if with_paper:
         notes.append("cells read 'ours | paper' (the paper's Table 3 on one A100; records: Table 1)")
         notes.append(paper.FPS_NOTE)
@@ -702,7 +799,12 @@ def to_latex(table: ReportTable, label: str | None = None) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{latex_escape(table.title)}}}"]
     if label:
         lines.append(rf"\label{{{label}}}")
-    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    lines += [
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in headers) + r" \\",
+        r"\midrule",
+    ]
     previous = None
     for _, row in table.frame.iterrows():
         group = row[table.group_column] if table.group_column else None

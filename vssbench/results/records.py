@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vssbench.config import SUBJECT_FIELDS, RunConfig
-from vssbench.methods.base import describe
+from vssbench.methods.base import available, describe, method_origin
 
 #: The benchmark's core record keys (names and meanings are a contract).
 DESIGN_KEYS: tuple[str, ...] = (
@@ -55,8 +55,8 @@ EXTRA_KEYS: tuple[str, ...] = (
     "aAcc",
     "mAcc",
     "vc_windows",  # {"mVC8": windows scored, "mVC16": ...}
-    "mVC_video_mean",
-    "profile_frames",  # profile only: "video" (rendered synthetic video) or "random" images  # {"mVC8": mean over videos of each video's NaN-mean, ...}: the non-official average
+    "mVC_video_mean",  # {"mVC8": mean over videos of each video's NaN-mean, ...}: the non-official average
+    "profile_frames",  # profile only: "video" (rendered synthetic video) or "random" images
     "skipped_videos",  # videos the metric preset dropped (cffm: T <= 16)
     "num_classes",
     "input_size",  # [h, w] of the frames fed to the model (after the keep-ratio resize)
@@ -91,6 +91,8 @@ EXTRA_KEYS: tuple[str, ...] = (
     "non_strict",  # True when --non-strict allowed a partial checkpoint load
     "checkpoint_load",  # non-strict only: {"format", "loaded", "missing", "unexpected", "mismatched", ...}
     "fps_spread",  # {"min", "median", "max", "relative": (max - min) / median} of FPS over the timed repeats
+    "method_origin",  # "builtin", the distribution of an installed plugin, or "module M" (--plugin)
+    "method_version",  # vssbench's version for built-ins, the distribution's for installed plugins
 )
 
 RECORD_KEYS: tuple[str, ...] = DESIGN_KEYS + EXTRA_KEYS
@@ -127,6 +129,9 @@ def empty_record(config: RunConfig | None = None) -> dict[str, Any]:
             checkpoint_size=config.checkpoint_size,
             non_strict=config.non_strict,
         )
+        if config.method in available():
+            origin = method_origin(config.method)
+            record.update(method_origin=origin["origin"], method_version=origin["version"])
     return record
 
 
@@ -275,9 +280,19 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     """
     tags = [str(r.get("options_tag") or "") for r in records]
     show_options = len(set(tags)) > 1
-    header = ["method", "backbone"] + (["options"] if show_options else []) + [
-        "mIoU", "wIoU", "mVC8", "mVC16", "params(M)", "GMACs/frame", "FPS",
-    ]
+    header = (
+        ["method", "backbone"]
+        + (["options"] if show_options else [])
+        + [
+            "mIoU",
+            "wIoU",
+            "mVC8",
+            "mVC16",
+            "params(M)",
+            "GMACs/frame",
+            "FPS",
+        ]
+    )
     notes: list[str] = []
     rows = []
     for r, tag in zip(records, tags):
@@ -285,7 +300,11 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
         vc = []
         for clip in (8, 16):
             value = r.get(f"mVC{clip}")
-            reason = None if value is not None or r.get("error") or r.get("kind") != "run" else _no_vc_reason(r, clip)
+            reason = (
+                None
+                if value is not None or r.get("error") or r.get("kind") != "run"
+                else _no_vc_reason(r, clip)
+            )
             if reason is not None:
                 note = f"n/a: mVC{clip}: {reason}"
                 if note not in notes:
@@ -313,7 +332,9 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     numeric = set(range(first_number, first_number + 7))
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
     out.extend(f"note: {n}" for n in notes)
@@ -323,9 +344,15 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     note = compare_records(records)["note"]
     if note:
         out.append(f"note: {note}")
-    random_rows = [f"{r.get('method')}-{r.get('backbone')}" for r in records if r.get("random_init") and not r.get("error")]
+    random_rows = [
+        f"{r.get('method')}-{r.get('backbone')}"
+        for r in records
+        if r.get("random_init") and not r.get("error")
+    ]
     if random_rows and any(r.get("kind") == "run" for r in records):
-        out.append(f"note: randomly initialized (no checkpoint), accuracy is meaningless: {', '.join(random_rows)}")
+        out.append(
+            f"note: randomly initialized (no checkpoint), accuracy is meaningless: {', '.join(random_rows)}"
+        )
     return "\n".join(out)
 
 

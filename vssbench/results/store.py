@@ -194,7 +194,9 @@ class RunStore:
             return
         now = json.loads(json.dumps(self.config.to_dict()))
         ignored = ("checkpoint_sha256", "checkpoint_size")
-        for path in sorted(self.dir.parent.glob(f"{self.config.method}-{self.config.backbone}-*/config.json")):
+        for path in sorted(
+            self.dir.parent.glob(f"{self.config.method}-{self.config.backbone}-*/config.json")
+        ):
             try:
                 saved = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
@@ -203,9 +205,9 @@ class RunStore:
                 continue
             if all(saved.get(k) == v for k, v in now.items() if k not in ignored):
                 raise OptionError(
-                    f"cannot resume {path.parent}: checkpoint {self.config.checkpoint} changed since that run began "
-                    f"(sha256 {saved['checkpoint_sha256']} then, {sha} now); run without --resume to evaluate "
-                    "the new weights in a new folder"
+                    f"cannot resume {path.parent}: checkpoint {self.config.checkpoint} "
+                    f"changed since that run began (sha256 {saved['checkpoint_sha256']} then, {sha} now); "
+                    "run without --resume to evaluate the new weights in a new folder"
                 )
 
     def finished_record(
@@ -225,7 +227,11 @@ class RunStore:
             record = json.loads(self.record_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
-        if not isinstance(record, dict) or record.get("error") or record.get("num_videos") != len(frame_counts):
+        if (
+            not isinstance(record, dict)
+            or record.get("error")
+            or record.get("num_videos") != len(frame_counts)
+        ):
             return None
         if levels.get(record.get("efficiency") or "full", 0) < level:
             return None
@@ -243,9 +249,13 @@ class RunStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(self.config_path, f"cannot read the saved run config ({exc})") from None
         now = self.config.to_dict()
-        fields = sorted(k for k in set(saved) | set(now) if saved.get(k, "<absent>") != now.get(k, "<absent>"))
+        fields = sorted(
+            k for k in set(saved) | set(now) if saved.get(k, "<absent>") != now.get(k, "<absent>")
+        )
         if fields:
-            detail = "; ".join(f"{k}: saved {saved.get(k, '<absent>')!r}, now {now.get(k, '<absent>')!r}" for k in fields)
+            detail = "; ".join(
+                f"{k}: saved {saved.get(k, '<absent>')!r}, now {now.get(k, '<absent>')!r}" for k in fields
+            )
             raise OptionError(
                 f"cannot resume into {self.dir}: its config differs in {', '.join(fields)} ({detail}); "
                 "run without --resume to replace it, or use another --out"

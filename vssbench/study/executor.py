@@ -119,7 +119,9 @@ def execute_plan(
             error = f"{type(exc).__name__}: {exc}"
             log(f"{prefix}: FAILED: {error}")
             (out / "steps").mkdir(parents=True, exist_ok=True)
-            stamp_path(out, step).with_suffix(".error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            stamp_path(out, step).with_suffix(".error.txt").write_text(
+                traceback.format_exc(), encoding="utf-8"
+            )
         if world > 1 and env_world_size() > 1:
             _barrier()
         seconds = time.perf_counter() - start
@@ -128,8 +130,17 @@ def execute_plan(
                 if step.kind == "run":
                     _prune_stale_runs(step.outputs[0])
                 stamp_path(out, step).write_text(
-                    json.dumps({"step": step.name, "command": step.command(), "digest": command_digest(step),
-                                "seconds": round(seconds, 1), "finished": _now()}, indent=1) + "\n",
+                    json.dumps(
+                        {
+                            "step": step.name,
+                            "command": step.command(),
+                            "digest": command_digest(step),
+                            "seconds": round(seconds, 1),
+                            "finished": _now(),
+                        },
+                        indent=1,
+                    )
+                    + "\n",
                     encoding="utf-8",
                 )
                 started_path(out, step).unlink(missing_ok=True)
@@ -168,8 +179,9 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_study_readme(out: Path, settings: StudySettings, steps: Sequence[Step], results: Sequence[StepResult],
-                       wall_s: float) -> Path:
+def write_study_readme(
+    out: Path, settings: StudySettings, steps: Sequence[Step], results: Sequence[StepResult], wall_s: float
+) -> Path:
     """``DIR/README.md``: what ran with which command, how long, and links to tables and figures."""
     by_name = {r.name: r for r in results}
     lines = [
@@ -183,7 +195,10 @@ def write_study_readme(out: Path, settings: StudySettings, steps: Sequence[Step]
     for title, name in outputs:
         path = out / name
         if path.exists():
-            lines.append(f"- {title}: [{name}]({name})" + (f" (LaTeX: [{name[:-3]}.tex]({name[:-3]}.tex))" if name.endswith(".md") else ""))
+            lines.append(
+                f"- {title}: [{name}]({name})"
+                + (f" (LaTeX: [{name[:-3]}.tex]({name[:-3]}.tex))" if name.endswith(".md") else "")
+            )
     lines += ["", "| step | status | seconds | command |", "|---|---|---|---|"]
     for step in steps:
         r = by_name.get(step.name)
@@ -196,7 +211,8 @@ def write_study_readme(out: Path, settings: StudySettings, steps: Sequence[Step]
         "",
         "Rows of Table 2 that change what is learned (interpolation mode, MSDA threshold, flow warping,",
         "similarity level, focal loss) were each trained; the frame-interval rows reuse the default TFC",
-        "(`run --interval N`). Feature Reuse is trained with keyframe clips (`train --method feature_reuse`).",
+        "(`run --interval N`). Feature Reuse is trained with keyframe clips "
+        "(`train --method feature_reuse`).",
         "",
     ]
     path = out / "README.md"
@@ -219,7 +235,9 @@ def reproduce(
     if dry_run:
         return {"steps": steps, "results": [], "out": str(out), "wall_s": 0.0}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps(dataclasses.asdict(settings), indent=1) + "\n", encoding="utf-8")
+    (out / "study.json").write_text(
+        json.dumps(dataclasses.asdict(settings), indent=1) + "\n", encoding="utf-8"
+    )
     start = time.perf_counter()
     results = execute_plan(steps, out, invoke, log=log)
     wall = time.perf_counter() - start

@@ -160,8 +160,20 @@ def synthetic_settings(
         run_args=("--size", size, "--size-divisor", "32", "--warmup", "1", "--repeats", "3"),
         # The synthetic preset scaled to a 30-minute study on 2 CPU cores (16 trainings): 64x64 crops
         # and 150 iterations (SegFormer-B0 ~0.5 s/iteration there), validation at the frames' size.
-        train_args=("--preset", "synthetic", "--crop", STUDY_CROP, "--iters", str(STUDY_ITERS), "--val-size", size,
-                    "--val-every", str(STUDY_ITERS // 2), "--val-videos", "2"),
+        train_args=(
+            "--preset",
+            "synthetic",
+            "--crop",
+            STUDY_CROP,
+            "--iters",
+            str(STUDY_ITERS),
+            "--val-size",
+            size,
+            "--val-every",
+            str(STUDY_ITERS // 2),
+            "--val-videos",
+            "2",
+        ),
     )
 
 
@@ -214,41 +226,97 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
     needs_data: list[str] = []
     if data is None:
         data_dir = out / "data"
-        add(Step(
-            "data", "synth",
-            ["data", "synth", "--out", str(data_dir), *settings.synth_args],
-            [data_dir / "val.txt", data_dir / "train.txt"],
-            targets=set(wanted), rank0_only=True, owned=data_dir,
-        ))
+        add(
+            Step(
+                "data",
+                "synth",
+                ["data", "synth", "--out", str(data_dir), *settings.synth_args],
+                [data_dir / "val.txt", data_dir / "train.txt"],
+                targets=set(wanted),
+                rank0_only=True,
+                owned=data_dir,
+            )
+        )
         data = str(data_dir)
         needs_data = ["data"]
 
-    common_train = ["--data", data, "--device", settings.device, "--seed", str(settings.seed), *settings.train_args]
+    common_train = [
+        "--data",
+        data,
+        "--device",
+        settings.device,
+        "--seed",
+        str(settings.seed),
+        *settings.train_args,
+    ]
     if settings.iters is not None:
         common_train += ["--iters", str(settings.iters)]
     common_run = ["--data", data, "--device", settings.device, "--quiet", *settings.run_args]
 
-    def train(name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str]) -> str:
+    def train(
+        name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str]
+    ) -> str:
         folder = out / "train" / name
         argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--out", str(folder)]
         if settings.init_dir is not None:
             argv += ["--init", str(Path(settings.init_dir) / f"mit_{backbone}.pth")]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
-        add(Step(f"train {name}", "train", argv, [folder / "model.pth", folder / "log.jsonl"], list(needs_data), targets,
-                 resume_marker=folder / "last.pth", owned=folder))
+        add(
+            Step(
+                f"train {name}",
+                "train",
+                argv,
+                [folder / "model.pth", folder / "log.jsonl"],
+                list(needs_data),
+                targets,
+                resume_marker=folder / "last.pth",
+                owned=folder,
+            )
+        )
         return str(folder / "model.pth")
 
-    def run(name: str, method: str, backbone: str, checkpoint: str, trained: str, sets: Sequence[tuple[str, str]],
-            targets: set[str], extra: Sequence[str] = ()) -> None:
+    def run(
+        name: str,
+        method: str,
+        backbone: str,
+        checkpoint: str,
+        trained: str,
+        sets: Sequence[tuple[str, str]],
+        targets: set[str],
+        extra: Sequence[str] = (),
+    ) -> None:
         folder = out / "runs" / name
         # Table 1 reports params, GMACs and FPS; the ablation rows only accuracy and stability.
         efficiency = settings.table1_efficiency if "table1" in targets else "none"
-        argv = ["run", "--method", method, "--backbone", backbone, *common_run, "--checkpoint", checkpoint,
-                "--out", str(folder), "--efficiency", efficiency, *extra]
+        argv = [
+            "run",
+            "--method",
+            method,
+            "--backbone",
+            backbone,
+            *common_run,
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            str(folder),
+            "--efficiency",
+            efficiency,
+            *extra,
+        ]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
-        add(Step(f"run {name}", "run", argv, [folder], [f"train {trained}"], targets, resume_unless_needs_ran=True))
+        add(
+            Step(
+                f"run {name}",
+                "run",
+                argv,
+                [folder],
+                [f"train {trained}"],
+                targets,
+                resume_unless_needs_ran=True,
+            )
+        )
 
     # Table 1 (and the shared baselines of Table 2 and Fig. 4).
     table1_runs: list[str] = []
@@ -280,7 +348,16 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
                 table2_runs.append(name)
             for interval in TABLE2_INTERVALS:
                 name = f"tfc-interval{interval}-{backbone}"
-                run(name, "tfc", backbone, base_ckpt, base, (), {"table2"}, extra=["--interval", str(interval)])
+                run(
+                    name,
+                    "tfc",
+                    backbone,
+                    base_ckpt,
+                    base,
+                    (),
+                    {"table2"},
+                    extra=["--interval", str(interval)],
+                )
                 table2_runs.append(name)
         if "fig4" in wanted:
             train(f"tfc-no-focal-{backbone}", "tfc", backbone, (("focal", "false"),), {"fig4"})
@@ -290,21 +367,44 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
             continue
         for fmt, suffix in (("md", "md"), ("latex", "tex")):
             path = out / f"{target}.{suffix}"
-            add(Step(
-                f"{target} {fmt}", "table",
-                ["table", layout, *[str(out / "runs" / r) for r in runs], "--with-paper",
-                 "--format", fmt, "--out", str(path)],
-                [path], [f"run {r}" for r in runs], {target}, rank0_only=True,
-            ))
+            add(
+                Step(
+                    f"{target} {fmt}",
+                    "table",
+                    [
+                        "table",
+                        layout,
+                        *[str(out / "runs" / r) for r in runs],
+                        "--with-paper",
+                        "--format",
+                        fmt,
+                        "--out",
+                        str(path),
+                    ],
+                    [path],
+                    [f"run {r}" for r in runs],
+                    {target},
+                    rank0_only=True,
+                )
+            )
     if "fig4" in wanted:
         backbone = settings.backbones[0]
-        logs = [out / "train" / f"tfc-{backbone}" / "log.jsonl", out / "train" / f"tfc-no-focal-{backbone}" / "log.jsonl"]
+        logs = [
+            out / "train" / f"tfc-{backbone}" / "log.jsonl",
+            out / "train" / f"tfc-no-focal-{backbone}" / "log.jsonl",
+        ]
         path = out / "fig4.png"
-        add(Step(
-            "fig4", "plot",
-            ["plot", "mask-accuracy", *map(str, logs), "--smooth", "10", "--out", str(path)],
-            [path], [f"train tfc-{backbone}", f"train tfc-no-focal-{backbone}"], {"fig4"}, rank0_only=True,
-        ))
+        add(
+            Step(
+                "fig4",
+                "plot",
+                ["plot", "mask-accuracy", *map(str, logs), "--smooth", "10", "--out", str(path)],
+                [path],
+                [f"train tfc-{backbone}", f"train tfc-no-focal-{backbone}"],
+                {"fig4"},
+                rank0_only=True,
+            )
+        )
     return steps
 
 

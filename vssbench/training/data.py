@@ -85,8 +85,15 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def clip_loader(
-    dataset: Any, *, seed: int, start: int, batch_size: int, rank: int = 0, world_size: int = 1,
-    workers: int = 0, pin_memory: bool = False,
+    dataset: Any,
+    *,
+    seed: int,
+    start: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
     """The DataLoader of this rank's clips from iteration ``start`` (iterate it once: it never ends).
 

@@ -96,8 +96,15 @@ class LogWriter(HookBase):
             return
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole training; close()
         t = self.trainer
-        self._bar = tqdm(total=t.max_iter, initial=t.start_iter, desc="train", unit="it", file=sys.stderr,
-                         disable=not self.progress, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=t.max_iter,
+            initial=t.start_iter,
+            desc="train",
+            unit="it",
+            file=sys.stderr,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (rank 0 only; NaN/inf become null)."""
@@ -117,8 +124,11 @@ class LogWriter(HookBase):
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{t.scalars.get('loss', float('nan')):.4f}", refresh=False)
         if t.iter % self.every == 0 or t.iter == t.max_iter:
-            record: dict[str, Any] = {"iter": t.iter, "time": round(time.perf_counter() - self._start, 3),
-                                      "lr": t.scalars.get("lr")}
+            record: dict[str, Any] = {
+                "iter": t.iter,
+                "time": round(time.perf_counter() - self._start, 3),
+                "lr": t.scalars.get("lr"),
+            }
             for key in sorted(t.scalars):
                 if key == "lr":
                     continue
@@ -146,8 +156,15 @@ class EvalHook(HookBase):
     improves. RNG states are restored after validation so that it never changes the training.
     """
 
-    def __init__(self, every: int, evaluate: Callable[[], dict[str, Any]], writer: LogWriter, ctx: Any,
-                 on_best: Callable[[int, dict[str, Any]], None], best: float | None = None) -> None:
+    def __init__(
+        self,
+        every: int,
+        evaluate: Callable[[], dict[str, Any]],
+        writer: LogWriter,
+        ctx: Any,
+        on_best: Callable[[int, dict[str, Any]], None],
+        best: float | None = None,
+    ) -> None:
         self.every, self.evaluate, self.writer, self.ctx, self.on_best = every, evaluate, writer, ctx, on_best
         self.best = best
         self.last: dict[str, Any] = {}
@@ -163,10 +180,14 @@ class EvalHook(HookBase):
         if self.ctx.is_main:
             start = time.perf_counter()
             metrics = self.evaluate()
-            record = {"iter": t.iter, **{f"val_{k}": float(metrics[k]) for k in VAL_KEYS},
-                      "val_aAcc": float(metrics.get("aAcc", float("nan"))),
-                      "val_videos": metrics["num_videos"], "val_frames": metrics["num_frames"],
-                      "val_time": round(time.perf_counter() - start, 3)}
+            record = {
+                "iter": t.iter,
+                **{f"val_{k}": float(metrics[k]) for k in VAL_KEYS},
+                "val_aAcc": float(metrics.get("aAcc", float("nan"))),
+                "val_videos": metrics["num_videos"],
+                "val_frames": metrics["num_frames"],
+                "val_time": round(time.perf_counter() - start, 3),
+            }
             self.writer.write(record)
             self.last = record
             score = record["val_mIoU"]
@@ -193,8 +214,14 @@ class CheckpointHook(HookBase):
     after the last save (``model.pth``).
     """
 
-    def __init__(self, path: Path, every: int, ctx: Any, state: Callable[[int, list[Any]], dict[str, Any]],
-                 at_end: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        every: int,
+        ctx: Any,
+        state: Callable[[int, list[Any]], dict[str, Any]],
+        at_end: Callable[[int], None],
+    ) -> None:
         self.path, self.every, self.ctx, self.state, self.at_end = path, every, ctx, state, at_end
         self._saved_at = -1
 

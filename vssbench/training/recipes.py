@@ -63,6 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the numbers of a training run (all fields JSON-serializable).
@@ -179,8 +180,13 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 # ---------------------------------------------------------------------------------------------
 # Parameter groups, optimizer, schedule
 
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.modules.batchnorm._BatchNorm,
-          nn.modules.instancenorm._InstanceNorm)
+_NORMS = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
 
 
 def _is_positional_conv(module: nn.Module) -> bool:
@@ -232,13 +238,15 @@ def parameter_groups(
             if not params:
                 continue
             lr_mult = 1.0 if is_encoder else mult
-            groups.append({
-                "name": f"{'encoder' if is_encoder else 'head'}/{'decay' if decay else 'no_decay'}",
-                "params": params,
-                "lr": lr * lr_mult,
-                "lr_mult": lr_mult,
-                "weight_decay": weight_decay if decay else 0.0,
-            })
+            groups.append(
+                {
+                    "name": f"{'encoder' if is_encoder else 'head'}/{'decay' if decay else 'no_decay'}",
+                    "params": params,
+                    "lr": lr * lr_mult,
+                    "lr_mult": lr_mult,
+                    "weight_decay": weight_decay if decay else 0.0,
+                }
+            )
     return groups
 
 
@@ -248,8 +256,14 @@ def build_optimizer(adapter: nn.Module, config: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
 
 
-def lr_factor(iteration: int, iters: int, warmup_iters: int, warmup_ratio: float = 1e-6,
-              power: float = 1.0, min_lr_ratio: float = 0.0) -> float:
+def lr_factor(
+    iteration: int,
+    iters: int,
+    warmup_iters: int,
+    warmup_ratio: float = 1e-6,
+    power: float = 1.0,
+    min_lr_ratio: float = 0.0,
+) -> float:
     """Multiplier of the base lr at 0-based ``iteration`` (mmcv ``PolyLrUpdaterHook`` with linear warm-up).
 
     Poly: ``(1 - min) * (1 - i / iters) ** power + min``; during the first ``warmup_iters``
@@ -263,7 +277,9 @@ def lr_factor(iteration: int, iters: int, warmup_iters: int, warmup_ratio: float
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` applying :func:`lr_factor` to every group (stepped once per iteration)."""
     min_ratio = config.min_lr / config.lr
 

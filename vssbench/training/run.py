@@ -1,4 +1,5 @@
-"""``train()``: one training run from a :class:`TrainConfig` into a run folder (what ``vssbench train`` calls).
+"""``train()``: one training run from a :class:`TrainConfig` into a run folder
+(what ``vssbench train`` calls).
 
 The folder ``out`` receives ``config.json``, ``log.jsonl``, ``last.pth`` (full state: model,
 optimizer, scheduler, grad scaler, iteration, every rank's RNG states, the data position, the
@@ -32,7 +33,7 @@ from vssbench.data import ClipAugment, TestTransform, VSPWClipDataset, VSPWDatas
 from vssbench.errors import CheckpointError, OptionError
 from vssbench.harness.distributed import DistContext, setup_distributed
 from vssbench.harness.evaluate import evaluate_videos
-from vssbench.methods.base import BACKBONES, create, method_info, parse_options
+from vssbench.methods.base import check_backbone, create, method_info, parse_options
 from vssbench.models.checkpoint import load_checkpoint, save_checkpoint
 from vssbench.training.data import clip_loader
 from vssbench.training.hooks import CheckpointHook, EvalHook, LogWriter, LRSchedulerHook, restore_rng
@@ -49,8 +50,7 @@ STATE_VERSION = 1
 def normalize_train_config(config: TrainConfig) -> TrainConfig:
     """Validate method, backbone and options (coerced to their types) and make the data path absolute."""
     method_info(config.method)
-    if config.backbone not in BACKBONES:
-        raise OptionError(f"unknown backbone {config.backbone!r}; available: {', '.join(BACKBONES)}")
+    check_backbone(config.method, config.backbone)
     parsed = parse_options(config.method, config.options)
     options = {k: getattr(parsed, k) for k in config.options}
     if config.device != "cpu" and config.device != "cuda" and not config.device.startswith("cuda:"):
@@ -74,13 +74,22 @@ def load_init(adapter: torch.nn.Module, path: str, format: str = "auto") -> dict
     """
     report = load_checkpoint(adapter, path, format=format, strict=False)
     if report.unexpected or report.mismatched:
-        bad = report.unexpected[:10] + [f"{k} (model {list(a)} vs file {list(b)})" for k, a, b in report.mismatched[:10]]
+        bad = report.unexpected[:10] + [
+            f"{k} (model {list(a)} vs file {list(b)})" for k, a, b in report.mismatched[:10]
+        ]
         raise CheckpointError(f"{path}: cannot initialize {type(adapter).__name__} from it: {', '.join(bad)}")
-    untouched = sorted(set(report.untouched) | {k for k in report.missing if not k.endswith("num_batches_tracked")})
-    return {"path": report.path, "format": report.format, "loaded": report.loaded,
-            "untouched": untouched, "dropped": report.dropped,
-            "summary": f"loaded {report.loaded} tensors from {report.path} (format {report.format}); "
-                       f"{len(untouched)} untouched (kept their initialization)"}
+    untouched = sorted(
+        set(report.untouched) | {k for k in report.missing if not k.endswith("num_batches_tracked")}
+    )
+    return {
+        "path": report.path,
+        "format": report.format,
+        "loaded": report.loaded,
+        "untouched": untouched,
+        "dropped": report.dropped,
+        "summary": f"loaded {report.loaded} tensors from {report.path} (format {report.format}); "
+        f"{len(untouched)} untouched (kept their initialization)",
+    }
 
 
 def _check_out(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
@@ -91,13 +100,17 @@ def _check_out(out: Path, config: TrainConfig, resume: bool) -> dict[str, Any] |
             raise OptionError(f"--resume: {last} does not exist (nothing to resume)")
         state = torch.load(last, map_location="cpu", weights_only=True)
         if state.get("version") != STATE_VERSION:
-            raise CheckpointError(f"{last}: training state version {state.get('version')!r}, expected {STATE_VERSION}")
+            raise CheckpointError(
+                f"{last}: training state version {state.get('version')!r}, expected {STATE_VERSION}"
+            )
         diffs = config_differences(state["config"], config.to_dict())
         if diffs:
             raise OptionError(f"--resume refused: the config differs from {last} in " + "; ".join(diffs))
         return state
     if last.exists() or (out / "log.jsonl").exists():
-        raise OptionError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        raise OptionError(
+            f"{out} already holds a training run; pass --resume to continue it or choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     return None
 
@@ -148,18 +161,35 @@ def train(
     writer = LogWriter(out / "log.jsonl", config.log_every, enabled=ctx.is_main, progress=progress)
     evaluator = _eval_hook(config, root, adapter, out, writer, ctx, best)
     save_state = functools.partial(
-        _training_state, adapter=adapter, opt=opt, config=config, world_size=ctx.world_size, evaluator=evaluator,
-        best=best, init_report=init_report,
+        _training_state,
+        adapter=adapter,
+        opt=opt,
+        config=config,
+        world_size=ctx.world_size,
+        evaluator=evaluator,
+        best=best,
+        init_report=init_report,
     )
     save_model = functools.partial(_save_model, adapter, out / "model.pth", ctx.is_main)
     hooks = [LRSchedulerHook(opt.scheduler), writer, *([evaluator] if evaluator is not None else [])]
     hooks.append(CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, save_state, save_model))
-    trainer = Trainer(opt.step_module, opt.optimizer, iter(loader), device=ctx.device, max_iter=config.iters,
-                      start_iter=start, hooks=hooks, autocast_dtype=opt.autocast_dtype, scaler=opt.scaler,
-                      distributed=ctx.distributed)
+    trainer = Trainer(
+        opt.step_module,
+        opt.optimizer,
+        iter(loader),
+        device=ctx.device,
+        max_iter=config.iters,
+        start_iter=start,
+        hooks=hooks,
+        autocast_dtype=opt.autocast_dtype,
+        scaler=opt.scaler,
+        distributed=ctx.distributed,
+    )
     began = time.perf_counter()
     trainer.train(stop_at=stop_at)
-    return _summary(config, out, ctx, trainer.iter, start, time.perf_counter() - began, writer, evaluator, init_report)
+    return _summary(
+        config, out, ctx, trainer.iter, start, time.perf_counter() - began, writer, evaluator, init_report
+    )
 
 
 def _open_run_folder(out: Path, config: TrainConfig, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
@@ -180,7 +210,9 @@ def build_train_model(
     torchrun BatchNorm becomes synchronized BatchNorm.
     """
     torch.manual_seed(config.seed)
-    adapter = create(config.method, backbone=config.backbone, num_classes=config.num_classes, **config.options)
+    adapter = create(
+        config.method, backbone=config.backbone, num_classes=config.num_classes, **config.options
+    )
     init_report = None
     if config.init is not None and load_init_weights:
         init_report = load_init(adapter, config.init, config.init_format)
@@ -201,7 +233,9 @@ def build_optimization(adapter: torch.nn.Module, config: TrainConfig, ctx: DistC
     step_module: torch.nn.Module = TrainStep(adapter)
     if ctx.distributed:
         step_module = torch.nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
         )
     optimizer = build_optimizer(adapter, config)
     scheduler = build_scheduler(optimizer, config)
@@ -216,7 +250,8 @@ def build_optimization(adapter: torch.nn.Module, config: TrainConfig, ctx: DistC
 def _restore_state(
     state: dict[str, Any], adapter: torch.nn.Module, opt: Optimization
 ) -> tuple[int, float | None, dict[str, Any] | None]:
-    """Load a resume state into the model and optimization; returns (iteration, best val mIoU, init report)."""
+    """Load a resume state into the model and optimization;
+    returns (iteration, best val mIoU, init report)."""
     adapter.load_state_dict(state["model"])
     opt.optimizer.load_state_dict(state["optimizer"])
     opt.scheduler.load_state_dict(state["scheduler"])
@@ -228,12 +263,27 @@ def _restore_state(
 def _clip_loader(
     config: TrainConfig, root: Path, adapter: torch.nn.Module, start: int, ctx: DistContext
 ) -> torch.utils.data.DataLoader:
-    """This method's clips of ``root`` with the recipe's augmentation, a stream that restarts at iteration ``start``."""
-    augment = ClipAugment(scale=config.scale, ratio_range=config.ratio_range, crop=config.crop,
-                          cat_max_ratio=config.cat_max_ratio)
-    dataset = VSPWClipDataset(root, config.split, sampler=adapter.train_sampler(), augment=augment, seed=config.seed)
-    return clip_loader(dataset, seed=config.seed, start=start, batch_size=config.batch_size, rank=ctx.rank,
-                       world_size=ctx.world_size, workers=config.workers, pin_memory=ctx.device.type == "cuda")
+    """This method's clips of ``root`` with the recipe's augmentation, a stream that restarts
+    at iteration ``start``."""
+    augment = ClipAugment(
+        scale=config.scale,
+        ratio_range=config.ratio_range,
+        crop=config.crop,
+        cat_max_ratio=config.cat_max_ratio,
+    )
+    dataset = VSPWClipDataset(
+        root, config.split, sampler=adapter.train_sampler(), augment=augment, seed=config.seed
+    )
+    return clip_loader(
+        dataset,
+        seed=config.seed,
+        start=start,
+        batch_size=config.batch_size,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        workers=config.workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
 
 
 def _seed_training_rng(seed: int, rank: int, state: dict[str, Any] | None) -> None:
@@ -265,11 +315,17 @@ def _eval_hook(
     return EvalHook(config.val_every, evaluate, writer, ctx, on_best, best)
 
 
-def _validate(adapter: torch.nn.Module, val_data: VSPWDataset, config: TrainConfig, device: torch.device) -> dict[str, Any]:
+def _validate(
+    adapter: torch.nn.Module, val_data: VSPWDataset, config: TrainConfig, device: torch.device
+) -> dict[str, Any]:
     """Metrics of ``adapter`` on the validation videos, computed exactly as ``vssbench run`` computes them."""
     videos = val_data.videos if config.val_videos is None else val_data.videos[: config.val_videos]
-    transform = TestTransform(config.val_size, keep_ratio=True, size_divisor=method_info(config.method).size_divisor)
-    return evaluate_videos(adapter, val_data, videos, transform, device=device, num_classes=config.num_classes)
+    transform = TestTransform(
+        config.val_size, keep_ratio=True, size_divisor=method_info(config.method).size_divisor
+    )
+    return evaluate_videos(
+        adapter, val_data, videos, transform, device=device, num_classes=config.num_classes
+    )
 
 
 def _save_best(adapter: torch.nn.Module, path: Path, iteration: int, record: dict[str, Any]) -> None:
@@ -322,25 +378,30 @@ def _summary(
 ) -> dict[str, Any]:
     """What :func:`train` returns: where the run stands, its speed, last log line and validation."""
     done = iteration - start
-    return _finite({
-        "method": config.method,
-        "backbone": config.backbone,
-        "preset": config.preset,
-        "out": str(out),
-        "start_iteration": start,
-        "iterations": iteration,
-        "max_iterations": config.iters,
-        "time_s": round(elapsed, 3),
-        "iters_per_s": round(done / elapsed, 4) if elapsed > 0 and done else None,
-        "world_size": ctx.world_size,
-        "device": str(ctx.device),
-        "final": writer.last,
-        "val": evaluator.last if evaluator is not None else {},
-        "best_val_mIoU": evaluator.best if evaluator is not None else None,
-        "init": init_report,
-        "paths": {name: str(out / name) for name in ("config.json", "log.jsonl", "last.pth", "model.pth", "best.pth")
-                  if (out / name).exists()},
-    })
+    return _finite(
+        {
+            "method": config.method,
+            "backbone": config.backbone,
+            "preset": config.preset,
+            "out": str(out),
+            "start_iteration": start,
+            "iterations": iteration,
+            "max_iterations": config.iters,
+            "time_s": round(elapsed, 3),
+            "iters_per_s": round(done / elapsed, 4) if elapsed > 0 and done else None,
+            "world_size": ctx.world_size,
+            "device": str(ctx.device),
+            "final": writer.last,
+            "val": evaluator.last if evaluator is not None else {},
+            "best_val_mIoU": evaluator.best if evaluator is not None else None,
+            "init": init_report,
+            "paths": {
+                name: str(out / name)
+                for name in ("config.json", "log.jsonl", "last.pth", "model.pth", "best.pth")
+                if (out / name).exists()
+            },
+        }
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -354,4 +415,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
-__all__ = ["STATE_VERSION", "Optimization", "build_optimization", "build_train_model", "load_init", "normalize_train_config", "train"]
+__all__ = [
+    "STATE_VERSION",
+    "Optimization",
+    "build_optimization",
+    "build_train_model",
+    "load_init",
+    "normalize_train_config",
+    "train",
+]

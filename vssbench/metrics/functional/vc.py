@@ -58,7 +58,9 @@ class RunLengthVC:
     :meth:`finish` when ``include_last`` asks for the last window too.
     """
 
-    def __init__(self, clips: Sequence[int], keep_scores: bool = False, ignore_index: int | None = None) -> None:
+    def __init__(
+        self, clips: Sequence[int], keep_scores: bool = False, ignore_index: int | None = None
+    ) -> None:
         self.clips = tuple(check_clip(c) for c in clips)
         # A pixel in G has had one GT label for the whole window, the current frame's, so leaving
         # out an ignored label only needs the current frame.
@@ -99,7 +101,8 @@ class RunLengthVC:
         else:
             if g.shape != self._prev_gt.shape:
                 raise ValueError(
-                    f"frame {self.frames} has shape {g.shape}, earlier frames of this video {self._prev_gt.shape}"
+                    f"frame {self.frames} has shape {g.shape}, "
+                    f"earlier frames of this video {self._prev_gt.shape}"
                 )
             if g.dtype != self._prev_gt.dtype:
                 self._prev_gt = self._prev_gt.astype(np.promote_types(g.dtype, self._prev_gt.dtype))
@@ -190,7 +193,9 @@ class RunLengthVC:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (the clip lengths must match)."""
         if tuple(state["clips"]) != self.clips:
-            raise ValueError(f"state 'clips' {tuple(state['clips'])} does not match this counter's {self.clips}")
+            raise ValueError(
+                f"state 'clips' {tuple(state['clips'])} does not match this counter's {self.clips}"
+            )
         self._start_video()
         self.frames = int(state["frames"])
         self._sum = np.array(state["score_sum"], np.float64)
