@@ -156,3 +156,44 @@ def test_a_plugin_that_reuses_a_name_is_refused_and_the_builtin_stays(registry: 
     )
     assert base.method_origin("tfc")["origin"] == "builtin"
     assert type(base.create("tfc")).__module__ == "vssbench.methods.tfc"
+
+
+def test_logits_of_the_wrong_shape_are_an_error_row_naming_the_method(
+    registry: Path, data_root: Path
+) -> None:
+    # 7 channels instead of num_classes: without the check, argmax over 7 classes would be scored.
+    write_module(
+        registry,
+        "vssb_test_shape",
+        PLUGIN.format(cls="Shape", name="vssb_shape").replace(
+            "nn.Conv2d(3, num_classes, 1)", "nn.Conv2d(3, 7, 1)"
+        ),
+    )
+    args = [
+        "--plugin",
+        "vssb_test_shape",
+        "run",
+        "--method",
+        "vssb_shape",
+        "--backbone",
+        "tiny",
+        "--data",
+        str(data_root),
+        "--max-videos",
+        "1",
+        "--max-frames",
+        "2",
+        "--efficiency",
+        "none",
+        "--quiet",
+        "--out",
+        str(registry / "runs"),
+        "--json",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    (record,) = json.loads(result.stdout)
+    assert record["error"].startswith(
+        "ValueError: method 'vssb_shape': step() returned logits of shape (1, 7, "
+    )
+    assert "expected (1, 124, " in record["error"] and record["mIoU"] is None

@@ -75,6 +75,18 @@ def combine_diagnostics(entries: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {k: sums[k] / counts[k] for k in sorted(sums) if counts[k]}
 
 
+def check_logits(adapter: torch.nn.Module, logits: Any, image: torch.Tensor, num_classes: int) -> None:
+    """Refuse logits that are not N x num_classes x H x W at the input size (never silently wrong numbers)."""
+    want = (image.shape[0], num_classes, *image.shape[-2:])
+    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if got != want:
+        name = getattr(getattr(adapter, "info", None), "name", type(adapter).__name__)
+        raise ValueError(
+            f"method {name!r}: step() returned logits of shape {got} for a frame of shape "
+            f"{tuple(image.shape)}; expected {want} (N x num_classes x H x W at the input size)"
+        )
+
+
 def evaluate_video(
     adapter: torch.nn.Module,
     dataset: Any,
@@ -121,6 +133,8 @@ def evaluate_video(
             logits = adapter.step(image)
             synchronize(device)
             model_time += time.perf_counter() - start
+            if seen == 0:
+                check_logits(adapter, logits, image, num_classes)
             # max(dim).indices is argmax (first maximum on ties, as documented) and about twice as
             # fast on CPU for N x C x H x W logits.
             pred = resize_logits(logits.float(), tuple(frame.label.shape)).max(dim=1).indices[0]
