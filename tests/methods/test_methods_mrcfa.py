@@ -13,7 +13,7 @@ from vssbench.models.checkpoint import load_checkpoint
 from vssbench.models.decoder import resize_logits
 from vssbench.profiling import count_gmacs, find_dead_parameters
 
-# Clips of targets 0..9 at test time, written out by hand from reference/methods.md section 0.
+# Clips of targets 0..9 at test time, written out by hand from the released test-time clip rule.
 EXPECTED_CLIPS = [
     [0],
     [1],
@@ -164,7 +164,7 @@ def test_parameters_match_table1(backbone: str, table1: float) -> None:
 def _official_head(
     in_channels: tuple[int, ...], backbone: str, e: int = 256, k: int = 124
 ) -> dict[str, tuple]:
-    """Names and shapes of the official MRCFA head (reference/methods.md section 2), by hand."""
+    """Names and shapes of the official MRCFA head (the released checkpoint layout), by hand."""
     c1, c2, c3, c4 = in_channels
     shapes: dict[str, tuple] = {}
     for i, c in enumerate(in_channels, start=1):

@@ -429,7 +429,7 @@ def test_training_rejects_bad_shapes(models) -> None:
         model.forward_train(images, labels[:, :1])
 
 
-# ----------------------------------------------------------------------------- fidelity fixes (issue 10)
+# ----------------------------------------------------------------------------- fidelity fixes
 
 
 def test_fixed_weight_is_the_weight_of_the_keyframe_hand_worked() -> None:

@@ -17,7 +17,7 @@ def _count(module: torch.nn.Module) -> int:
 
 
 def test_configs_match_reference_table() -> None:
-    table = {  # variant: (embed_dims, depths, default decoder dim), reference/segformer_msda.md 1.1
+    table = {  # variant: (embed_dims, depths, default decoder dim) (NVlabs configs)
         "b0": ((32, 64, 160, 256), (2, 2, 2, 2), 256),
         "b1": ((64, 128, 320, 512), (2, 2, 2, 2), 256),
         "b2": ((64, 128, 320, 512), (3, 4, 6, 3), 768),
@@ -35,7 +35,7 @@ def test_configs_match_reference_table() -> None:
 
 
 def test_b0_parameter_count_at_150_classes_is_the_reference_exactly() -> None:
-    # reference/segformer_msda.md 4.1: HF SegFormer-B0, 150 classes, decoder 256 = 3,752,694.
+    # HF SegFormer-B0, 150 classes, decoder 256 = 3,752,694.
     assert _count(SegFormer("b0", num_classes=150)) == 3_752_694
 
 
