@@ -45,6 +45,7 @@ def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private registry state and a folder on sys.path for plugin modules and fake distributions."""
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
     monkeypatch.setattr(base, "_FAILED", {})
+    monkeypatch.setattr(base, "_FAILED_EXC", {})
     monkeypatch.setattr(base, "_LOADED_MODULES", set())
     monkeypatch.setattr(base, "_DISCOVERED", False)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -109,6 +110,9 @@ def test_a_plugin_module_that_raises_is_one_warning(registry: Path) -> None:
         "warning: plugin module 'vssb_test_broken' failed to load: RuntimeError: boom at import"
     ]
     assert "tfc  [E&S]" in result.stdout and "segformer  [Image]" in result.stdout
+    assert "Traceback" not in result.stderr
+    debug = CliRunner().invoke(main, ["--debug", "--plugin", "vssb_test_broken", "methods"])
+    assert debug.exit_code == 0 and "Traceback" in debug.stderr and "boom at import" in debug.stderr
     # An unknown name says which plugins failed, so a typo and a broken plugin are told apart.
     with pytest.raises(
         OptionError, match="unknown method 'nope'.*plugins that failed to load.*boom at import"

@@ -14,7 +14,7 @@ import click
 
 from vssbench.cli import data, methods, new_method, reports, reproduce, run, train
 from vssbench.errors import VssbenchError
-from vssbench.methods import load_plugins
+from vssbench.methods import load_plugins, plugin_exceptions
 
 
 class _Group(click.Group):
@@ -53,6 +53,9 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     load_plugins(plugins)
+    if debug:
+        for exc in plugin_exceptions().values():
+            traceback.print_exception(exc)
 
 
 main.add_command(methods.methods_cmd)

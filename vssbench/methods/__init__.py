@@ -13,6 +13,7 @@ from vssbench.methods.base import (
     method_info,
     method_options,
     method_origin,
+    plugin_exceptions,
     plugin_failures,
     register,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "method_info",
     "method_options",
     "method_origin",
+    "plugin_exceptions",
     "plugin_failures",
     "register",
 ]

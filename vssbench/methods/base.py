@@ -265,6 +265,8 @@ ENTRY_POINT_GROUP = "vssbench.methods"
 PLUGINS_ENV = "VSSBENCH_PLUGINS"
 #: Plugins that failed to load: entry-point or module name -> the reason (one line).
 _FAILED: dict[str, str] = {}
+#: The exceptions behind :data:`_FAILED` (``vssbench --debug`` prints their tracebacks).
+_FAILED_EXC: dict[str, BaseException] = {}
 #: Plugin modules imported so far (each once).
 _LOADED_MODULES: set[str] = set()
 _DISCOVERED = False
@@ -325,6 +327,7 @@ def _warn(message: str) -> None:
 def _fail(key: str, what: str, exc: BaseException) -> None:
     reason = f"{what} failed to load: {type(exc).__name__}: {exc}".replace("\n", " ")
     _FAILED[key] = reason
+    _FAILED_EXC[key] = exc
     _warn(reason)
 
 
@@ -381,6 +384,12 @@ def plugin_failures() -> dict[str, str]:
     """Plugins that failed to load so far: entry-point or module name -> the reason."""
     _discover()
     return dict(_FAILED)
+
+
+def plugin_exceptions() -> dict[str, BaseException]:
+    """The exceptions of the plugins that failed to load (for a traceback under ``--debug``)."""
+    _discover()
+    return dict(_FAILED_EXC)
 
 
 def method_origin(name: str) -> dict[str, str | None]:
