@@ -8,28 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers import run_args
 from vssbench.cli import main
 from vssbench.results.records import DESIGN_KEYS, RECORD_KEYS
-
-
-def run_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--data",
-        str(root),
-        "--size",
-        "32x48",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_args
 from vssbench.config import RunConfig
 from vssbench.data import VSPWDataset, synthesize
 from vssbench.harness import normalize_config, run_evaluation
@@ -32,22 +33,7 @@ def test_two_gloo_ranks_equal_a_single_process_run(tmp_path: Path, launch_two_ra
         sys.executable,
         "-m",
         "vssbench",
-        "run",
-        "--method",
-        "segformer",
-        "--data",
-        str(root),
-        "--size",
-        "32x48",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--threads",
-        "1",
-        "--out",
-        str(tmp_path / "dist"),
-        "--json",
+        *run_args(root, tmp_path / "dist", "--method", "segformer", "--json"),
     ]
     results = launch_two_ranks(args, 180)
     for returncode, _, err in results:

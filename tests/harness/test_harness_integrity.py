@@ -18,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.helpers import run_args
 from vssbench.cli import main
 from vssbench.config import RunConfig
 from vssbench.errors import OptionError
@@ -26,26 +27,6 @@ from vssbench.methods import create
 from vssbench.models.checkpoint import file_digest, save_checkpoint
 from vssbench.results import RECORD_KEYS, format_table
 from vssbench.results.records import options_tag
-
-
-def run_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--data",
-        str(root),
-        "--size",
-        "32x48",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
 
 
 def small(root: Path, out: Path, *extra: str) -> list[str]:
@@ -344,8 +325,7 @@ def test_a_b1_checkpoint_into_b0_gives_a_short_message_naming_b1(
     assert len(lines) <= 10, result.stderr
     assert (
         "this looks like a b1 checkpoint (stage-1 width 64, blocks 2-2-2-2), "
-        "the model is b0: pass --backbone b1"
-        in (result.stderr)
+        "the model is b0: pass --backbone b1" in (result.stderr)
     )
     assert "--non-strict" in result.stderr and "strict=False" not in result.stderr
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
@@ -449,8 +429,7 @@ def test_table_shows_differing_options_missing_windows_and_the_measured_size() -
     assert "note: n/a: mVC16: no 16-frame window (every video has at most 16 frames)" in table
     assert (
         "note: GMACs and FPS measured at 480x720 instead of --size 480x853 "
-        "(the data's aspect ratio at the resize)"
-        in table
+        "(the data's aspect ratio at the resize)" in table
     )
     same = format_table([_row(), _row(backbone="b1")]).splitlines()
     assert "options" not in same[0] and not any("measured at" in line for line in same)
