@@ -142,6 +142,7 @@ def test_methods_lists_every_method_with_its_options() -> None:
         "decoder_dim": 256,
         "drop_path_rate": 0.1,
         "dropout": 0.1,
+        "loss_reduction": "mmseg",
     }
     text = CliRunner().invoke(main, ["methods"]).stdout
     assert "tfc  [E&S]  TFC (Lin et al., AAAI 2024)  (builtin)" in text and "threshold=0.8" in text

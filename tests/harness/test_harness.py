@@ -78,7 +78,13 @@ def test_run_writes_a_complete_record(baseline: dict[str, Any], data_root: Path)
     assert record["method"] == "segformer" and record["backbone"] == "b0"
     assert record["num_videos"] == 3 and record["num_frames"] == 54
     assert record["split"] == "val" and record["interval"] == 4 and record["resolution"] == [32, 48]
-    assert record["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1, "dropout": 0.1}
+    assert record["options"] == {
+        "interval": 4,
+        "decoder_dim": 256,
+        "drop_path_rate": 0.1,
+        "dropout": 0.1,
+        "loss_reduction": "mmseg",
+    }
     for key in METRICS:
         assert 0.0 <= record[key] <= 1.0, key
     assert record["vc_windows"] == {"mVC8": 3 * (18 - 8), "mVC16": 3 * (18 - 16)}

@@ -63,15 +63,19 @@ def test_forward_train_is_per_frame_cross_entropy() -> None:
     losses = model.forward_train(images, labels)
     assert set(losses) == {"loss", "loss_seg"}
     with torch.no_grad():
-        per_pixel = []
+        per_pixel, labelled = [], []
         for n in range(2):
             for t in range(3):
                 logits = model.decode_head(model.encode(images[n, t : t + 1]))
                 up = F.interpolate(logits, size=(64, 64), mode="bilinear", align_corners=False)
                 ce = F.cross_entropy(up, labels[n, t : t + 1], ignore_index=255, reduction="none")
-                per_pixel.append(ce[labels[n, t : t + 1] != 255])
-        expected = torch.cat(per_pixel).mean()
-    assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+                per_pixel.append(ce.flatten())  # an ignored pixel is 0 and counts (mmseg, the default)
+                labelled.append(ce[labels[n, t : t + 1] != 255])
+    assert losses["loss"].item() == pytest.approx(torch.cat(per_pixel).mean().item(), rel=1e-5)
+    torch.manual_seed(0)
+    valid = SegFormer("b0", 5, SegFormerOptions(drop_path_rate=0.0, loss_reduction="valid")).eval()
+    expected_valid = torch.cat(labelled).mean().item()
+    assert valid.forward_train(images, labels)["loss"].item() == pytest.approx(expected_valid, rel=1e-5)
     losses["loss"].backward()
     assert model.backbone.patch_embed1.proj.weight.grad is not None
 

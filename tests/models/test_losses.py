@@ -65,8 +65,8 @@ def test_segmentation_loss_ignores_255_and_upsamples() -> None:
     # Upsampled 1x1 -> 2x2 is constant; two labelled pixels with classes 0 and 1.
     lse = math.log(math.exp(2) + 2)
     want = ((lse - 2) + lse) / 2
-    assert segmentation_loss(logits, labels).item() == pytest.approx(want, rel=1e-6)
-    assert segmentation_loss(logits, torch.full((1, 2, 2), 255)).item() == 0.0
+    assert segmentation_loss(logits, labels, "valid").item() == pytest.approx(want, rel=1e-6)
+    assert segmentation_loss(logits, torch.full((1, 2, 2), 255), "valid").item() == 0.0
 
 
 def test_label_consistency_nearest_and_ignore() -> None:
@@ -79,3 +79,16 @@ def test_label_consistency_nearest_and_ignore() -> None:
     key2 = torch.tensor([[[7, 0], [0, 0]]])
     target2, _ = label_consistency(key2, torch.tensor([[[7, 9], [9, 9]]]), (1, 1))
     assert target2.item() == 1.0
+
+
+def test_segmentation_loss_mmseg_reduction_counts_ignored_pixels_as_zero() -> None:
+    logits = torch.zeros(1, 3, 1, 1)
+    logits[0, :, 0, 0] = torch.tensor([2.0, 0.0, 0.0])
+    labels = torch.tensor([[[0, 1], [255, 255]]])
+    lse = math.log(math.exp(2) + 2)
+    # mmseg 0.x: the sum over the two labelled pixels divided by all four pixels.
+    assert segmentation_loss(logits, labels).item() == pytest.approx(((lse - 2) + lse) / 4, rel=1e-6)
+    assert segmentation_loss(logits, labels, "mmseg").item() == segmentation_loss(logits, labels).item()
+    assert segmentation_loss(logits, torch.full((1, 2, 2), 255), "mmseg").item() == 0.0
+    with pytest.raises(ValueError, match="loss_reduction must be one of mmseg, valid"):
+        segmentation_loss(logits, labels, "sum")

@@ -71,7 +71,13 @@ def test_vssbench_round_trip(tmp_path: Path, source: SegFormer, image: torch.Ten
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "vssbench" and raw["version"] == 1 and raw["epoch"] == 3
     assert (raw["method"], raw["backbone"], raw["num_classes"]) == ("segformer", "b0", 124)
-    assert raw["options"] == {"interval": 4, "decoder_dim": 256, "drop_path_rate": 0.1, "dropout": 0.1}
+    assert raw["options"] == {
+        "interval": 4,
+        "decoder_dim": 256,
+        "drop_path_rate": 0.1,
+        "dropout": 0.1,
+        "loss_reduction": "mmseg",
+    }
     target = _model(1)
     assert not torch.equal(_logits(target, image), _logits(source, image))
     report = load_checkpoint(target, path)

@@ -516,8 +516,9 @@ class CFFM(SegFormer):
         eighth = head.eighth(feature)
         eighth = eighth.view(n, length, *eighth.shape[1:])
         output = head.temporal(eighth[:, -1], [eighth[:, i] for i in range(length - 1)], feature.shape[-2:])
-        loss_frames = segmentation_loss(per_frame, labels.flatten(0, 1))
-        loss_seg = segmentation_loss(output, labels[:, -1])
+        reduction = self.options.loss_reduction
+        loss_frames = segmentation_loss(per_frame, labels.flatten(0, 1), reduction)
+        loss_seg = segmentation_loss(output, labels[:, -1], reduction)
         loss = 0.5 * loss_frames + 1.0 * loss_seg
         return {"loss": loss, "loss_seg": loss_seg, "loss_frames": loss_frames}
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from vssbench.data.samplers import ReferenceClipSampler
 from vssbench.methods.base import BaseOptions, MethodInfo, VideoSegmenter, register
 from vssbench.models.decoder import SegFormerHead, resize_logits
-from vssbench.models.losses import segmentation_loss
+from vssbench.models.losses import check_loss_reduction, segmentation_loss
 from vssbench.models.mit import MixTransformer
 
 #: Number of reference frames (the official ``num_clips`` is 4 with the target).
@@ -68,15 +68,19 @@ class MRCFAOptions(BaseOptions):
     official value of the backbone (0.8 for B0, 0.5 otherwise). ``interval``: only the window
     over which GMACs and FPS are averaged (every frame is a full step). ``decoder_dim``: width E
     of the MLP decoder and the value tokens (256 in every official config). ``drop_path_rate``:
-    stochastic depth of the encoder (training only).
+    stochastic depth of the encoder (training only). ``loss_reduction``: how every cross-entropy
+    term is averaged, ``mmseg`` (the released code: over all pixels, ignored ones counting as 0) or
+    ``valid`` (over the labelled pixels only).
     """
 
     cache: bool = True
     mask_ratio: float | None = None
+    loss_reduction: Literal["mmseg", "valid"] = "mmseg"
 
     def __post_init__(self) -> None:
         if self.mask_ratio is not None and not 0.0 < self.mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1], got {self.mask_ratio}")
+        check_loss_reduction(self.loss_reduction)
         super().__post_init__()
 
 
@@ -398,8 +402,8 @@ class MRCFA(VideoSegmenter):
         ``loss = 0.5 * loss_frame + loss_temporal``: ``loss_frame`` is the CE of the per-frame
         predictions of all 4 frames against their own labels; ``loss_temporal`` the CE of the
         four outputs o1..o4 stacked, each against the *target's* label (so the mean of
-        ``loss_o1``..``loss_o4``). CE averages over non-ignored pixels (vssbench's
-        :func:`segmentation_loss`). ``loss_seg`` equals ``loss`` (the released name).
+        ``loss_o1``..``loss_o4``). Every CE is averaged as ``loss_reduction`` says (``mmseg``, the
+        released one, by default). ``loss_seg`` equals ``loss`` (the released name).
         """
         n, t = images.shape[:2]
         if t != NUM_REFERENCES + 1:
@@ -408,14 +412,15 @@ class MRCFA(VideoSegmenter):
             )
         feats, z_target, refs, z = self._clip_forward(images)
         frame_logits = self.decode_head.classify(z)
-        loss_frame = segmentation_loss(frame_logits, labels.flatten(0, 1))
+        reduction = self.options.loss_reduction
+        loss_frame = segmentation_loss(frame_logits, labels.flatten(0, 1), reduction)
         outs, _ = self.decode_head.temporal(feats, z_target, refs)
         target = labels[:, -1]
-        loss_temporal = segmentation_loss(torch.cat(outs, dim=0), target.repeat(len(outs), 1, 1))
+        loss_temporal = segmentation_loss(torch.cat(outs, dim=0), target.repeat(len(outs), 1, 1), reduction)
         loss = 0.5 * loss_frame + loss_temporal
         result = {"loss": loss, "loss_seg": loss, "loss_frame": loss_frame, "loss_temporal": loss_temporal}
         for i, out in enumerate(outs, start=1):
-            result[f"loss_o{i}"] = segmentation_loss(out, target).detach()
+            result[f"loss_o{i}"] = segmentation_loss(out, target, reduction).detach()
         return result
 
     def parameter_groups(self) -> dict[str, nn.Module]:

@@ -10,14 +10,14 @@ is the one method a subclass overrides to change what a step computes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
 from vssbench.data.samplers import KeyframeClipSampler
 from vssbench.methods.base import BaseOptions, MethodInfo, VideoSegmenter, register
 from vssbench.models.decoder import SegFormerHead
-from vssbench.models.losses import segmentation_loss
+from vssbench.models.losses import check_loss_reduction, segmentation_loss
 from vssbench.models.mit import MixTransformer
 
 
@@ -30,15 +30,19 @@ class SegFormerOptions(BaseOptions):
     ``drop_path_rate`` as in :class:`~vssbench.methods.base.BaseOptions`. ``dropout``: the
     decoder's Dropout2d rate before the classifier (0.1 in every SegFormer config; training
     only; 0 makes a training step deterministic, e.g. to compare distributed and single-process
-    training).
+    training). ``loss_reduction``: how every cross-entropy term of training is averaged, ``mmseg``
+    (the released mmseg 0.x code: over all pixels, an ignored one counting as 0) or ``valid``
+    (over the labelled pixels only; :func:`vssbench.models.losses.segmentation_loss`).
     """
 
     dropout: float = 0.1
+    loss_reduction: Literal["mmseg", "valid"] = "mmseg"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_loss_reduction(self.loss_reduction)
 
 
 @register
@@ -85,10 +89,10 @@ class SegFormer(VideoSegmenter):
         """Per-frame cross-entropy over a clip: images N x T x 3 x H x W, labels N x T x H' x W'.
 
         Every frame is segmented independently; the 1/4-resolution logits are upsampled to the
-        label size and the CE is averaged over all non-ignored (255) pixels of all frames.
+        label size and the CE is averaged over the pixels of all frames as ``loss_reduction`` says.
         """
         logits = self.decode_head(self.encode(images.flatten(0, 1)))
-        loss = segmentation_loss(logits, labels.flatten(0, 1))
+        loss = segmentation_loss(logits, labels.flatten(0, 1), self.options.loss_reduction)
         return {"loss": loss, "loss_seg": loss}
 
     def parameter_groups(self) -> dict[str, nn.Module]:

@@ -379,8 +379,9 @@ class TDNet(VideoSegmenter):
         full, sub = self.predict(path, z[:, -1], cache)
         assert full is not None  # n >= 2, so the cache is never empty
         target = labels[:, -1]
-        loss_full = segmentation_loss(full, target)
-        loss_sub = segmentation_loss(sub, target)
+        # The mean over labelled pixels (TDNet's own code is not mmseg-based).
+        loss_full = segmentation_loss(full, target, "valid")
+        loss_sub = segmentation_loss(sub, target, "valid")
         loss = loss_full + self.options.sub_loss_weight * loss_sub
         return {"loss": loss, "loss_full": loss_full.detach(), "loss_sub": loss_sub.detach()}
 

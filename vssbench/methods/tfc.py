@@ -66,7 +66,10 @@ over the keyframe and the non-keyframes of a clip and L_bce the focal binary cro
 1/4, nearest downsampling, pixels with 255 in either ignored), averaged over the non-keyframes.
 ``focal=False`` reads the paper's "Without Focal Loss" row as Fig. 4 describes it ("without the
 binary cross entropy loss based on the focal loss"): the similarity is not supervised at all,
-L = L_seg and ``loss_bce`` is 0. (Plain, non-focal BCE is ``gamma=0``.)
+L = L_seg and ``loss_bce`` is 0. (Plain, non-focal BCE is ``gamma=0``.) Each frame's CE is
+averaged as ``loss_reduction`` says (``mmseg`` by default: over all pixels, ignored ones counting
+as 0, as the mmseg-based SegFormer code TFC builds on); the focal BCE keeps its own definition
+whatever ``loss_reduction`` is: a mean over the valid points only (ignored pairs carry no target).
 """
 
 from __future__ import annotations
@@ -432,14 +435,15 @@ class TFC(SegFormer):
         head = self.decode_head
         frames = images.shape[1]
         key_logits, key = self._keyframe(head.inputs(self.encode(images[:, 0], 4)))
-        seg_losses = [segmentation_loss(key_logits, labels[:, 0])]
+        reduction = opts.loss_reduction
+        seg_losses = [segmentation_loss(key_logits, labels[:, 0], reduction)]
         bce_losses: list[Tensor] = []
         similarities, targets, valids = [], [], []
         for t in range(1, frames):
             current = head.inputs(self.encode(images[:, t], 2))
             similarity = self._similarity(key, current)
             result = self._non_keyframe(key, current, similarity)
-            seg_losses.append(segmentation_loss(result.logits, labels[:, t]))
+            seg_losses.append(segmentation_loss(result.logits, labels[:, t], reduction))
             target, valid = label_consistency(labels[:, 0], labels[:, t], tuple(similarity.shape[-2:]))
             w_hat = similarity.clamp(0.0, 1.0)
             bce_losses.append(focal_bce(w_hat, target, gamma=opts.gamma, valid=valid))

@@ -1,7 +1,7 @@
 """Training losses shared by the method adapters.
 
-* :func:`segmentation_loss`: pixel cross entropy with the VSPW ignore label (255), mean over the
-  labelled pixels (the per-frame loss of every method).
+* :func:`segmentation_loss`: pixel cross entropy with the VSPW ignore label (255), averaged as
+  mmseg 0.x does (over all pixels) or over the labelled pixels (the per-frame loss of every method).
 * :func:`focal_bce`: binary cross entropy in focal form on probabilities (TFC supervises its
   clamped cosine similarity with it, gamma = 1, paper Sec. 3.3).
 * :func:`binary_mask_accuracy`: accuracy of a thresholded probability map (the paper's Fig. 4).
@@ -10,13 +10,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from vssbench.data.labels import IGNORE_INDEX
 from vssbench.models.decoder import resize_logits
 
-__all__ = ["binary_mask_accuracy", "focal_bce", "label_consistency", "segmentation_loss"]
+__all__ = [
+    "LOSS_REDUCTIONS",
+    "binary_mask_accuracy",
+    "check_loss_reduction",
+    "focal_bce",
+    "label_consistency",
+    "segmentation_loss",
+]
 
 
 def _valid_mask(target: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -71,15 +80,36 @@ def binary_mask_accuracy(
     return correct.sum().float() / count
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+#: How the pixel CE is averaged: ``"mmseg"`` (mmseg 0.x's CrossEntropyLoss as the released SegFormer,
+#: CFFM and MRCFA configs use it: the mean over *all* pixels, an ignored pixel counting as 0) or
+#: ``"valid"`` (the mean over the labelled pixels only).
+LOSS_REDUCTIONS: tuple[str, ...] = ("mmseg", "valid")
+LossReduction = Literal["mmseg", "valid"]
+
+
+def check_loss_reduction(reduction: str) -> str:
+    """``reduction`` itself if it is one of :data:`LOSS_REDUCTIONS`, else ``ValueError``."""
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {reduction!r}")
+    return reduction
+
+
+def segmentation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: LossReduction = "mmseg"
+) -> torch.Tensor:
     """Pixel-wise CE of B x K x h x w logits upsampled to B x H x W int64 labels (255 ignored).
 
-    The logits are upsampled bilinearly (align_corners=False) to the label size; the mean is over
-    the non-ignored pixels; a batch with none gives a zero that still carries the graph (instead
-    of NaN).
+    The logits are upsampled bilinearly (align_corners=False) to the label size. ``reduction``:
+    ``"mmseg"`` averages over every pixel, ignored ones counting as zero (mmseg 0.x's default,
+    ``avg_non_ignore=False``: with half the pixels ignored it is half of ``"valid"``);
+    ``"valid"`` averages over the non-ignored pixels, and a batch with none gives a zero that
+    still carries the graph (instead of NaN).
     """
+    check_loss_reduction(reduction)
     labels = labels.long()
     logits = resize_logits(logits, labels.shape[-2:])
+    if reduction == "mmseg":
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none").mean()
     if not bool((labels != IGNORE_INDEX).any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
