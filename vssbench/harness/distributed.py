@@ -62,8 +62,9 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def on_main(self, fn: Callable[[], T], what: str) -> T | None:
-        """Run ``fn`` on rank 0 only (e.g. preparing a run folder); its result there, None elsewhere.
+    def on_main(self, fn: Callable[[], T], what: str, share: bool = False) -> T | None:
+        """Run ``fn`` on rank 0 only (e.g. preparing a run folder); its result there, None elsewhere
+        (with ``share``: rank 0's result on every rank).
 
         A :class:`VssbenchError` that ``fn`` raises is raised on rank 0 as it is and on every other
         rank as an :class:`OptionError` saying that rank 0 could not ``what``, so all ranks stop
@@ -75,7 +76,11 @@ class DistContext:
                 result = fn()
             except VssbenchError as exc:
                 error = exc
-        message = self.broadcast(None if error is None else str(error))
+        message = None if error is None else str(error)
+        if share:
+            result, message = self.broadcast((result, message))
+        else:
+            message = self.broadcast(message)
         if error is not None:
             raise error
         if message is not None:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 import vssbench
 from vssbench.config import RunConfig
 from vssbench.data import CLASS_NAMES, TestTransform, VSPWDataset, default_dataset, write_predictions_dir
-from vssbench.errors import DataError, OptionError, VssbenchError
+from vssbench.errors import DataError, VssbenchError
 from vssbench.harness.adapters import build_adapter, load_summary, torch_threads
 from vssbench.harness.configs import effective_options, prepare_config
 from vssbench.harness.distributed import DistContext, setup_distributed
@@ -176,18 +176,12 @@ def _finished_record(
     store: RunStore, ctx: DistContext, frame_counts: dict[str, int], efficiency: str
 ) -> dict[str, Any] | None:
     """With resume: the saved record when nothing is left to do (rank 0 checks, every rank gets it)."""
-    saved, check_exc = None, None
-    if ctx.is_main:
-        try:
-            saved = store.finished_record(frame_counts, EFFICIENCY_LEVEL[efficiency], EFFICIENCY_LEVEL)
-        except VssbenchError as exc:
-            check_exc = exc
-    saved, check_error = ctx.broadcast((saved, None if check_exc is None else str(check_exc)))
-    if check_exc is not None:
-        raise check_exc
-    if check_error is not None:
-        raise OptionError(f"rank 0 could not check the run folder: {check_error}")
-    return saved
+    level = EFFICIENCY_LEVEL[efficiency]
+    return ctx.on_main(
+        lambda: store.finished_record(frame_counts, level, EFFICIENCY_LEVEL),
+        "check the run folder",
+        share=True,
+    )
 
 
 def _build_model(
