@@ -14,6 +14,7 @@ from vssbench.training.recipes import (
     build_scheduler,
     config_differences,
     lr_factor,
+    mmcv_multipliers,
     no_decay_names,
     parameter_groups,
 )
@@ -43,9 +44,9 @@ def test_scheduler_follows_lr_factor_for_every_group() -> None:
         scheduler.step()
 
 
-def test_parameter_groups_by_rule() -> None:
+def test_parameter_groups_timm_rule() -> None:
     model = create("tfc", num_classes=5)
-    groups = {g["name"]: g for g in parameter_groups(model, lr=1.0, weight_decay=0.01)}
+    groups = {g["name"]: g for g in parameter_groups(model, lr=1.0, weight_decay=0.01, rule="timm")}
     assert set(groups) == {"encoder/decay", "encoder/no_decay", "head/decay", "head/no_decay"}
     assert groups["encoder/decay"]["lr"] == 1.0 and groups["head/decay"]["lr"] == 10.0  # head_lr_mult = 10
     assert groups["encoder/no_decay"]["weight_decay"] == 0.0 and groups["head/decay"]["weight_decay"] == 0.01
@@ -63,6 +64,83 @@ def test_parameter_groups_by_rule() -> None:
     msda = [n for n in named if n.startswith("msda.") and named[n].ndim > 1]
     assert msda and all(by_id[id(named[n])] == "head/decay" for n in msda)
     assert "backbone.block1.0.attn.kv.weight" not in no_decay_names(model)
+
+
+def _group_of(model, **kwargs) -> dict[str, str]:
+    groups = parameter_groups(model, lr=1.0, weight_decay=0.01, **kwargs)
+    by_id = {id(p): g["name"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(by_id) == len(named) == sum(len(g["params"]) for g in groups)  # each exactly once
+    return {name: by_id[id(p)] for name, p in named.items()}
+
+
+@pytest.mark.parametrize("method", ["segformer", "cffm", "mrcfa", "tfc", "tdnet"])
+def test_parameter_groups_mmcv_rule(method) -> None:
+    """The released custom_keys: the head (norms and biases included) lr x10 with decay; in the
+    encoder only *norm* parameters are undecayed, its biases and depthwise convs decayed."""
+    model = create(method, num_classes=5)
+    groups = {g["name"]: g for g in parameter_groups(model, lr=1.0, weight_decay=0.01)}  # mmcv: the default
+    assert set(groups) == {"encoder/decay", "encoder/no_decay", "head/decay"}
+    assert (groups["encoder/decay"]["lr"], groups["encoder/decay"]["weight_decay"]) == (1.0, 0.01)
+    assert (groups["encoder/no_decay"]["lr"], groups["encoder/no_decay"]["weight_decay"]) == (1.0, 0.0)
+    assert (groups["head/decay"]["lr"], groups["head/decay"]["weight_decay"]) == (10.0, 0.01)
+    group = _group_of(model)
+    expected = {
+        "backbone.block1.0.norm1.weight": "encoder/no_decay",
+        "backbone.block1.0.attn.norm.bias": "encoder/no_decay",
+        "backbone.patch_embed1.norm.weight": "encoder/no_decay",
+        "backbone.norm4.bias": "encoder/no_decay",
+        "backbone.block1.0.attn.q.bias": "encoder/decay",
+        "backbone.block1.0.mlp.dwconv.dwconv.weight": "encoder/decay",
+        "backbone.block1.0.mlp.dwconv.dwconv.bias": "encoder/decay",
+        "backbone.patch_embed1.proj.bias": "encoder/decay",
+    }
+    for name, want in expected.items():
+        assert group[name] == want, name
+    head = [n for n in group if not n.startswith("backbone.")]
+    assert head and all(group[n] == "head/decay" for n in head)
+    norms_in_head = [n for n in head if "norm" in n or ".bn." in n]
+    assert norms_in_head  # the head's norms: lr x10 and decayed ("head" is tried before "norm")
+
+
+def test_parameter_groups_rules_differ_on_named_parameters() -> None:
+    model = create("segformer", num_classes=5)
+    mmcv, timm = _group_of(model, rule="mmcv"), _group_of(model, rule="timm")
+    table = {  # name: (mmcv, timm)
+        "backbone.block1.0.norm1.weight": ("encoder/no_decay", "encoder/no_decay"),
+        "backbone.block1.0.attn.q.weight": ("encoder/decay", "encoder/decay"),
+        "backbone.block1.0.attn.q.bias": ("encoder/decay", "encoder/no_decay"),
+        "backbone.block2.1.mlp.dwconv.dwconv.weight": ("encoder/decay", "encoder/no_decay"),
+        "decode_head.linear_fuse.bn.weight": ("head/decay", "head/no_decay"),
+        "decode_head.linear_c1.proj.bias": ("head/decay", "head/no_decay"),
+        "decode_head.linear_pred.weight": ("head/decay", "head/decay"),
+    }
+    assert {n: (mmcv[n], timm[n]) for n in table} == table
+    with pytest.raises(OptionError, match="unknown param_rule 'bogus'"):
+        parameter_groups(model, lr=1.0, weight_decay=0.01, rule="bogus")
+
+
+def test_mmcv_multipliers_hand_worked() -> None:
+    """mmcv tries custom keys longest first, ties alphabetically, and applies only the first match."""
+    keys = {"head": (None, 1.0), "norm": (1.0, 0.0), "pos_block": (1.0, 0.0)}
+    assert mmcv_multipliers("decode_head.norm.weight", keys, 10.0) == (10.0, 1.0)  # head < norm
+    assert mmcv_multipliers("backbone.norm1.weight", keys, 10.0) == (1.0, 0.0)
+    assert mmcv_multipliers("backbone.pos_block.0.head.weight", keys, 10.0) == (1.0, 0.0)  # longest key
+    assert mmcv_multipliers("backbone.block1.0.attn.q.bias", keys, 10.0) == (1.0, 1.0)  # no key
+    assert mmcv_multipliers("x.abnorm.y", {"abnorm": (2.0, 0.5), "norm": (1.0, 0.0)}, 10.0) == (2.0, 0.5)
+    assert mmcv_multipliers("decode_head.conv.weight", keys, 3.0) == (3.0, 1.0)  # head_lr_mult
+
+
+def test_param_rule_in_config_and_legacy_resume() -> None:
+    assert build_config().param_rule == "mmcv" and build_config(data="/x").param_rule == "mmcv"
+    config = build_config(param_rule="timm")
+    assert TrainConfig.from_dict(config.to_dict()).param_rule == "timm"
+    with pytest.raises(OptionError, match="unknown param_rule 'x'; rules: mmcv, timm"):
+        build_config(param_rule="x")
+    # a run saved before param_rule existed was trained with the timm-style rule
+    legacy = {k: v for k, v in build_config().to_dict().items() if k != "param_rule"}
+    assert config_differences(legacy, build_config(param_rule="timm").to_dict()) == []
+    assert config_differences(legacy, build_config().to_dict()) == ["param_rule: 'timm' -> 'mmcv'"]
 
 
 def test_head_lr_mult_override() -> None:

@@ -12,6 +12,11 @@ distortion), one clip per GPU. That is :data:`PRESETS` ``"paper"``.
 batch 4, 300 iterations, a 30-iteration (10%) warm-up, and lr 6e-4, which learned fastest of
 6e-5, 6e-4 and 2e-3 without losing temporal stability (``benchmarks/results/train_cpu.csv``).
 
+Parameter groups follow a named rule (``TrainConfig.param_rule``, recorded in ``config.json``):
+``"mmcv"`` (default) is the released configs' ``paramwise_cfg.custom_keys`` as mmcv applies them,
+``"timm"`` the rule-by-type of timm's ``param_groups_weight_decay`` that vssbench used before; see
+:func:`parameter_groups`.
+
 Everything that decides a number is a field of :class:`TrainConfig` (frozen, JSON round-trip),
 saved as ``DIR/config.json``; a resume with a different config is refused naming the fields.
 """
@@ -32,6 +37,20 @@ from vssbench.errors import OptionError
 
 #: Fields that may change between a run and its resume: they do not change any trained number.
 RESUME_MAY_DIFFER: tuple[str, ...] = ("workers", "checkpoint_every")
+
+#: The value a field had in runs saved before the field existed (a resume compares against it).
+LEGACY_VALUES: dict[str, Any] = {"param_rule": "timm"}
+
+#: Parameter-group rules (:func:`parameter_groups`).
+PARAM_RULES: tuple[str, ...] = ("mmcv", "timm")
+
+#: The released configs' ``paramwise_cfg.custom_keys`` (SegFormer, CFFM, MRCFA): key -> (lr_mult,
+#: decay_mult). ``"head"``'s lr_mult is the run's ``head_lr_mult`` (10 as released).
+MMCV_CUSTOM_KEYS: dict[str, tuple[float | None, float]] = {
+    "pos_block": (1.0, 0.0),
+    "norm": (1.0, 0.0),
+    "head": (None, 1.0),
+}
 
 #: Values of each preset; explicit arguments override them.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -73,6 +92,7 @@ class TrainConfig:
     times it); ``batch_size`` is per process (the global batch is ``batch_size * world_size``);
     ``lr`` the base (encoder) lr, other groups at ``head_lr_mult`` x it (``None``: the adapter's
     ``head_lr_mult``); ``val_size`` is the (H, W) keep-ratio test resolution of validation;
+    ``param_rule`` the parameter-group rule (:data:`PARAM_RULES`, see :func:`parameter_groups`);
     ``val_videos`` the first N videos of ``val_split`` (``None``: all); ``val_every = 0`` turns
     validation off; ``threads`` sets torch's intra-op threads (``None``: torch's default;
     bit-exact resume needs the same count, so it is part of the config).
@@ -95,6 +115,7 @@ class TrainConfig:
     lr: float = 6e-4
     head_lr_mult: float | None = None
     weight_decay: float = 0.01
+    param_rule: str = "mmcv"
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_iters: int = 30
     warmup_ratio: float = 1e-6
@@ -131,6 +152,8 @@ class TrainConfig:
         for name in ("warmup_iters", "val_every", "workers"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.param_rule not in PARAM_RULES:
+            raise OptionError(f"unknown param_rule {self.param_rule!r}; rules: {', '.join(PARAM_RULES)}")
         if self.threads is not None and self.threads < 1:
             raise OptionError(f"threads must be >= 1, got {self.threads}")
         if self.val_videos is not None and self.val_videos < 1:
@@ -167,7 +190,12 @@ def build_config(preset: str | None = None, **fields: Any) -> TrainConfig:
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Fields (other than :data:`RESUME_MAY_DIFFER`) whose values differ, as ``name: saved -> now``."""
+    """Fields (other than :data:`RESUME_MAY_DIFFER`) whose values differ, as ``name: saved -> now``.
+
+    A field missing from ``saved`` (a run made before the field existed) takes its
+    :data:`LEGACY_VALUES` value, the behaviour that run had.
+    """
+    saved = {**{k: v for k, v in LEGACY_VALUES.items() if k in current}, **saved}
     out = []
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_MAY_DIFFER:
@@ -210,49 +238,98 @@ def no_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def parameter_groups(
-    adapter: nn.Module, lr: float, weight_decay: float, head_lr_mult: float | None = None
-) -> list[dict[str, Any]]:
-    """Optimizer parameter groups of ``adapter`` by rule (timm ``param_groups_weight_decay`` style).
+def mmcv_multipliers(
+    name: str, custom_keys: dict[str, tuple[float | None, float]], head_lr_mult: float
+) -> tuple[float, float]:
+    """(lr_mult, decay_mult) of the parameter ``name`` under mmcv's ``paramwise_cfg.custom_keys``.
 
-    The adapter's ``parameter_groups()`` group named ``"encoder"`` trains at ``lr``; every other
-    group and any parameter in no group at ``head_lr_mult`` x ``lr`` (default: the adapter's own
-    ``head_lr_mult``, 10 for SegFormer's recipe). Weight decay is ``weight_decay`` except for the
-    parameters of :func:`no_decay_names`. Each group carries ``name``, ``lr_mult`` and
-    ``initial_lr``-free ``lr``; empty groups are left out; the encoder's groups come first.
+    mmcv's ``DefaultOptimizerConstructor`` tries the keys longest first (ties alphabetically)
+    and applies only the first one that is a substring of the full parameter name; a parameter
+    no key matches gets (1, 1). A key's lr_mult ``None`` stands for ``head_lr_mult``.
     """
+    for key in sorted(sorted(custom_keys), key=len, reverse=True):
+        if key in name:
+            lr_mult, decay_mult = custom_keys[key]
+            return (head_lr_mult if lr_mult is None else lr_mult), decay_mult
+    return 1.0, 1.0
+
+
+def released_name(name: str, is_encoder: bool, encoder_prefix: str) -> str:
+    """The mmseg name of adapter parameter ``name``: ``backbone.<name in the encoder>`` for the
+    encoder's parameters, ``decode_head.<name>`` for every other (its own ``decode_head.`` kept)."""
+    if is_encoder:
+        return "backbone." + name[len(encoder_prefix) :]
+    return name if name.startswith("decode_head.") else "decode_head." + name
+
+
+def parameter_groups(
+    adapter: nn.Module,
+    lr: float,
+    weight_decay: float,
+    head_lr_mult: float | None = None,
+    rule: str = "mmcv",
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups of ``adapter`` under ``rule`` (:data:`PARAM_RULES`).
+
+    The adapter's ``parameter_groups()`` group named ``"encoder"`` is the encoder; every other
+    parameter is the head's (decoder and method modules). ``head_lr_mult`` defaults to the
+    adapter's own (10 for SegFormer's recipe).
+
+    * ``"mmcv"`` (the released SegFormer/CFFM/MRCFA configs): :data:`MMCV_CUSTOM_KEYS` applied by
+      :func:`mmcv_multipliers` to each parameter's mmseg name (:func:`released_name`: every
+      non-encoder module counts as ``decode_head``, where CFFM's and MRCFA's temporal modules sit
+      and where the paper's "every method module at 10x" puts TFC's and TDNet's). So the whole
+      head, its norms and biases included, gets lr x ``head_lr_mult`` and the full decay
+      (``"head"`` precedes ``"norm"``); in the encoder only ``*norm*`` parameters get no decay,
+      its biases and depthwise convolutions are decayed.
+    * ``"timm"``: lr x 1 for the encoder and x ``head_lr_mult`` for the head; no decay for the
+      parameters of :func:`no_decay_names` (norms, depthwise convolutions, every 1-D parameter).
+
+    Groups are named ``encoder|head`` / ``decay|no_decay`` (plus ``/lr_x<mult>`` for a parameter
+    a custom key moves to another lr, e.g. an encoder parameter named ``*head*``); each carries
+    ``name``, ``lr``, ``lr_mult`` and ``weight_decay``; empty groups are left out; the encoder's
+    groups come first.
+    """
+    if rule not in PARAM_RULES:
+        raise OptionError(f"unknown param_rule {rule!r}; rules: {', '.join(PARAM_RULES)}")
     mult = float(getattr(adapter, "head_lr_mult", 10.0) if head_lr_mult is None else head_lr_mult)
     declared = getattr(adapter, "parameter_groups", dict)()
-    encoder_ids = {id(p) for p in declared["encoder"].parameters()} if "encoder" in declared else set()
-    skip = no_decay_names(adapter)
-    buckets: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    encoder = declared.get("encoder")
+    encoder_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    encoder_prefix = next(
+        (f"{n}." for n, m in adapter.named_modules() if encoder is not None and m is encoder), ""
+    )
+    skip = no_decay_names(adapter) if rule == "timm" else set()
+    buckets: dict[tuple[bool, float, float], list[torch.nn.Parameter]] = {}
     for name, param in adapter.named_parameters():
         if not param.requires_grad:
             continue
-        key = (id(param) in encoder_ids, name not in skip)
-        buckets.setdefault(key, []).append(param)
+        is_encoder = id(param) in encoder_ids
+        if rule == "mmcv":
+            mults = mmcv_multipliers(released_name(name, is_encoder, encoder_prefix), MMCV_CUSTOM_KEYS, mult)
+        else:
+            mults = (1.0 if is_encoder else mult, 0.0 if name in skip else 1.0)
+        buckets.setdefault((is_encoder, *mults), []).append(param)
     groups = []
-    for is_encoder in (True, False):
-        for decay in (True, False):
-            params = buckets.get((is_encoder, decay))
-            if not params:
-                continue
-            lr_mult = 1.0 if is_encoder else mult
-            groups.append(
-                {
-                    "name": f"{'encoder' if is_encoder else 'head'}/{'decay' if decay else 'no_decay'}",
-                    "params": params,
-                    "lr": lr * lr_mult,
-                    "lr_mult": lr_mult,
-                    "weight_decay": weight_decay if decay else 0.0,
-                }
-            )
+    for is_encoder, lr_mult, decay_mult in sorted(buckets, key=lambda k: (not k[0], k[1], -k[2])):
+        name = f"{'encoder' if is_encoder else 'head'}/{'decay' if decay_mult else 'no_decay'}"
+        if lr_mult != (1.0 if is_encoder else mult):  # a custom key moved it to another lr
+            name += f"/lr_x{lr_mult:g}"
+        groups.append(
+            {
+                "name": name,
+                "params": buckets[(is_encoder, lr_mult, decay_mult)],
+                "lr": lr * lr_mult,
+                "lr_mult": lr_mult,
+                "weight_decay": weight_decay * decay_mult,
+            }
+        )
     return groups
 
 
 def build_optimizer(adapter: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over :func:`parameter_groups` with the config's lr, betas and weight decay."""
-    groups = parameter_groups(adapter, config.lr, config.weight_decay, config.head_lr_mult)
+    """AdamW over :func:`parameter_groups` (the config's ``param_rule``) with its lr, betas and decay."""
+    groups = parameter_groups(adapter, config.lr, config.weight_decay, config.head_lr_mult, config.param_rule)
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
 
 
@@ -290,6 +367,9 @@ def build_scheduler(
 
 
 __all__ = [
+    "LEGACY_VALUES",
+    "MMCV_CUSTOM_KEYS",
+    "PARAM_RULES",
     "PRESETS",
     "RESUME_MAY_DIFFER",
     "TrainConfig",
@@ -298,6 +378,8 @@ __all__ = [
     "build_scheduler",
     "config_differences",
     "lr_factor",
+    "mmcv_multipliers",
     "no_decay_names",
     "parameter_groups",
+    "released_name",
 ]
