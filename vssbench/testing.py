@@ -510,9 +510,9 @@ def check_training(case: _Case) -> None:
     The inference-used parameters are those the autograd graph of the logits reaches over the
     lead-in and one keyframe interval (:func:`vssbench.profiling.find_dead_parameters`, the
     harness's dead-parameter search, names the others). A method that trains a random part of
-    itself per step (TDNet: one path per clip, drawn from torch's generator) gets up to
-    ``TRAIN_STEPS`` steps, seeded, with gradients accumulating, until every such parameter has
-    been reached.
+    itself per step (TDNet: one path per clip, the iteration mod N) gets up to ``TRAIN_STEPS``
+    steps, seeded, with ``train_iteration`` set per step as the trainer does and gradients
+    accumulating, until every such parameter has been reached.
     """
     model = case.build()
     frames = case.video(model.steady_state_after + _interval(model))
@@ -528,7 +528,8 @@ def check_training(case: _Case) -> None:
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for _ in range(TRAIN_STEPS):
+        for step in range(TRAIN_STEPS):
+            model.train_iteration = step
             _named_scalars(case, model.forward_train(images, labels)).backward()
             missing = [n for n in missing if params[n].grad is None]
             if not missing:

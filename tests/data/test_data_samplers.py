@@ -1,4 +1,4 @@
-"""Clip samplers (keyframe, CFFM references, consecutive) and the training clip dataset."""
+"""Clip samplers (keyframe, CFFM references, consecutive / TDNet gaps) and the training clip dataset."""
 
 from __future__ import annotations
 
@@ -102,6 +102,38 @@ def test_consecutive_sampler() -> None:
         sampler.sample(2, np.random.default_rng(0))
 
 
+def test_consecutive_sampler_with_max_gap_one_draws_as_a_window() -> None:
+    # max_gap=1 (the default) keeps the window draw: start uniform in [0, T-length], nothing else drawn.
+    rng, reference = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(50):
+        start = int(reference.integers(0, 8 - 4 + 1))
+        assert ConsecutiveClipSampler(4).sample(8, rng) == list(range(start, start + 4))
+
+
+def test_tdnet_gap_sampler() -> None:
+    # TDNet's loader: going back from the target, each gap independently uniform in {1, 2}.
+    sampler = ConsecutiveClipSampler(length=4, max_gap=2)
+    assert sampler.min_frames == 7
+    clips = _draws(sampler, 12, n=400, seed=3)
+    gaps = np.array([np.diff(clip) for clip in clips])
+    assert gaps.shape == (400, 3) and set(np.unique(gaps)) == {1, 2}  # only 1 and 2, both occur
+    assert all(clip[-1] == max(clip) and clip[0] >= 0 for clip in clips)  # target last, in range
+    # Each gap is 2 about half the time, independently of the others and of the target.
+    assert np.all(np.abs((gaps == 2).mean(0) - 0.5) < 0.08)
+    assert abs(np.corrcoef(gaps[:, 0], gaps[:, 1])[0, 1]) < 0.15
+    # Targets: uniform over the frames where every gap draw fits, [(4-1)*2, T-1] = [6, 11].
+    targets = [clip[-1] for clip in clips]
+    assert set(targets) == set(range(6, 12))
+    # Deterministic under the generator: the same seed draws the same clips.
+    assert clips == _draws(sampler, 12, n=400, seed=3) and clips != _draws(sampler, 12, n=400, seed=4)
+    # A video too short for the largest gaps is too short (no shortened gaps); at min_frames it fits.
+    with pytest.raises(ValueError, match="a clip of 4 frames at most 2 apart needs >= 7 frames, got 6"):
+        sampler.sample(6, np.random.default_rng(0))
+    assert all(clip[-1] == 6 for clip in _draws(sampler, 7, n=20))
+    with pytest.raises(ValueError, match="max_gap must be >= 1, got 0"):
+        ConsecutiveClipSampler(4, max_gap=0)
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> str:
     # 4 videos -> val 2, test 1, train 1 (12 frames each so CFFM clips fit).
@@ -147,3 +179,6 @@ def test_clip_dataset_with_augmentation(tree: str) -> None:
 def test_clip_dataset_skips_or_rejects_short_videos(tree: str) -> None:
     with pytest.raises(DataError, match="no video with at least 20 frames"):
         VSPWClipDataset(tree, split="val", sampler=ConsecutiveClipSampler(20))
+    # Gaps up to 4 between 4 frames need 13 frames: the 12-frame videos are too short for them.
+    with pytest.raises(DataError, match="no video with at least 13 frames"):
+        VSPWClipDataset(tree, split="val", sampler=ConsecutiveClipSampler(4, max_gap=4))

@@ -1,4 +1,4 @@
-"""Focal BCE, mask accuracy, segmentation CE and the label-consistency target, worked by hand."""
+"""Focal BCE, mask accuracy, segmentation CE, OHEM CE and the label-consistency target, worked by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vssbench.models.losses import binary_mask_accuracy, focal_bce, label_consistency, segmentation_loss
+from vssbench.models.losses import (
+    binary_mask_accuracy,
+    focal_bce,
+    label_consistency,
+    ohem_cross_entropy,
+    segmentation_loss,
+)
 
 
 def test_focal_bce_hand_worked() -> None:
@@ -92,3 +98,101 @@ def test_segmentation_loss_mmseg_reduction_counts_ignored_pixels_as_zero() -> No
     assert segmentation_loss(logits, torch.full((1, 2, 2), 255), "mmseg").item() == 0.0
     with pytest.raises(ValueError, match="loss_reduction must be one of mmseg, valid"):
         segmentation_loss(logits, labels, "sum")
+
+
+def _logits_with_probabilities(p: list[float], shape: tuple[int, int]) -> torch.Tensor:
+    """1 x 2 x h x w logits whose class-0 probability at pixel i (row-major) is p[i]."""
+    p_t = torch.tensor(p, dtype=torch.float64)
+    return torch.stack([p_t.log(), (1 - p_t).log()]).reshape(1, 2, *shape).float()
+
+
+# True-class probabilities of 8 pixels (target class 0); the last one is ignored (255).
+OHEM_P = [0.9, 0.8, 0.6, 0.5, 0.2, 0.75, 0.65, 0.99]
+OHEM_TARGET = torch.tensor([[[0, 0, 0, 0], [0, 0, 0, 255]]])
+
+
+@pytest.mark.parametrize(
+    "min_kept, kept",
+    [
+        # (a) threshold rule: 4 pixels have p < 0.7 (loss > -ln 0.7): 0.6, 0.5, 0.2, 0.65. With
+        # n = 2 or 3, more than n are hard, so exactly those 4 are averaged.
+        (2, [0.6, 0.5, 0.2, 0.65]),
+        (3, [0.6, 0.5, 0.2, 0.65]),
+        # n = 4: not more than n hard pixels -> the 4 largest losses, the same 4 pixels.
+        (4, [0.6, 0.5, 0.2, 0.65]),
+        # (b) minimum-kept rule: n = 6 adds the next two largest losses, p = 0.75 and 0.8.
+        (6, [0.6, 0.5, 0.2, 0.65, 0.75, 0.8]),
+    ],
+)
+def test_ohem_hand_worked_threshold_and_minimum_kept(min_kept: int, kept: list[float]) -> None:
+    logits = _logits_with_probabilities(OHEM_P, (2, 4))
+    want = sum(-math.log(p) for p in kept) / len(kept)
+    got = ohem_cross_entropy(logits, OHEM_TARGET, thresh=0.7, min_kept=min_kept)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_ohem_fewer_labelled_pixels_than_min_kept_divides_by_min_kept() -> None:
+    logits = _logits_with_probabilities(OHEM_P, (2, 4))
+    want = sum(-math.log(p) for p in OHEM_P[:7]) / 8
+    # n = 8: the 7 labelled pixels and the ignored one (loss 0) are the 8 largest -> sum / 8.
+    assert ohem_cross_entropy(logits, OHEM_TARGET, min_kept=8).item() == pytest.approx(want, rel=1e-5)
+    # n beyond the pixel count keeps every pixel (the original would index out of range).
+    assert ohem_cross_entropy(logits, OHEM_TARGET, min_kept=100).item() == pytest.approx(want, rel=1e-5)
+    none = ohem_cross_entropy(logits.requires_grad_(), torch.full((1, 2, 4), 255), min_kept=3)
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_ohem_default_min_kept_is_a_sixteenth_of_the_pixels() -> None:
+    # 32 pixels -> n = 2. One hard pixel (p = 0.1): not more than 2 -> it and the largest easy one (0.8).
+    p = [0.95] * 32
+    p[5], p[17] = 0.1, 0.8
+    target = torch.zeros(1, 4, 8, dtype=torch.int64)
+    logits = _logits_with_probabilities(p, (4, 8))
+    want = (-math.log(0.1) - math.log(0.8)) / 2
+    assert ohem_cross_entropy(logits, target).item() == pytest.approx(want, rel=1e-5)
+    # Three hard pixels (more than n = 2): only they count, the 0.8 pixel no longer does.
+    p[20], p[30] = 0.3, 0.5
+    logits = _logits_with_probabilities(p, (4, 8))
+    want = (-math.log(0.1) - math.log(0.3) - math.log(0.5)) / 3
+    assert ohem_cross_entropy(logits, target).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_ohem_gradient_only_on_kept_pixels() -> None:
+    logits = _logits_with_probabilities(OHEM_P, (2, 4)).requires_grad_()
+    ohem_cross_entropy(logits, OHEM_TARGET, min_kept=2).backward()
+    moved = logits.grad.abs().sum(1).flatten() > 0
+    assert moved.tolist() == [p < 0.7 for p in OHEM_P[:7]] + [False]
+
+
+def _original_ohem(logits: torch.Tensor, target: torch.Tensor, thresh: float, n_min: int) -> torch.Tensor:
+    """The original OhemCELoss2D as written: sort descending, test the (n_min+1)-th largest."""
+    loss = F.cross_entropy(logits, target, ignore_index=255, reduction="none").view(-1)
+    loss, _ = torch.sort(loss, descending=True)
+    if loss[n_min] > -math.log(thresh):
+        loss = loss[loss > -math.log(thresh)]
+    else:
+        loss = loss[:n_min]
+    return loss.mean()
+
+
+@pytest.mark.parametrize("thresh", [0.3, 0.7, 0.95])
+def test_ohem_matches_the_original_sort_rule(thresh: float) -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = 2.0 * torch.randn(2, 5, 6, 7, generator=g)
+    target = torch.randint(0, 5, (2, 6, 7), generator=g)
+    target[torch.rand(2, 6, 7, generator=g) < 0.2] = 255
+    for n in (1, 5, 21, 40, 83):
+        want = _original_ohem(logits, target, thresh, n)
+        assert ohem_cross_entropy(logits, target, thresh=thresh, min_kept=n).item() == pytest.approx(
+            want.item(), rel=1e-6
+        ), n
+
+
+def test_ohem_rejects_bad_arguments() -> None:
+    logits = torch.zeros(1, 2, 2, 4)
+    with pytest.raises(ValueError, match="same size"):
+        ohem_cross_entropy(logits, torch.zeros(1, 4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"thresh is a probability in \(0, 1\], got 0.0"):
+        ohem_cross_entropy(logits, OHEM_TARGET, thresh=0.0)
+    with pytest.raises(ValueError, match="min_kept must be >= 1, got 0"):
+        ohem_cross_entropy(logits, OHEM_TARGET, min_kept=0)

@@ -79,13 +79,15 @@ def test_every_registered_method_trains(method: str, data_root: Path, tmp_path: 
 
 
 def test_too_small_a_batch_for_batchnorm_is_a_clear_error(data_root: Path, tmp_path: Path) -> None:
-    # TDNet's key encoders normalize 1/8 maps subsampled by 4: 1x1 at 32 px, one value per channel at batch 1
+    # TDNet's key encoders normalize 1/8 maps subsampled by kv_stride_train (4 here; 3 by default,
+    # which leaves 2x2): 1x1 at 32 px, one value per channel at batch 1
     with pytest.raises(
         OptionError,
         match=r"iteration 1: a BatchNorm .* one value per channel .* larger --crop or "
         r"--batch-size",
     ):
-        train(tiny("tdnet", data_root, iters=1), tmp_path / "tdnet", progress=False)
+        config = tiny("tdnet", data_root, iters=1, options={"kv_stride_train": 4})
+        train(config, tmp_path / "tdnet", progress=False)
 
 
 @pytest.mark.slow

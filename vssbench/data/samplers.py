@@ -4,7 +4,8 @@
   that follow it, i.e. one keyframe interval as seen at test time.
 * :class:`ReferenceClipSampler` (CFFM, MRCFA): target ``t`` with references at fixed negative
   offsets (-9, -6, -3), on a video reversed with probability 0.5; the target is last.
-* :class:`ConsecutiveClipSampler` (TDNet): ``length`` consecutive frames ending at the target.
+* :class:`ConsecutiveClipSampler` (TDNet): ``length`` frames ending at the target, neighbours
+  1..``max_gap`` frames apart (1: consecutive frames).
 
 Every sampler returns frame indices in the order the model consumes them (target last).
 """
@@ -127,25 +128,50 @@ class ReferenceClipSampler:
 
 
 class ConsecutiveClipSampler:
-    """``length`` consecutive frames ending at a target ``t`` uniform in [length-1, T-1] (TDNet)."""
+    """``length`` frames ending at a target ``t``, each 1..``max_gap`` frames after the previous (TDNet).
 
-    def __init__(self, length: int = 4) -> None:
+    ``max_gap=1``: consecutive frames [t-length+1, ..., t] with t uniform in [length-1, T-1].
+    ``max_gap>1`` is TDNet's training rule (``Training/ptsemseg/loader/cityscapes_loader.py``:
+    ``f3 = f4 - randint(1, 2)``, then ``f2`` from ``f3``, ``f1`` from ``f2``): going back from the
+    target, each gap is drawn independently and uniformly from {1, ..., max_gap}. The original's
+    target is a labelled Cityscapes frame (the 20th of a 30-frame snippet), so every draw fits;
+    here t is uniform in [(length-1) x max_gap, T-1], the frames where every draw fits, and a
+    video shorter than ``min_frames`` = (length-1) x max_gap + 1 is too short (ValueError;
+    :class:`VSPWClipDataset` skips it): gaps are never shortened to fit. Draw order from ``rng``:
+    t, then the gaps from the target back (none with ``max_gap=1``).
+    """
+
+    def __init__(self, length: int = 4, max_gap: int = 1) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
+        if max_gap < 1:
+            raise ValueError(f"max_gap must be >= 1, got {max_gap}")
         self.length = length
+        self.max_gap = max_gap
 
     @property
     def min_frames(self) -> int:
-        """Shortest video this sampler accepts."""
-        return self.length
+        """Shortest video this sampler accepts: room for the largest gaps."""
+        return (self.length - 1) * self.max_gap + 1
 
     def sample(self, num_frames: int, rng: np.random.Generator) -> list[int]:
-        """Indices [t-length+1, ..., t]; ValueError for a video shorter than ``length``."""
-        # t uniform in [length-1, T-1] is the window start uniform in [0, T-length].
-        return _window(num_frames, self.length, rng, f"a clip of {self.length} consecutive frames")
+        """Indices [t - g_1 - ... - g_{length-1}, ..., t - g_1, t]; ValueError for a video shorter
+        than ``min_frames``."""
+        if num_frames < self.min_frames:
+            what = (
+                f"{self.length} frames at most {self.max_gap} apart"
+                if self.max_gap > 1
+                else f"{self.length} consecutive frames"
+            )
+            raise ValueError(f"a clip of {what} needs >= {self.min_frames} frames, got {num_frames}")
+        t = int(rng.integers(self.min_frames - 1, num_frames))
+        if self.max_gap == 1:
+            return list(range(t - self.length + 1, t + 1))
+        back = np.cumsum(rng.integers(1, self.max_gap + 1, size=self.length - 1))  # t - frame, nearest first
+        return [t - int(d) for d in back[::-1]] + [t]
 
     def __repr__(self) -> str:
-        return f"ConsecutiveClipSampler(length={self.length})"
+        return f"ConsecutiveClipSampler(length={self.length}, max_gap={self.max_gap})"
 
 
 class VSPWClipDataset(torch.utils.data.Dataset):

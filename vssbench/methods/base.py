@@ -225,6 +225,11 @@ class VideoSegmenter(nn.Module):
     #: Learning-rate multiplier of every parameter group except ``"encoder"`` (SegFormer: 10).
     head_lr_mult: ClassVar[float] = 10.0
 
+    #: 0-based iteration being trained; the trainer sets it before each ``forward_train`` (a
+    #: resumed run sets the restored iteration). A method whose training depends on the iteration
+    #: reads it (TDNet trains path ``(iteration + 1) mod N``); the others ignore it.
+    train_iteration: int = 0
+
     def train_sampler(self) -> ClipSampler:
         """The clip sampler of training (a :class:`vssbench.data.samplers.ClipSampler`).
 

@@ -2,6 +2,8 @@
 
 * :func:`segmentation_loss`: pixel cross entropy with the VSPW ignore label (255), averaged as
   mmseg 0.x does (over all pixels) or over the labelled pixels (the per-frame loss of every method).
+* :func:`ohem_cross_entropy`: pixel cross entropy averaged over the hardest pixels only (online
+  hard example mining, TDNet's OhemCELoss2D).
 * :func:`focal_bce`: binary cross entropy in focal form on probabilities (TFC supervises its
   clamped cosine similarity with it, gamma = 1, paper Sec. 3.3).
 * :func:`binary_mask_accuracy`: accuracy of a thresholded probability map (the paper's Fig. 4).
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -24,6 +27,7 @@ __all__ = [
     "check_loss_reduction",
     "focal_bce",
     "label_consistency",
+    "ohem_cross_entropy",
     "segmentation_loss",
 ]
 
@@ -113,6 +117,48 @@ def segmentation_loss(
     if not bool((labels != IGNORE_INDEX).any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+def ohem_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    thresh: float = 0.7,
+    min_kept: int | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """Online hard example mining CE of B x K x H x W logits against B x H x W int64 ``target``.
+
+    The rule of TDNet's ``OhemCELoss2D`` (``Training/ptsemseg/loss/loss.py``). Every pixel's CE
+    loss l enters the pool, an ``ignore_index`` pixel with l = 0. With tau = -ln(``thresh``) (the
+    loss of a pixel whose true class has probability ``thresh``) and n = ``min_kept``:
+
+    * if more than n pixels have l > tau, the loss is the mean of those (all the hard pixels);
+    * else it is the mean of the n largest l (at least n pixels are kept). When fewer than n
+      pixels are labelled, ignored pixels fill the n with zeros, so the sum of the labelled
+      losses is divided by n, as in the original; all ignored gives 0 (with the graph).
+
+    (The original sorts the losses descending and tests ``sorted[n] > tau``, which holds exactly
+    when more than n pixels exceed tau.) ``min_kept`` defaults to B*H*W // 16 (at least 1): the
+    original's ``n_min`` = images per GPU x crop area // 16, for logits upsampled to the crop.
+    A ``min_kept`` of B*H*W or more keeps every pixel (the original's index would overflow).
+    The logits must already be at the target's size (resize them with the caller's convention).
+    """
+    if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(
+            f"ohem_cross_entropy expects logits B x K x H x W and target B x H x W of the same size, "
+            f"got {tuple(logits.shape)} and {tuple(target.shape)}"
+        )
+    if not 0.0 < thresh <= 1.0:
+        raise ValueError(f"thresh is a probability in (0, 1], got {thresh}")
+    loss = F.cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction="none").flatten()
+    if min_kept is None:
+        min_kept = max(1, loss.numel() // 16)
+    if min_kept < 1:
+        raise ValueError(f"min_kept must be >= 1, got {min_kept}")
+    hard = loss > -math.log(thresh)
+    if int(hard.sum()) > min_kept:
+        return loss[hard].mean()
+    return loss.topk(min(min_kept, loss.numel())).values.mean()
 
 
 def label_consistency(
