@@ -45,6 +45,15 @@ FPS_NOTE = (
 )
 
 
+#: What the paper's Params column counts, against ours (every parameter the model holds).
+PARAMS_NOTE = (
+    "the paper's Params count inconsistently: its MRCFA 5.2/16.2/84.5 are exactly our totals minus "
+    "MRCFA's deco1..3 (three auxiliary classifiers, 95,604 parameters, dead at inference: "
+    "5.19/16.23/84.52), while its TDNet 5.8 counts auxiliary heads that are dead at inference; "
+    "this table counts every parameter, dead or not"
+)
+
+
 @dataclass(frozen=True)
 class PaperValue:
     """One published number: ``table`` ("table1", "table2", "table3", "text"), ``group`` (Table 2's
@@ -222,6 +231,7 @@ __all__ = [
     "FALLBACK_TYPES",
     "FPS_NOTE",
     "METHOD_LABELS",
+    "PARAMS_NOTE",
     "PAPER_VALUES",
     "TABLE2_GROUPS",
     "TABLE3_ROWS",

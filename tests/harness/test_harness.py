@@ -379,8 +379,11 @@ def test_compare_records_names_the_differing_conditions() -> None:
     result = compare_records([a, b, c])
     assert result["same"] is False
     assert set(result["differing"]) == {"resolution", "threads"}
-    assert result["note"] == "conditions differ: resolution (240x427 vs 480x853), threads (1 vs 2)"
-    assert format_table([a, b, c]).splitlines()[-1] == f"note: {result['note']}"
+    assert result["note"] == "conditions differ: resolution (A/B 480x853, C 240x427), threads (A/B 2, C 1)"
+    assert format_table([a, b, c]).splitlines()[-1] == (
+        "note: conditions differ: resolution (segformer-b0 #1/feature_reuse-b1 480x853, "
+        "segformer-b0 #3 240x427), threads (segformer-b0 #1/feature_reuse-b1 2, segformer-b0 #3 1)"
+    )
 
 
 # --- what reaches the method and the metrics ----------------------------------------------------

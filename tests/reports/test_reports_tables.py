@@ -178,11 +178,11 @@ def test_conditions_flagged_with_fields_and_random_init_marked() -> None:
     methods = list(table.frame["Methods"])
     assert methods == ["SegFormer", "SegFormer + TFC", "SegFormer + Feature Reuse *†"]
     flagged = [n for n in table.notes if n.startswith("†")]
-    assert len(flagged) == 1 and "resolution (240x427 vs 480x853)" in flagged[0]
+    assert len(flagged) == 1 and "resolution (this row 240x427, the others 480x853)" in flagged[0]
     assert any(n.startswith("* randomly initialized") for n in table.notes)
     # a different device is a differing condition too (the environment is part of a row's conditions)
     records[1]["device"] = "cuda"
-    assert "device (cuda vs cpu)" in " ".join(main_table(records).notes)
+    assert "device (this row cuda, the others cpu)" in " ".join(main_table(records).notes)
 
 
 def test_with_paper_puts_the_papers_numbers_on_the_right_rows() -> None:
@@ -197,8 +197,8 @@ def test_with_paper_puts_the_papers_numbers_on_the_right_rows() -> None:
     assert f.loc["SegFormer", "mVC16"] == "85.0 | 83.7"
     assert f.loc["SegFormer", "FPS (f/s)"] == "10.0 | 26.2"
     assert f.loc["SegFormer + TFC", "mVC8"] == "90.0 | 86.8"
-    assert f.loc["SegFormer + TFC [threshold=0.5]", "mVC8"] == "90.0 | -"  # a variant is not Table 1's row
-    assert f.loc["SegFormer + TDNet", "mIoU"] == "30.0 | 31.74"  # printed with two decimals
+    assert f.loc["SegFormer + TFC [threshold=0.5]", "mVC8"] == "90.0 | n/r"  # a variant is not Table 1's row
+    assert f.loc["SegFormer + TDNet", "mIoU"] == "30.0 | 31.7"  # 31.74 in our column's one decimal
     assert f.loc["SegFormer + TDNet", "Type"] == "E"  # not registered here: the paper's fallback type
     notes = " ".join(main_table(records, with_paper=True).notes)
     assert "measured on its own GPU" in notes

@@ -13,6 +13,7 @@ from vssbench.cli.params import CommaList, IntList, KeyValue, Size
 from vssbench.errors import OptionError
 from vssbench.reports.masks import load_mask_source, render_masks
 from vssbench.reports.plots import (
+    TRADEOFF_X,
     consistent_share,
     curves_figure,
     mask_accuracy_figure,
@@ -31,6 +32,13 @@ from vssbench.reports.tables import (
     speed_table,
 )
 from vssbench.results.records import to_jsonable
+from vssbench.results.store import find_run_dir
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an ``--out`` whose folder does not exist, before any work (nothing is created)."""
+    if out is not None and not out.parent.is_dir():
+        raise OptionError(f"--out {out}: folder {out.parent} does not exist; create it first")
 
 
 def _write(text: str, out: Path | None) -> None:
@@ -38,7 +46,7 @@ def _write(text: str, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
     out.write_text(text, encoding="utf-8")
     click.echo(f"wrote {out}", err=True)
 
@@ -61,19 +69,19 @@ _OUT = click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write to FILE instead of stdout.",
+    help="Write to FILE instead of stdout (its folder must exist).",
 )
 _WITH_PAPER = click.option(
     "--with-paper", is_flag=True, help="Show the paper's numbers next to ours ('ours | paper')."
 )
 
 
-@click.group("table")
+@click.group("table", short_help="The paper's Tables 1-3 (main, ablation, speed) from records.")
 def table_group() -> None:
     """The paper's tables (1: main, 2: ablation, 3: speed) from result records."""
 
 
-@table_group.command("main")
+@table_group.command("main", short_help="Table 1: accuracy, stability and cost per method and backbone.")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_WITH_PAPER
 @click.option("--ci", is_flag=True, help="Add 95% paired-bootstrap intervals over videos to the deltas.")
@@ -102,6 +110,7 @@ def table_main(
       vssbench table main runs/ --with-paper
       vssbench table main runs/ --ci --format latex --out table1.tex
     """
+    _check_out(out)
     records = load_records(runs)
     intervals, notes = main_table_ci(records, samples=samples, seed=seed) if ci else (None, [])
     result = main_table(records, with_paper=with_paper, ci=intervals)
@@ -130,10 +139,11 @@ def table_ablation(runs: tuple[Path, ...], with_paper: bool, fmt: str | None, ou
     Example:
       vssbench table ablation runs/ablation --with-paper
     """
+    _check_out(out)
     _write(render(ablation_table(load_records(runs), with_paper=with_paper), _format_for(fmt, out)), out)
 
 
-@table_group.command("speed")
+@table_group.command("speed", short_help="Table 3: sparse MSDA against MiT stages 3-4.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_WITH_PAPER
 @click.option("--core", default=None, help="Sparse MSDA sampling core of the CSV (default embedding_bag).")
@@ -149,6 +159,7 @@ def table_speed(
       vssbench table speed benchmarks/results/sparse_msda_cpu.csv --with-paper
       vssbench table speed benchmarks/results/sparse_msda_cpu.csv runs/profile/
     """
+    _check_out(out)
     csv_rows: list[dict[str, str]] = []
     record_paths = []
     for p in inputs:
@@ -162,7 +173,7 @@ def table_speed(
     )
 
 
-@click.command("compare")
+@click.command("compare", short_help="Paired-bootstrap interval of RUN_A - RUN_B over videos.")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option(
@@ -190,14 +201,18 @@ def compare_cmd(
 ) -> None:
     """Paired bootstrap over videos of RUN_A - RUN_B (run folders with videos.jsonl).
 
-    Each resample draws the videos with replacement and pools them as the official metrics do
-    (IoU from the summed confusion matrices, VC from the summed window scores). Refused when
-    the runs' videos or conditions differ.
+    RUN_A and RUN_B are run folders, or folders holding exactly one run (such as the
+    runs/<name> folders of `vssbench reproduce`). Each resample draws the videos with
+    replacement and pools them as the official metrics do (IoU from the summed confusion
+    matrices, VC from the summed window scores). Refused when the runs' videos or conditions
+    differ.
 
     \b
-    Example:
+    Examples:
       vssbench compare runs/tfc-b0-<hash> runs/segformer-b0-<hash>
+      vssbench compare study/runs/tfc-b0 study/runs/segformer-b0
     """
+    run_a, run_b = find_run_dir(run_a), find_run_dir(run_b)
     intervals = compare_runs(run_a, run_b, metrics, samples=samples, seed=seed, level=level)
     if as_json:
         click.echo(json.dumps(to_jsonable(intervals_to_json(intervals)), indent=2, allow_nan=False))
@@ -210,13 +225,16 @@ def compare_cmd(
         click.echo(f"  {name:<7} {iv.format()}   (A {100 * iv.a:.1f}, B {100 * iv.b:.1f})")
 
 
-@click.group("plot")
+@click.group("plot", short_help="Figures: Fig. 4 mask accuracy, Fig. 3 masks, trade-off, curves.")
 def plot_group() -> None:
     """Figures: mask-accuracy (Fig. 4), masks (Fig. 3), tradeoff, curves."""
 
 
 _FIG_OUT = click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.png, .pdf or .svg"
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="FILE.png, .pdf or .svg (its folder must exist).",
 )
 
 
@@ -224,7 +242,7 @@ def _saved(fig: Any, out: Path) -> None:
     click.echo(f"wrote {save_figure(fig, out)}", err=True)
 
 
-@plot_group.command("mask-accuracy")
+@plot_group.command("mask-accuracy", short_help="Fig. 4: binary-mask accuracy against iteration.")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--smooth", "window", type=int, default=1, show_default=True, help="Moving-average window (log points)."
@@ -248,6 +266,7 @@ def plot_mask_accuracy(
     Example:
       vssbench plot mask-accuracy train/tfc-b0 train/tfc-b0-nofocal --smooth 20 --out fig4.png
     """
+    _check_out(out)
     read = read_logs(logs)
     reference: float | None
     if trivial == "none":
@@ -267,7 +286,7 @@ def plot_mask_accuracy(
     _saved(mask_accuracy_figure(read, window=window, trivial=reference), out)
 
 
-@plot_group.command("curves")
+@plot_group.command("curves", short_help="Training loss terms and validation metrics against iteration.")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--keys", type=CommaList(), default=None, help="Comma list of log keys (default: every numeric key)."
@@ -288,13 +307,18 @@ def plot_curves(logs: tuple[Path, ...], keys: list[str] | None, window: int, out
     Example:
       vssbench plot curves train/tfc-b0 --keys loss,loss_seg,loss_bce,val_mIoU --out curves.png
     """
+    _check_out(out)
     _saved(curves_figure(read_logs(logs), keys=keys or None, window=window), out)
 
 
-@plot_group.command("tradeoff")
+@plot_group.command("tradeoff", short_help="A metric against FPS, GMACs or Params, one colour per method.")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--x", "x", default="fps", show_default=True, help="fps, gmacs_per_frame, gmacs_nonkeyframe or params."
+    "--x",
+    "x",
+    default="fps",
+    show_default=True,
+    help=f"Cost axis: {', '.join(TRADEOFF_X)} (--with-paper: fps or params, the paper's columns).",
 )
 @click.option(
     "--y", "y", default="mVC8", show_default=True, help="Any record metric (mVC8, mVC16, mIoU, ...)."
@@ -305,14 +329,22 @@ def plot_curves(logs: tuple[Path, ...], keys: list[str] | None, window: int, out
 def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper: bool, out: Path) -> None:
     """Stability (mVC8) against speed (FPS) or cost (GMACs/frame), one colour per method.
 
+    Marker area follows --size (legend); a method's backbones are joined by a line. With
+    --with-paper the paper's Table 1 points are added: on the same axes for --x params, in a
+    panel of their own for --x fps (its GPU at 480x853 is not our machine); the paper has no
+    GMACs per frame, so --x gmacs_* --with-paper is refused. FPS timed on a busy machine are
+    drawn hollow.
+
     \b
     Example:
       vssbench plot tradeoff runs/ --x gmacs_per_frame --y mVC16 --out tradeoff.png
+      vssbench plot tradeoff runs/ --x fps --with-paper --out tradeoff-fps.png
     """
+    _check_out(out)
     _saved(tradeoff_figure(load_records(runs), x=x, y=y, size=size, with_paper=with_paper), out)
 
 
-@plot_group.command("masks")
+@plot_group.command("masks", short_help="Fig. 3: predicted and true label-change masks (runs a model).")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--video", default=None, help="Video id (default: the split's first).")
 @click.option(
@@ -332,7 +364,10 @@ def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper:
 )
 @click.option("--split", default=None, help="Split (default: the run's, else val).")
 @click.option(
-    "--size", type=Size(), default=None, help="Test resolution HxW (default: the run's, else 480x853)."
+    "--size",
+    type=Size(),
+    default=None,
+    help="Test resolution HxW (default: the run's, else the frames' own size).",
 )
 @click.option(
     "--set",
@@ -357,14 +392,18 @@ def plot_masks(
 ) -> None:
     """Fig. 3: keyframe, frame, predicted mask (w < threshold) and true label-change mask.
 
-    SOURCE is a run folder (config.json: method, backbone, options, checkpoint, data), a
-    training folder (config.json + model.pth) or a checkpoint file. This plot runs the model.
+    SOURCE is a run folder (config.json: method, backbone, options, checkpoint, data), a folder
+    holding one run, a training folder (config.json + model.pth) or a checkpoint file. This plot
+    runs the model, at the run's resolution, else at the frames' own size. In the true mask,
+    white is a changed label, black an unchanged one, grey a void pixel (label 255 in the
+    keyframe or the frame), which no accuracy counts.
 
     \b
     Examples:
       vssbench plot masks runs/tfc-b5-<hash> --video 1001_xyz --frames 2,5,7 --out fig3.png
       vssbench plot masks tfc_b0.pth --method tfc --backbone b0 --frames 1,2,3 --out fig3.png
     """
+    _check_out(out)
     source_info = load_mask_source(source, method=method, backbone=backbone)
     fig = render_masks(
         source_info,

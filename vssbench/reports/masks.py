@@ -20,13 +20,15 @@ from vssbench import methods
 from vssbench.data import TestTransform, VSPWDataset, default_dataset
 from vssbench.errors import DataError, OptionError
 from vssbench.reports.plots import masks_figure, similarity_masks
+from vssbench.results.store import find_run_dir, is_run_dir
 
 
 @dataclass
 class MaskSource:
     """A model to build: ``method``, ``backbone``, ``options``, ``checkpoint`` (None: random init),
     and the run's data conditions where known (``data``, ``split``, ``resolution``,
-    ``size_divisor``, ``num_classes``, ``seed``)."""
+    ``size_divisor``, ``num_classes``, ``seed``). ``resolution=None`` (a training folder, a
+    checkpoint) runs the model at the frames' own size."""
 
     path: Path
     method: str
@@ -35,7 +37,7 @@ class MaskSource:
     checkpoint: str | None = None
     data: str | None = None
     split: str = "val"
-    resolution: tuple[int, int] = (480, 853)
+    resolution: tuple[int, int] | None = None
     size_divisor: int | None = None
     num_classes: int = 124
     seed: int = 0
@@ -58,6 +60,8 @@ def load_mask_source(path: str | Path, method: str | None = None, backbone: str 
     known from it or the flags raises :class:`OptionError`.
     """
     p = Path(path)
+    if p.is_dir() and not (p / "config.json").is_file() and not is_run_dir(p):
+        p = find_run_dir(p)  # a folder holding one run (`vssbench reproduce`'s runs/<name>)
     if p.is_dir():
         config_path = p / "config.json"
         if not config_path.is_file():
@@ -77,7 +81,7 @@ def load_mask_source(path: str | Path, method: str | None = None, backbone: str 
             checkpoint=checkpoint,
             data=config.get("data"),
             split=config.get("split", "val") if "resolution" in config else "val",
-            resolution=tuple(config.get("resolution", (480, 853))),  # type: ignore[arg-type]
+            resolution=tuple(config["resolution"]) if config.get("resolution") else None,  # type: ignore[arg-type]
             size_divisor=config.get("size_divisor"),
             num_classes=int(config.get("num_classes", 124)),
             seed=int(config.get("seed", 0)),
@@ -118,7 +122,9 @@ def render_masks(
 ) -> Any:
     """Build the model, run ``video``'s frames and return the Fig. 3 figure (see
     :func:`vssbench.reports.plots.similarity_masks`). ``data=None`` uses the source's data root,
-    else the embedded synthetic dataset; ``options`` override the source's."""
+    else the embedded synthetic dataset; ``options`` override the source's. The model runs at
+    ``size``, else the source's resolution (a run's), else the frames' own size (the title says
+    which)."""
     known = {f for f in methods.describe(source.method)["options"]}
     merged = {k: v for k, v in source.options.items() if k in known}
     merged.update(options or {})
@@ -141,10 +147,17 @@ def render_masks(
         raise OptionError(
             f"--video {video!r} is not in {dataset.split_file} (first: {', '.join(dataset.videos[:3])})"
         )
-    transform = TestTransform(size or source.resolution, size_divisor=source.size_divisor)
+    resolution = size or source.resolution
+    if resolution is None:
+        image, _ = dataset.read_frame(video, dataset.frame_stems(video)[0])
+        resolution = (image.height, image.width)
+    transform = TestTransform(resolution, size_divisor=source.size_divisor)
     panels = similarity_masks(model, dataset, video, frames, transform)
     init = Path(source.checkpoint).name if source.checkpoint else "random init"
-    return masks_figure(panels, title=f"{source.method}-{source.backbone} ({init}), video {video}")
+    h, w = transform.output_size(*panels[0].image.shape[:2]) if panels else resolution
+    return masks_figure(
+        panels, title=f"{source.method}-{source.backbone} ({init}), video {video}, model input {h}x{w}"
+    )
 
 
 __all__ = ["MaskSource", "load_mask_source", "render_masks"]

@@ -6,7 +6,9 @@
   and the true label-change mask, per requested non-keyframe; :func:`similarity_masks` runs the
   model that fills it (the one figure whose inputs come from a model).
 * :func:`tradeoff_figure`: a stability metric against FPS or GMACs per frame, marker area =
-  mIoU, one colour per method, backbones connected.
+  mIoU (with a legend of reference areas), one colour per method, backbones connected; the
+  paper's points on Params, or in a panel of their own for FPS (its GPU, 480x853); contended
+  FPS hollow.
 * :func:`curves_figure`: training loss terms and validation metrics against iteration.
 
 Every figure is a :class:`matplotlib.figure.Figure` of a fixed size in inches at :data:`DPI`
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +35,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
 
 from vssbench import paper
 from vssbench.data import VSPWDataset, default_dataset
 from vssbench.errors import DataError, OptionError
-from vssbench.reports.tables import BACKBONE_ORDER, variant_of
+from vssbench.reports.tables import BACKBONE_ORDER, backbone_label, variant_of
+from vssbench.results.records import fps_contended
 
 #: Resolution of every saved figure (dots per inch).
 DPI = 200
@@ -109,7 +116,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` (.png, .pdf or .svg) deterministically; returns the path.
 
     No software version, creation date or random ids are written, so equal figures give equal
-    files. The pixel size of a PNG is the figure size in inches x :data:`DPI`.
+    files. The pixel size of a PNG is the figure size in inches x :data:`DPI`. The folder must
+    exist (:class:`DataError` naming it otherwise: nothing is created where it was not asked).
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
@@ -120,8 +128,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
         "svg": {"Creator": None, "Date": None},
     }[fmt]
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise DataError(path.parent, "folder does not exist; create it first")
     with matplotlib.rc_context(STYLE):
         fig.savefig(path, format=fmt, dpi=DPI, metadata=metadata)
     return path
@@ -258,15 +266,22 @@ def mask_accuracy_figure(
 def curves_figure(logs: Sequence[TrainingLog], keys: Sequence[str] | None = None, window: int = 1) -> Figure:
     """Training curves: one panel per key (loss terms, ``mask_acc``, ``lr``, validation metrics),
     one line per log, against iteration. ``keys`` defaults to the logs' losses, mask accuracy,
-    learning rate and validation metrics (in that order); any numeric key can be named."""
+    learning rate and validation metrics (in that order); any numeric key can be named, and a key
+    that no log holds raises :class:`OptionError` listing the keys the logs have."""
+    found: set[str] = set()
+    for log in logs:
+        for e in log.entries:
+            found.update(
+                k
+                for k, v in e.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iter"
+            )
     if keys is None:
-        found: set[str] = set()
-        for log in logs:
-            for e in log.entries:
-                found.update(
-                    k for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                )
         keys = sorted((k for k in found if _default_curve(k)), key=_curve_order)
+    unknown = [k for k in keys if k not in found]
+    if unknown:
+        have = ", ".join(sorted(found)) or "no numbers"
+        raise OptionError(f"--keys: no log holds {', '.join(unknown)}; the logs have: {have}")
     keys = list(keys)
     if not keys:
         raise DataError(logs[0].path if logs else Path("."), "no numeric values to plot in the log(s)")
@@ -350,6 +365,49 @@ def _metric(record: Mapping[str, Any], key: str) -> float | None:
     return 100.0 * float(v) if key in _FRACTIONS else float(v)
 
 
+#: Cost axes of :func:`tradeoff_figure`.
+TRADEOFF_X = ("fps", "gmacs_per_frame", "gmacs_nonkeyframe", "gmacs_keyframe", "params")
+#: Record keys the paper's Table 1 has: only these can place its points (``with_paper``).
+PAPER_KEYS = ("mIoU", "mVC8", "mVC16", "params", "fps")
+#: Where the paper's FPS come from: Table 1 does not name its GPU (Table 3: one A100), at
+#: VSPW's test size.
+PAPER_FPS_SETUP = "the paper: its GPU (Table 3: one A100), 480x853"
+_KEY_NAMES = {
+    "gmacs_per_frame": "GMACs per frame",
+    "gmacs_nonkeyframe": "GMACs per non-keyframe",
+    "gmacs_keyframe": "GMACs per keyframe",
+}
+#: Area (points^2) of a marker for a ``size`` value v: 12 + 4 v (mIoU in percent: 12..412).
+_AREA_BASE, _AREA_SCALE = 12.0, 4.0
+
+
+@dataclass
+class _Point:
+    """One marker of the trade-off plot (``area`` in points^2; ``hollow``: a contended FPS)."""
+
+    backbone: str
+    x: float
+    y: float
+    area: float
+    hollow: bool = False
+
+
+def _area(value: float | None) -> float:
+    return _AREA_BASE + _AREA_SCALE * max(value or 0.0, 0.0)
+
+
+def _check_paper_axes(x: str, y: str, size: str) -> None:
+    """Refuse ``with_paper`` on an axis the paper's Table 1 has no column for, saying why."""
+    for flag, key in (("--x", x), ("--y", y), ("--size", size)):
+        if key not in PAPER_KEYS:
+            name = _KEY_NAMES.get(key, key)
+            raise OptionError(
+                f"--with-paper: the paper reports no {name} (its Table 1 has mIoU, mVC8, mVC16, Params "
+                f"and FPS; Sec. 4.2 gives GFLOPs at non-keyframes for four rows only), so its points "
+                f"cannot be placed on {flag} {key}; use --x fps or --x params, or leave out --with-paper"
+            )
+
+
 def tradeoff_figure(
     records: Sequence[Mapping[str, Any]],
     x: str = "fps",
@@ -357,98 +415,294 @@ def tradeoff_figure(
     size: str = "mIoU",
     with_paper: bool = False,
 ) -> Figure:
-    """``y`` (e.g. mVC8) against ``x`` (fps or gmacs_per_frame), marker area proportional to
-    ``size`` (mIoU), one colour per method, a method's backbones connected in backbone order.
-    ``with_paper`` adds the paper's Table 1 points (hollow markers; only for ``x="fps"``, the
-    paper's GPU)."""
-    by_method: dict[str, list[tuple[str, float, float, float]]] = {}
+    """``y`` (e.g. mVC8) against ``x`` (a cost of :data:`TRADEOFF_X`), marker area ``12 + 4 *
+    size`` (points^2; a legend shows reference areas), one colour per method, a method's
+    backbones joined in backbone order (the legend says so only when some method has several).
+
+    ``with_paper`` adds the paper's Table 1 points (hollow diamonds, dotted lines). The paper has
+    only ``params`` and ``fps`` among the costs: ``params`` shares our axes; ``fps`` gets a panel
+    of its own, since the paper's GPU at 480x853 is not the machine and size our FPS were timed
+    on (each panel's title says which); any other ``x`` (or a ``y``/``size`` the paper lacks)
+    raises :class:`OptionError` saying why. When FPS are plotted, a point whose FPS was timed on
+    a busy machine (``fps_protocol.contended``) is hollow, with a legend entry and its cpu share.
+    Point labels (backbones) are placed around their points so that they overlap neither each
+    other nor a marker where the space allows.
+    """
+    if x not in TRADEOFF_X:
+        raise OptionError(
+            f"--x {x}: not a cost axis of the trade-off plot; choose one of {', '.join(TRADEOFF_X)}"
+        )
+    if with_paper:
+        _check_paper_axes(x, y, size)
+    fps_shown = "fps" in (x, y, size)
+    by_method: dict[str, list[_Point]] = {}
+    shares: list[float | None] = []
+    devices: list[str] = []
+    sizes: list[str] = []
     for r in records:
         if r.get("error"):
             continue
         xv, yv = _metric(r, x), _metric(r, y)
         if xv is None or yv is None:
             continue
-        sv = _metric(r, size) or 0.0
+        busy, share = fps_contended(r) if fps_shown else (False, None)
+        if busy:
+            shares.append(share)
         name = str(r["method"]) + (f" [{variant_of(r)}]" if variant_of(r) else "")
-        by_method.setdefault(name, []).append((str(r["backbone"]), xv, yv, sv))
+        by_method.setdefault(name, []).append(
+            _Point(str(r["backbone"]), xv, yv, _area(_metric(r, size)), busy)
+        )
+        if r.get("device") and str(r["device"]) not in devices:
+            devices.append(str(r["device"]))
+        shape = r.get("input_size") or r.get("resolution")
+        if isinstance(shape, (list, tuple)) and len(shape) == 2 and f"{shape[0]}x{shape[1]}" not in sizes:
+            sizes.append(f"{shape[0]}x{shape[1]}")
     if not by_method:
         raise DataError(Path("."), f"no record has both {x!r} and {y!r} (profile records have no accuracy)")
+    paper_points = _paper_points(x, y, size) if with_paper else {}
+    apart = with_paper and x == "fps"
     fig = new_figure(WIDTH, 3.8)
     with matplotlib.rc_context(STYLE):
-        ax = fig.add_subplot()
+        if apart:
+            ours_ax, paper_ax = fig.subplots(1, 2, sharey=True)
+        else:
+            ours_ax = paper_ax = fig.add_subplot()
         order = lambda b: BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else 9  # noqa: E731
-        for name in sorted(
+        names = sorted(
             by_method,
             key=lambda n: (
                 list(METHOD_COLORS).index(n.split(" ")[0]) if n.split(" ")[0] in METHOD_COLORS else 9,
                 n,
             ),
-        ):
-            points = sorted(by_method[name], key=lambda p: order(p[0]))
+        )
+        backbones = sorted({p.backbone for pts in by_method.values() for p in pts}, key=order)
+        joined = any(len(by_method[n]) > 1 for n in names)
+        handles: list[Any] = []
+        labels: list[tuple[str, float, float, float, dict[str, Any]]] = []
+        for name in names:
+            points = sorted(by_method[name], key=lambda p: order(p.backbone))
             color = method_color(name.split(" ")[0])
-            xs, ys = [p[1] for p in points], [p[2] for p in points]
-            ax.plot(xs, ys, color=color, linewidth=1.0, alpha=0.7, zorder=1)
-            ax.scatter(
+            xs, ys = [p.x for p in points], [p.y for p in points]
+            if len(points) > 1:
+                ours_ax.plot(xs, ys, color=color, linewidth=1.0, alpha=0.7, zorder=1)
+            ours_ax.scatter(
                 xs,
                 ys,
-                s=[12 + 4 * max(p[3], 0.0) for p in points],
-                color=color,
-                edgecolor="black",
-                linewidth=0.5,
+                s=[p.area for p in points],
+                facecolors=["none" if p.hollow else color for p in points],
+                edgecolors=[color if p.hollow else "black" for p in points],
+                linewidths=[1.4 if p.hollow else 0.5 for p in points],
                 zorder=2,
-                label=paper.METHOD_LABELS.get(name.split(" ")[0], name) + name[len(name.split(" ")[0]) :],
             )
-            for b, px, py, _ in points:
-                ax.annotate(b.upper(), (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
-        if with_paper and x == "fps":
-            methods = sorted(
-                {v.method for v in paper.PAPER_VALUES if v.table == "table1"},
-                key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9,
+            label = paper.METHOD_LABELS.get(name.split(" ")[0], name) + name[len(name.split(" ")[0]) :]
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=color,
+                    linestyle="-" if len(points) > 1 else "",
+                    linewidth=1.0,
+                    marker="o",
+                    markersize=6,
+                    markerfacecolor=color,
+                    markeredgecolor="black",
+                    markeredgewidth=0.5,
+                    label=label,
+                )
             )
-            for m in methods:
-                pts = []
-                for b in BACKBONE_ORDER:
-                    px = paper.paper_value("table1", m, b, "fps")
-                    py = paper.paper_value("table1", m, b, y)
-                    ps = paper.paper_value("table1", m, b, size)
-                    if px is not None and py is not None:
-                        pts.append((px, py, ps or 0.0))
-                        ax.annotate(
-                            b.upper(),
-                            (px, py),
-                            textcoords="offset points",
-                            xytext=(5, 4),
-                            fontsize=6,
-                            color="0.4",
-                        )
-                if pts:
-                    color = method_color(m)
-                    ax.plot(
-                        [p[0] for p in pts],
-                        [p[1] for p in pts],
-                        color=color,
-                        linestyle=":",
-                        linewidth=1.0,
-                        zorder=1,
-                    )
-                    ax.scatter(
-                        [p[0] for p in pts],
-                        [p[1] for p in pts],
-                        s=[12 + 4 * p[2] for p in pts],
-                        facecolor="none",
-                        edgecolor=color,
-                        linewidth=1.0,
-                        zorder=2,
-                        label=f"{paper.METHOD_LABELS[m]} (paper)",
-                    )
-        ax.set_xlabel(AXIS_LABELS.get(x, x))
-        ax.set_ylabel(AXIS_LABELS.get(y, y))
-        ax.set_title(f"marker area ~ {size}; lines join a method's backbones")
-        legend = fig.legend(loc="outside right upper")
-        for handle in legend.legend_handles:
-            if hasattr(handle, "set_sizes"):
-                handle.set_sizes([30.0])
+            if len(backbones) > 1:
+                labels.extend((p.backbone.upper(), p.x, p.y, p.area, {"fontsize": 7}) for p in points)
+        paper_labels: list[tuple[str, float, float, float, dict[str, Any]]] = []
+        for m, pts in paper_points.items():
+            color = method_color(m)
+            xs, ys = [p.x for p in pts], [p.y for p in pts]
+            paper_ax.plot(xs, ys, color=color, linestyle=":", linewidth=1.0, zorder=1)
+            paper_ax.scatter(
+                xs,
+                ys,
+                s=[p.area * math.pi / 4 for p in pts],  # a diamond of the circle's area
+                marker="D",
+                facecolors="none",
+                edgecolors=color,
+                linewidths=1.0,
+                zorder=2,
+            )
+            paper_labels.extend(
+                (p.backbone.upper(), p.x, p.y, p.area, {"fontsize": 6, "color": "0.4"}) for p in pts
+            )
+        if paper_points:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    linestyle=":",
+                    linewidth=1.0,
+                    marker="D",
+                    markersize=5,
+                    markerfacecolor="none",
+                    label="the paper's Table 1\n(colour: method)",
+                )
+            )
+        if shares:
+            known = sorted({s for s in shares if s is not None})
+            share_text = (
+                ""
+                if not known
+                else f" (cpu share {known[0]:.2f})"
+                if len(known) == 1
+                else f" (cpu share {known[0]:.2f}-{known[-1]:.2f})"
+            )
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="",
+                    marker="o",
+                    markersize=6,
+                    markerfacecolor="none",
+                    markeredgecolor="0.3",
+                    markeredgewidth=1.4,
+                    label=f"hollow: FPS timed on a\nbusy machine{share_text}",
+                )
+            )
+        for ax in {id(ours_ax): ours_ax, id(paper_ax): paper_ax}.values():
+            ax.set_xlabel("FPS (frames/s)" if apart else AXIS_LABELS.get(x, x))
+            ax.margins(0.1)
+        ours_ax.set_ylabel(AXIS_LABELS.get(y, y))
+        only = f"all {backbone_label(backbones[0])}" if len(backbones) == 1 else ""
+        if apart:
+            where = "; ".join(devices) or "this machine"
+            ours_title = (
+                f"ours: {where}" + (f", {'/'.join(sizes)}" if sizes else "") + (f"; {only}" if only else "")
+            )
+            ours_ax.set_title(textwrap.fill(ours_title, 34), fontsize=7)
+            paper_ax.set_title(textwrap.fill(PAPER_FPS_SETUP, 34), fontsize=7)
+            paper_ax.tick_params(labelleft=True)
+        elif only:
+            ours_ax.set_title(f"ours: {only}" if paper_points else only)
+        joined = joined or any(len(p) > 1 for p in paper_points.values())
+        fig.legend(
+            handles=handles,
+            loc="outside right upper",
+            title="lines join a method's backbones" if joined else None,
+            title_fontsize=7,
+        )
+        fig.legend(
+            handles=_size_handles(
+                [p.area for pts in by_method.values() for p in pts]
+                + [p.area for pts in paper_points.values() for p in pts],
+                size,
+            ),
+            title=f"marker area: {AXIS_LABELS.get(size, size)}",
+            loc="outside right lower",
+            labelspacing=1.2,
+            borderpad=0.8,
+        )
+        fig.draw_without_rendering()  # the final layout and limits, where the labels are placed
+        if apart:
+            _place_labels(ours_ax, labels)
+            _place_labels(paper_ax, paper_labels)
+        else:
+            _place_labels(ours_ax, labels + paper_labels)  # one axes: labels avoid each other
     return fig
+
+
+def _paper_points(x: str, y: str, size: str) -> dict[str, list[_Point]]:
+    """The paper's Table 1 points per method (backbone order) on the axes x, y and size."""
+    out: dict[str, list[_Point]] = {}
+    table_methods = sorted(
+        {v.method for v in paper.PAPER_VALUES if v.table == "table1"},
+        key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9,
+    )
+    for m in table_methods:
+        for b in BACKBONE_ORDER:
+            px = paper.paper_value("table1", m, b, x)
+            py = paper.paper_value("table1", m, b, y)
+            if px is not None and py is not None:
+                out.setdefault(m, []).append(
+                    _Point(b, px, py, _area(paper.paper_value("table1", m, b, size)))
+                )
+    return out
+
+
+def _size_handles(areas: Sequence[float], size: str) -> list[Any]:
+    """Legend markers of reference areas spanning ``areas`` (smallest, middle, largest, rounded)."""
+    values = [(a - _AREA_BASE) / _AREA_SCALE for a in areas]
+    lo, hi = min(values), max(values)
+    picks = [lo] if hi - lo < 1e-9 else [lo, (lo + hi) / 2, hi]
+    unit = "%" if size in _FRACTIONS else ""
+    handles = []
+    for v in dict.fromkeys(float(f"{p:.3g}") for p in picks):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                markersize=math.sqrt(_area(v)),
+                markerfacecolor="0.75",
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+                label=f"{v:g}{unit}",
+            )
+        )
+    return handles
+
+
+def _place_labels(ax: Any, items: Sequence[tuple[str, float, float, float, dict[str, Any]]]) -> None:
+    """Annotate each point (text, x, y, marker area in points^2, text style) at the first of a
+    ring of offsets around it whose box overlaps no marker and no label placed before it, and
+    stays inside the axes; else at the offset with the least overlap. The figure's layout must
+    be final (``draw_without_rendering``); the labels are kept out of it."""
+    to_px = ax.figure.dpi / 72.0
+    obstacles = []
+    for _, x, y, area, _ in items:
+        cx, cy = ax.transData.transform((x, y))
+        r = math.sqrt(area) / 2.0 * to_px
+        obstacles.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    frame = ax.get_window_extent()
+    for i, (text, x, y, area, style) in enumerate(items):
+        gap = math.sqrt(area) / 2.0 + 1.5  # points from the centre to the marker's edge, and a little
+        candidates = []
+        for ring in (1.0, 1.8, 2.8, 4.0):
+            d, e = gap * ring, gap * ring * 0.7
+            candidates += [
+                (e, e, "left", "bottom"),
+                (e, -e, "left", "top"),
+                (-e, e, "right", "bottom"),
+                (-e, -e, "right", "top"),
+                (d, 0.0, "left", "center"),
+                (-d, 0.0, "right", "center"),
+                (0.0, d, "center", "bottom"),
+                (0.0, -d, "center", "top"),
+            ]
+        ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=candidates[0][:2], **style)
+        ann.set_in_layout(False)
+        best: tuple[float, tuple[float, float, str, str]] | None = None
+        for dx, dy, ha, va in candidates:
+            ann.xyann = (dx, dy)
+            ann.set_horizontalalignment(ha)
+            ann.set_verticalalignment(va)
+            box = ann.get_window_extent()
+            cost = sum(_overlap(box, o) for j, o in enumerate(obstacles) if j != i)
+            inside = Bbox.intersection(box, frame)
+            cost += box.width * box.height - (inside.width * inside.height if inside is not None else 0.0)
+            if best is None or cost < best[0]:
+                best = (cost, (dx, dy, ha, va))
+            if cost == 0.0:
+                break
+        assert best is not None
+        dx, dy, ha, va = best[1]
+        ann.xyann = (dx, dy)
+        ann.set_horizontalalignment(ha)
+        ann.set_verticalalignment(va)
+        obstacles.append(ann.get_window_extent())
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    both = Bbox.intersection(a, b)
+    return 0.0 if both is None else both.width * both.height
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,9 +800,15 @@ def similarity_masks(
     return panels
 
 
+#: Grey level of void points in the true label-change mask (white: changed, black: unchanged).
+VOID_GREY = 0.5
+
+
 def masks_figure(panels: Sequence[MaskPanel], title: str | None = None) -> Figure:
     """Fig. 3: per panel a row of keyframe, frame, predicted mask (w < threshold, white) and the
-    true label-change mask (white; gray where a label is 255), titled with the mask accuracy."""
+    true label-change mask (white: the label changed, black: it did not, grey: void, i.e. label
+    255 in the keyframe or the frame, which the accuracy does not count), titled with the mask
+    accuracy; a legend below says what white, black and grey are."""
     if not panels:
         raise OptionError("no frames to show")
     h, w = panels[0].image.shape[:2]
@@ -557,7 +817,7 @@ def masks_figure(panels: Sequence[MaskPanel], title: str | None = None) -> Figur
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
         axes = fig.subplots(len(panels), 4, squeeze=False)
         for row, p in zip(axes, panels):
-            true = np.where(p.valid, p.changed.astype(float), 0.5)
+            true = np.where(p.valid, p.changed.astype(float), VOID_GREY)
             images = [
                 (p.key_image, f"keyframe {p.k}"),
                 (p.image, f"frame {p.t}"),
@@ -576,6 +836,17 @@ def masks_figure(panels: Sequence[MaskPanel], title: str | None = None) -> Figur
                     spine.set_visible(False)
         if title:
             fig.suptitle(title)
+        swatches = [
+            ("white: low similarity (predicted) / label changed (true)", "white"),
+            ("black: high similarity / label unchanged", "black"),
+            ("grey: void (label 255 in keyframe or frame), not scored", str(VOID_GREY)),
+        ]
+        fig.legend(
+            handles=[Patch(facecolor=c, edgecolor="0.3", linewidth=0.5, label=t) for t, c in swatches],
+            loc="outside lower center",
+            ncols=1,
+            fontsize=7,
+        )
     return fig
 
 
@@ -615,7 +886,10 @@ __all__ = [
     "DPI",
     "FORMATS",
     "METHOD_COLORS",
+    "PAPER_KEYS",
     "STYLE",
+    "TRADEOFF_X",
+    "VOID_GREY",
     "MaskPanel",
     "TrainingLog",
     "consistent_share",

@@ -21,7 +21,7 @@ import numpy as np
 from vssbench.errors import DataError, VssbenchError
 from vssbench.metrics.evaluator import MetricState, compute_metrics
 from vssbench.results.records import compare_records
-from vssbench.results.store import read_videos_file
+from vssbench.results.store import find_run_dir, read_videos_file
 
 #: Metrics a bootstrap can resample (keys of :func:`compute_metrics`).
 BOOTSTRAP_METRICS: tuple[str, ...] = ("mIoU", "wIoU", "mIoU_mmseg", "aAcc", "mAcc", "mVC8", "mVC16")
@@ -52,22 +52,14 @@ class Interval:
         return f"{f(self.diff)} [{f(self.low)}, {f(self.high)}]"
 
 
-def _run_dir(path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_file():
-        p = p.parent
-    if not p.is_dir():
-        raise DataError(path, "no such run folder (expected a folder with record.json and videos.jsonl)")
-    return p
-
-
 def load_video_states(run: str | Path) -> dict[str, MetricState]:
-    """Per-video metric states of a run folder (or its ``record.json``), from every ``videos*.jsonl``.
+    """Per-video metric states of a run folder (its ``record.json``, or a folder holding one run:
+    :func:`~vssbench.results.store.find_run_dir`), from every ``videos*.jsonl``.
 
     Raises :class:`DataError` naming the folder when it holds no videos file, and the file and
     video when a state is malformed.
     """
-    folder = _run_dir(run)
+    folder = find_run_dir(run)
     files = sorted(folder.glob("videos*.jsonl"))
     if not files:
         raise DataError(folder, "no videos.jsonl (per-video metric states) in this run folder")
@@ -184,16 +176,19 @@ def compare_runs(
 ) -> dict[str, Interval]:
     """Paired bootstrap of run A - run B from their folders' ``videos.jsonl``.
 
+    ``run_a``/``run_b`` are run folders, their ``record.json``, or folders holding exactly one
+    run (:func:`~vssbench.results.store.find_run_dir`).
+
     Refused (:class:`ComparisonError`, one line) when the runs evaluated different videos or
     under different conditions (``conditions_hash`` and environment, as
     :func:`~vssbench.results.records.compare_records` decides).
     """
-    dir_a, dir_b = _run_dir(run_a), _run_dir(run_b)
+    dir_a, dir_b = find_run_dir(run_a), find_run_dir(run_b)
     rec_a, rec_b = _read_record(dir_a), _read_record(dir_b)
     if rec_a is not None and rec_b is not None:
-        verdict = compare_records([rec_a, rec_b])
+        verdict = compare_records([rec_a, rec_b], labels=["A", "B"])
         if not verdict["same"]:
-            raise ComparisonError(f"cannot compare {dir_a} and {dir_b}: {verdict['note']}")
+            raise ComparisonError(f"cannot compare A = {dir_a} and B = {dir_b}: {verdict['note']}")
     states_a, states_b = load_video_states(dir_a), load_video_states(dir_b)
     if set(states_a) != set(states_b):
         only_a = sorted(set(states_a) - set(states_b))

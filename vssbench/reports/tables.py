@@ -8,8 +8,10 @@
 * :func:`speed_table` (Table 3): sparse MSDA at a share of points against MiT stages 3-4, from
   ``benchmarks/bench_sparse_msda.py``'s CSV, and per-interval FPS of records.
 
-Percentages carry one decimal (records hold fractions). Deltas are computed from the records'
-unrounded values, then rounded. Nothing here recomputes a metric: the numbers are the records'.
+Percentages and Params carry one decimal (records hold fractions); FPS and GMACs per frame as
+many as their column's smallest value needs for three significant digits (:func:`column_digits`).
+Deltas are computed from the records' unrounded values, then rounded. Nothing here recomputes a
+metric: the numbers are the records'.
 Renderers: :func:`to_markdown`, :func:`to_csv`, :func:`to_latex` (booktabs), :func:`to_html`.
 """
 
@@ -31,7 +33,7 @@ import pandas as pd
 from vssbench import methods, paper
 from vssbench.errors import DataError, OptionError, VssbenchError
 from vssbench.reports.stats import compare_runs
-from vssbench.results.records import compare_records
+from vssbench.results.records import CONTENDED_MARK, compare_records, contended_note, fps_contended
 
 #: Backbone order of the tables.
 BACKBONE_ORDER = ("b0", "b1", "b2", "b3", "b4", "b5")
@@ -250,7 +252,7 @@ def _differing(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Iterable[str]
     differing = {k: v for k, v in verdict["differing"].items() if k not in set(ignore)}
     if not differing:
         return None
-    parts = [f"{k} ({_show(v[1])} vs {_show(v[0])})" for k, v in differing.items()]
+    parts = [f"{k} (this row {_show(v[1])}, the others {_show(v[0])})" for k, v in differing.items()]
     return ", ".join(parts)
 
 
@@ -305,27 +307,89 @@ def _cell(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _with_paper(text: str, ours_has_value: bool, paper_value: float | None, digits: int = 1) -> str:
+def column_digits(values: Iterable[float | None], significant: int = 3, least: int = 1, most: int = 4) -> int:
+    """Decimals of a whole column: enough for its smallest non-zero magnitude to show
+    ``significant`` digits (GMACs of 0.14 read ``0.144``, of 14.2 ``14.2``), at least ``least``
+    (the paper's one decimal) and at most ``most``. One count per column keeps it aligned and
+    its deltas as precise as its values."""
+    magnitudes = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    if not magnitudes:
+        return least
+    return max(least, min(most, significant - 1 - math.floor(math.log10(min(magnitudes)))))
+
+
+#: Marks of a with-paper cell (``ours | paper``) where the paper has no number, and what they mean.
+PAPER_NO_ROW = "n/r"
+PAPER_NO_COLUMN = "n/c"
+PAPER_MARKS_NOTE = (
+    f"'{PAPER_NO_ROW}': the paper has no such row (a variant, or a method/backbone it does not "
+    f"report); '{PAPER_NO_COLUMN}': the paper has no such column (it reports no GMACs per frame; "
+    "Sec. 4.2 gives GFLOPs at non-keyframes for four rows only); '-': we have no value"
+)
+
+
+def _with_paper(text: str, paper_value: float | None, digits: int = 1, column: bool = True) -> str:
+    """``ours | paper``, the paper's value printed with our column's ``digits`` (its TDNet mIoU
+    31.74 reads 31.7 among one-decimal cells; the CSV keeps the printed value); the mark of a
+    missing row, or of a column the paper does not have (``column=False``)."""
+    if not column:
+        return f"{text} | {PAPER_NO_COLUMN}"
     if paper_value is None:
-        return f"{text} | -"
-    p = f"{paper_value:.2f}" if paper_value != round(paper_value, 1) else f"{paper_value:.{digits}f}"
-    return f"{text} | {p}"
+        return f"{text} | {PAPER_NO_ROW}"
+    return f"{text} | {paper_value:.{digits}f}"
 
 
-#: Table 1's columns: (header, record key, scale to display units, digits).
-MAIN_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+#: Table 1's columns: (header, record key, scale to display units, digits; None: by magnitude,
+#: :func:`column_digits`).
+MAIN_COLUMNS: tuple[tuple[str, str, float, int | None], ...] = (
     ("mIoU", "mIoU", 100.0, 1),
     ("mVC8", "mVC8", 100.0, 1),
     ("mVC16", "mVC16", 100.0, 1),
     ("Params (M)", "params", 1e-6, 1),
-    ("FPS (f/s)", "fps", 1.0, 1),
-    ("GMACs/frame", "gmacs_per_frame", 1.0, 1),
+    ("FPS (f/s)", "fps", 1.0, None),
+    ("GMACs/frame", "gmacs_per_frame", 1.0, None),
 )
+#: Columns of Table 1 that the paper does not report (Sec. 4.2 gives non-keyframe GFLOPs only).
+NOT_IN_PAPER = frozenset({"gmacs_per_frame"})
 
 
 def _value(record: Mapping[str, Any], key: str, scale: float) -> float | None:
     v = record.get(key)
     return float(v) * scale if _is_number(v) else None
+
+
+def _digits_by_column(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, float, int | None]]
+) -> dict[str, int]:
+    return {
+        key: digits if digits is not None else column_digits(_value(r, key, scale) for r in rows)
+        for _, key, scale, digits in columns
+    }
+
+
+def _contended_cell(text: str, record: Mapping[str, Any], label: str, found: list) -> str:
+    """``text`` with :data:`CONTENDED_MARK` when the record's FPS was timed on a busy machine
+    (collecting ``(label, cpu share)`` into ``found`` for the note)."""
+    busy, share = fps_contended(record)
+    if not busy or text == "-":
+        return text
+    found.append((label, share))
+    return text + CONTENDED_MARK
+
+
+def _params_note(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str | None:
+    """What the Params column counts, with the parameters dead at inference per row (when any)."""
+    dead = []
+    for r, label in zip(rows, labels):
+        n, total = r.get("params_dead"), r.get("params")
+        if _is_number(n) and n > 0 and _is_number(total):
+            dead.append(f"{label}: {n / 1e6:.3f} M dead, {(total - n) / 1e6:.2f} M at inference")
+    if not dead:
+        return None
+    return (
+        "Params (M) counts every parameter of the model, including those unused at inference "
+        "(params_dead of the record, found by following the inference graph): " + "; ".join(dead)
+    )
 
 
 def main_table(
@@ -337,17 +401,23 @@ def main_table(
 
     Non-image rows show ``value (+delta)``: the difference to SegFormer on the same backbone
     whose conditions are the same (:func:`~vssbench.results.records.compare_records`), from
-    unrounded values. ``with_paper`` appends the paper's number (``ours | paper``) for rows the
-    paper has (default variant; Table 1, or Sec. 4.2 for GMACs at non-keyframes, not per frame:
-    so GMACs get none). ``ci`` maps (row index, metric key) to an
+    unrounded values. Percentages and Params carry one decimal; FPS and GMACs per frame as many
+    as :func:`column_digits` gives the column. Params counts every parameter (a note gives the
+    ones dead at inference per row); an FPS timed on a busy machine ends in ``‡`` with a note.
+    ``with_paper`` appends the paper's number (``ours | paper``, in our column's decimals) for
+    rows the paper has (default variant), :data:`PAPER_NO_ROW` for rows it does not and
+    :data:`PAPER_NO_COLUMN` under GMACs per frame (the paper has Sec. 4.2's GFLOPs at
+    non-keyframes, not per frame). ``ci`` maps (row index, metric key) to an
     :class:`~vssbench.reports.stats.Interval` added to the delta (see :func:`main_table_ci`).
     """
     notes: list[str] = []
     rows = _usable(records, notes)
     labels = [f"{method_label(str(r['method']), variant_of(r))} ({r['backbone']})" for r in rows]
     marks = _flag_rows(rows, labels, notes)
+    digits_of = _digits_by_column(rows, MAIN_COLUMNS)
     display, data = [], []
     missing_base = []
+    contended: list[tuple[str, float | None]] = []
     for i, (r, mark) in enumerate(zip(rows, marks)):
         method, backbone, variant = str(r["method"]), str(r["backbone"]), variant_of(r)
         base = counterpart(r, rows)
@@ -365,10 +435,17 @@ def main_table(
             "conditions_hash": r.get("conditions_hash"),
             "flags": mark,
         }
-        for header, key, scale, digits in MAIN_COLUMNS:
+        for header, key, scale, _ in MAIN_COLUMNS:
+            digits = digits_of[key]
             ours = _value(r, key, scale)
             text = _cell(ours, digits)
             nrow[key] = ours
+            if key == "fps":
+                text = _contended_cell(text, r, labels[i], contended)
+                nrow["fps_contended"] = fps_contended(r)[0]
+            if key == "params":
+                nrow["params_dead"] = _value(r, "params_dead", scale)
+                nrow["params_inference"] = _value(r, "params_inference", scale)
             if base is not None and mtype != "Image":
                 ref = _value(base, key, scale)
                 if ours is not None and ref is not None:
@@ -383,7 +460,7 @@ def main_table(
                         text += f" ({signed(delta, digits)})"
             if with_paper:
                 pv = None if variant else paper.paper_value("table1", method, backbone, key)
-                text = _with_paper(text, ours is not None, pv, digits)
+                text = _with_paper(text, pv, digits, column=key not in NOT_IN_PAPER)
                 nrow[f"{key}_paper"] = pv
             drow[header] = text
         display.append(drow)
@@ -393,9 +470,15 @@ def main_table(
             "no SegFormer on the same backbone under the same conditions, so no delta: "
             + ", ".join(missing_base)
         )
+    if contended:
+        notes.append(contended_note(contended))
+    params_note = _params_note(rows, labels)
+    if params_note:
+        notes.append(params_note)
     if with_paper:
-        notes.append("cells read 'ours | paper' (the paper's Table 1; '-' where the paper has no such row)")
+        notes.append(f"cells read 'ours | paper' (the paper's Table 1); {PAPER_MARKS_NOTE}")
         notes.append(paper.FPS_NOTE)
+        notes.append(paper.PARAMS_NOTE)
     if ci:
         notes.append("deltas: A - SegFormer [95% paired-bootstrap interval over videos]")
     headers = ["Methods", "Backbone", "Type"] + [c[0] for c in MAIN_COLUMNS]
@@ -505,12 +588,13 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
     )
     weights = _weights_column(unique)
     display, data = [], []
-    columns = (
+    columns: tuple[tuple[str, str, float, int | None], ...] = (
         ("mIoU", "mIoU", 100.0, 1),
         ("mVC8", "mVC8", 100.0, 1),
         ("mVC16", "mVC16", 100.0, 1),
-        ("GMACs/frame", "gmacs_per_frame", 1.0, 1),
+        ("GMACs/frame", "gmacs_per_frame", 1.0, None),
     )
+    digits_of = _digits_by_column(unique, columns)
     for group, label, method, variant, backbone, r in chosen:
         mark = marks_by_id[id(r)]
         drow = {
@@ -530,17 +614,18 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
             "weights": weights[id(r)],
             "checkpoint_sha256": r.get("checkpoint_sha256"),
         }
-        for header, key, scale, digits in columns:
+        for header, key, scale, _ in columns:
+            digits = digits_of[key]
             ours = _value(r, key, scale)
             text = _cell(ours, digits)
             nrow[key] = ours
-            if with_paper and key != "gmacs_per_frame":
+            if with_paper:
                 pv = (
                     paper.paper_value("table2", method, backbone, key, variant, group)
                     if backbone == "b0"
                     else None
                 )
-                text = _with_paper(text, ours is not None, pv, digits)
+                text = _with_paper(text, pv, digits, column=key not in NOT_IN_PAPER)
                 nrow[f"{key}_paper"] = pv
             drow[header] = text
         display.append(drow)
@@ -557,7 +642,7 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
             "interval"
         )
     if with_paper:
-        notes.append("cells read 'ours | paper' (the paper's Table 2, MiT-B0)")
+        notes.append(f"cells read 'ours | paper' (the paper's Table 2, MiT-B0); {PAPER_MARKS_NOTE}")
     headers = ["Group", "Methods", "Backbone", "Weights"] + [c[0] for c in columns]
     return ReportTable(
         title="Ablations (TFC paper, Table 2 layout)",
@@ -631,13 +716,17 @@ def speed_table(
     """
     notes: list[str] = []
     display, data = [], []
+    contended: list[tuple[str, float | None]] = []
 
     def add(
         section: str, label: str, ms: float | None, fps: float | None, pv: float | None, meta: dict
     ) -> None:
-        drow = {"Section": section, "Methods": label, "Time (ms)": _cell(ms, 1), "FPS (f/s)": _cell(fps, 1)}
+        fps_text = _cell(fps, 1)
+        if meta.get("what") == "record":
+            fps_text = _contended_cell(fps_text, meta.pop("record"), label, contended)
+        drow = {"Section": section, "Methods": label, "Time (ms)": _cell(ms, 1), "FPS (f/s)": fps_text}
         if with_paper:
-            drow["FPS (f/s)"] = _with_paper(drow["FPS (f/s)"], fps is not None, pv)
+            drow["FPS (f/s)"] = _with_paper(drow["FPS (f/s)"], pv)
         display.append(drow)
         data.append({"section": section, "row": label, "ms": ms, "fps": fps, "fps_paper": pv, **meta})
 
@@ -709,15 +798,27 @@ def speed_table(
             None if fps is None else 1000.0 / fps,
             fps,
             pv,
-            {"what": "record", "backbone": r["backbone"], "method": r["method"], "device": r.get("device")},
+            {
+                "what": "record",
+                "backbone": r["backbone"],
+                "method": r["method"],
+                "device": r.get("device"),
+                "fps_contended": fps_contended(r)[0],
+                "record": r,
+            },
         )
+    if contended:
+        notes.append(contended_note(contended))
     if usable:
         devices = sorted({str(r.get("device")) for r in usable})
         notes.append(
             f"records measured on: {'; '.join(devices)} (time = ms per frame over one keyframe interval)"
         )
     if with_paper:
-        notes.append("cells read 'ours | paper' (the paper's Table 3 on one A100; records: Table 1)")
+        notes.append(
+            "cells read 'ours | paper' (the paper's Table 3 on one A100; records: Table 1); "
+            f"'{PAPER_NO_ROW}': the paper has no such row"
+        )
         notes.append(paper.FPS_NOTE)
     headers = ["Section", "Methods", "Time (ms)", "FPS (f/s)"]
     return ReportTable(
@@ -772,6 +873,7 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "†": r"$^{\dagger}$",
+    "‡": r"$^{\ddagger}$",
     "|": r"$|$",
 }
 
@@ -841,9 +943,12 @@ __all__ = [
     "ALIASES",
     "FORMATS",
     "MAIN_COLUMNS",
+    "PAPER_NO_COLUMN",
+    "PAPER_NO_ROW",
     "ReportTable",
     "ablation_table",
     "backbone_label",
+    "column_digits",
     "counterpart",
     "find_record_files",
     "latex_escape",

@@ -217,21 +217,31 @@ def _conditions(record: Mapping[str, Any]) -> dict[str, Any]:
     return cond
 
 
-def compare_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def compare_records(
+    records: Sequence[Mapping[str, Any]], labels: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Check that records were produced under identical conditions.
 
     Compares ``conditions_hash`` and the environment fields (device, torch, threads, dtype,
     world_size); rows that failed before running (an ``error`` and no environment) are left
     out. Returns ``{"same": bool, "differing": {field: [value of each compared record]},
-    "note": "conditions differ: ..." or None}``.
+    "note": "conditions differ: ..." or None}``. The note names every differing field with its
+    values in the records' order, each after the labels of the records holding it (``labels``,
+    one per record of ``records``; default A, B, C, ...): ``resolution (A 96x160, B 480x853)``,
+    ``threads (A/B 2, C 1)``.
     """
-    compared = [
-        r
-        for r in records
+    if labels is None:
+        labels = [_letter(i) for i in range(len(records))]
+    if len(labels) != len(records):
+        raise ValueError(f"{len(labels)} labels for {len(records)} records")
+    pairs = [
+        (r, label)
+        for r, label in zip(records, labels)
         if r.get("conditions_hash") is not None and not (r.get("error") and r.get("device") is None)
     ]
-    if len(compared) < 2:
+    if len(pairs) < 2:
         return {"same": True, "differing": {}, "note": None}
+    compared = [r for r, _ in pairs]
     conds = [_conditions(r) for r in compared]
     keys = sorted(set().union(*conds))
     differing = {k: [c.get(k) for c in conds] for k in keys if len({_key(c.get(k)) for c in conds}) > 1}
@@ -240,9 +250,19 @@ def compare_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         differing = {"conditions_hash": [r["conditions_hash"] for r in compared]}
     note = None
     if differing:
-        parts = [f"{k} ({' vs '.join(sorted({_show(v) for v in vals}))})" for k, vals in differing.items()]
+        parts = []
+        for k, vals in differing.items():
+            groups: dict[str, list[str]] = {}  # value -> labels of the records holding it, in order
+            for (_, label), v in zip(pairs, vals):
+                groups.setdefault(_key(v), [_show(v)]).append(label)
+            parts.append(f"{k} ({', '.join('/'.join(g[1:]) + ' ' + g[0] for g in groups.values())})")
         note = "conditions differ: " + ", ".join(parts)
     return {"same": not differing, "differing": differing, "note": note}
+
+
+def _letter(index: int) -> str:
+    """A, B, ..., Z, then #27, #28, ... (default labels of compared records)."""
+    return chr(ord("A") + index) if index < 26 else f"#{index + 1}"
 
 
 def _key(value: Any) -> str:
@@ -253,6 +273,35 @@ def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return f"{value[0]}x{value[1]}"
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a number needs said beside it
+
+#: The mark of an FPS timed while the machine was busy (tables, the run summary).
+CONTENDED_MARK = "‡"
+
+
+def fps_contended(record: Mapping[str, Any]) -> tuple[bool, float | None]:
+    """(contended, cpu share) of a record's FPS measurement.
+
+    ``fps_protocol.contended`` is True when the timing ran while other processes held the CPU
+    (``cpu_share``: the share of the machine the timed process got). Records written before
+    the field existed have no ``contended``: not marked, ``(False, None)``.
+    """
+    protocol = record.get("fps_protocol")
+    if not isinstance(protocol, Mapping) or protocol.get("contended") is not True:
+        return False, None
+    share = protocol.get("cpu_share")
+    ok = isinstance(share, (int, float)) and not isinstance(share, bool) and math.isfinite(share)
+    return True, float(share) if ok else None
+
+
+def contended_note(labelled: Sequence[tuple[str, float | None]]) -> str:
+    """The note of contended FPS, one (label, cpu share) per marked row:
+    ``‡ FPS timed while the machine was busy: tfc-b0 at cpu share 0.45; ...``."""
+    parts = [label + (f" at cpu share {share:.2f}" if share is not None else "") for label, share in labelled]
+    return f"{CONTENDED_MARK} FPS timed while the machine was busy: " + "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,12 +320,14 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     """The run summary: one row per record, accuracy as percentages with 2 decimals.
 
     Columns: method, backbone, ``options`` (only when rows differ in their options tag: the
-    options each row sets away from the method's defaults), mIoU, wIoU, mVC8, mVC16, params (M),
-    GMACs per frame, FPS, and an ``error`` column when a row failed. An mVC that a run could not
-    score shows ``n/a`` with a footnote saying why (e.g. no 16-frame window). Footnotes also say
-    when conditions differ between rows, when GMACs/FPS were measured at an input size other than
-    the requested ``resolution`` (the keep-ratio resize of the data), and when a model was randomly
-    initialized (its accuracy then means nothing).
+    options each row sets away from the method's defaults), mIoU(%), wIoU(%), mVC8(%), mVC16(%),
+    params(M) (every parameter, including those unused at inference), GMACs per frame, FPS, and
+    an ``error`` column when a row failed. An mVC that a run could not score shows ``n/a`` with a
+    footnote saying why (e.g. no 16-frame window). An FPS timed while the machine was busy
+    (:func:`fps_contended`) ends in ``‡``. Footnotes also say which FPS were contended, which rows
+    hold parameters dead at inference, when conditions differ between rows, when GMACs/FPS were
+    measured at an input size other than the requested ``resolution`` (the keep-ratio resize of
+    the data), and when a model was randomly initialized (its accuracy then means nothing).
     """
     tags = [str(r.get("options_tag") or "") for r in records]
     show_options = len(set(tags)) > 1
@@ -284,10 +335,10 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
         ["method", "backbone"]
         + (["options"] if show_options else [])
         + [
-            "mIoU",
-            "wIoU",
-            "mVC8",
-            "mVC16",
+            "mIoU(%)",
+            "wIoU(%)",
+            "mVC8(%)",
+            "mVC16(%)",
             "params(M)",
             "GMACs/frame",
             "FPS",
@@ -295,8 +346,20 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     )
     notes: list[str] = []
     rows = []
-    for r, tag in zip(records, tags):
+    names = [
+        f"{r.get('method')}-{r.get('backbone')}" + (f"[{tag}]" if show_options and tag else "")
+        for r, tag in zip(records, tags)
+    ]
+    contended: list[tuple[str, float | None]] = []
+    dead: list[str] = []
+    for r, tag, name in zip(records, tags, names):
         params = r.get("params")
+        busy, share = fps_contended(r) if r.get("fps") is not None else (False, None)
+        if busy:
+            contended.append((name, share))
+        if _positive(r.get("params_dead")) and _positive(params):
+            used = (params - r["params_dead"]) / 1e6
+            dead.append(f"{name} has {r['params_dead'] / 1e6:.3f} M dead ({used:.2f} M at inference)")
         vc = []
         for clip in (8, 16):
             value = r.get(f"mVC{clip}")
@@ -319,7 +382,7 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
                 *vc,
                 "-" if params is None else f"{params / 1e6:.2f}",
                 _num(r.get("gmacs_per_frame"), ".2f"),
-                _num(r.get("fps"), ".2f"),
+                _num(r.get("fps"), ".2f") + (CONTENDED_MARK if busy else ""),
             ]
         )
     errors = [r.get("error") for r in records]
@@ -328,7 +391,7 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
         for row, err in zip(rows, errors):
             row.append(_first_line(err) if err else "")
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    first_number = header.index("mIoU")
+    first_number = header.index("mIoU(%)")
     numeric = set(range(first_number, first_number + 7))
 
     def line(cells: Sequence[str]) -> str:
@@ -338,10 +401,16 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
 
     out = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
     out.extend(f"note: {n}" for n in notes)
+    if contended:
+        out.append(f"note: {contended_note(contended)}")
+    if dead:
+        out.append(
+            "note: params(M) counts every parameter, including those unused at inference: " + "; ".join(dead)
+        )
     measured = _measured_sizes(records)
     if measured:
         out.append(f"note: GMACs and FPS measured at {measured} (the data's aspect ratio at the resize)")
-    note = compare_records(records)["note"]
+    note = compare_records(records, labels=_unique(names))["note"]
     if note:
         out.append(f"note: {note}")
     random_rows = [
@@ -354,6 +423,18 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
             f"note: randomly initialized (no checkpoint), accuracy is meaningless: {', '.join(random_rows)}"
         )
     return "\n".join(out)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _unique(labels: Sequence[str]) -> list[str]:
+    """``labels`` with a repeated one numbered by its row (``segformer-b0 #3``)."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [label if counts[label] == 1 else f"{label} #{i + 1}" for i, label in enumerate(labels)]
 
 
 def _no_vc_reason(record: Mapping[str, Any], clip: int) -> str | None:

@@ -320,6 +320,36 @@ class RunStore:
         return path
 
 
+def is_run_dir(path: Path) -> bool:
+    """True when ``path`` is a run folder: it holds ``record.json`` or a ``videos*.jsonl``."""
+    return (path / "record.json").is_file() or any(path.glob("videos*.jsonl"))
+
+
+def find_run_dir(path: str | Path, limit: int = 20) -> Path:
+    """The run folder that ``path`` names: a run folder, its ``record.json``, or a folder holding
+    exactly one run folder at any depth (``vssbench reproduce`` gives each run its own ``--out``,
+    so ``runs/tfc-b0`` holds ``runs/tfc-b0/tfc-b0-<hash>``).
+
+    Raises :class:`DataError` naming ``path`` when it does not exist, holds no run, or holds
+    several (listing up to ``limit`` of them, relative to ``path``).
+    """
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if not p.is_dir():
+        raise DataError(path, "no such run folder (expected a folder with record.json and videos.jsonl)")
+    if is_run_dir(p):
+        return p
+    found = sorted({f.parent for f in p.rglob("record.json")} | {f.parent for f in p.rglob("videos*.jsonl")})
+    if not found:
+        raise DataError(p, "no run in this folder or below it (no record.json or videos.jsonl)")
+    if len(found) > 1:
+        names = [str(f.relative_to(p)) for f in found[:limit]]
+        more = f" and {len(found) - limit} more" if len(found) > limit else ""
+        raise DataError(p, f"holds {len(found)} runs, name one of them: {', '.join(names)}{more}")
+    return found[0]
+
+
 def read_videos_file(path: Path) -> list[dict[str, Any]]:
     """Parse one ``videos*.jsonl`` file, tolerating only a truncated final line."""
     # The piece after the last newline is empty, or a line cut off mid-write: that video is
