@@ -18,9 +18,12 @@ def test_in_process_runs_a_command_and_raises_on_a_non_zero_exit(tmp_path: Path,
     invoke = in_process(main)
     invoke(["methods"])  # exit status 0 (click's SystemExit(0) or a plain return) is success
     assert "segformer" in capsys.readouterr().out
-    with pytest.raises(RuntimeError, match="^exit status 1$"):  # a report with problems: sys.exit(1)
+    # a report with problems (on stdout): sys.exit(1); the error names its last line
+    with pytest.raises(RuntimeError, match=r"^1 problem\(s\) in .*missing split val \(exit status 1\)$"):
         invoke(["data", "check", "--data", str(tmp_path / "missing")])
-    with pytest.raises(RuntimeError, match="^exit status 2$"):  # a VssbenchError: one line, exit 2
+    with pytest.raises(
+        RuntimeError, match=r"^--videos 0: must be >= 1 \(exit status 2\)$"
+    ):  # one line, exit 2
         invoke(["data", "synth", "--out", str(tmp_path / "x"), "--videos", "0"])
     assert capsys.readouterr().err == "error: --videos 0: must be >= 1\n"
 
@@ -32,7 +35,10 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     steps = build_plan(synthetic_settings(methods=["tfc"]), tmp_path, ["table1"])
     expected = "".join(f"# [{i}] {step.name}\n{step.command()}\n" for i, step in enumerate(steps, start=1))
     assert result.stdout == expected
-    assert result.stderr == f"# {len(steps)} steps into {tmp_path}\n"
+    assert (
+        result.stderr
+        == f"# {len(steps)} steps (1 dataset, 1 training, 1 evaluation, 2 tables) into {tmp_path}\n"
+    )
 
 
 def test_the_command_hands_the_executor_its_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,5 +52,5 @@ def test_the_command_hands_the_executor_its_group(tmp_path: Path, monkeypatch: p
     result = CliRunner().invoke(main, ["reproduce", "all", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert handed["targets"] == ["table1", "table2", "fig4"]
-    with pytest.raises(RuntimeError, match="^exit status 1$"):
+    with pytest.raises(RuntimeError, match=r"missing split val \(exit status 1\)$"):
         handed["invoke"](["data", "check", "--data", str(tmp_path / "missing")])

@@ -5,30 +5,76 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from vssbench.cli.params import CommaList
 from vssbench.errors import OptionError
-from vssbench.study import TARGETS, paper_settings, reproduce, synthetic_settings
+from vssbench.study import (
+    TARGETS,
+    CommandFailed,
+    describe_plan,
+    paper_settings,
+    reproduce,
+    synthetic_settings,
+)
+
+
+class _Tail:
+    """A text stream that passes everything on to ``stream`` and keeps the end of it."""
+
+    def __init__(self, stream: Any, keep: int = 20_000) -> None:
+        self.stream, self.keep, self._text = stream, keep, ""
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # click probes for a binary stream with write(b"")
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._text = (self._text + text)[-self.keep :]
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def last_lines(self, count: int = 20) -> str:
+        """The last ``count`` non-empty lines, each as a terminal shows it (a progress bar's last state)."""
+        lines = [line.rsplit("\r", 1)[-1].rstrip() for line in self._text.split("\n")]
+        return "\n".join([line for line in lines if line][-count:])
 
 
 def in_process(cli: click.Command) -> Callable[[list[str]], None]:
     """A study's step runner: one ``vssbench`` argv through ``cli`` (the ``vssbench`` group) in this
-    process, as a user would type it; a non-zero exit status raises RuntimeError (the executor
-    reports the step as failed)."""
+    process, as a user would type it. What the command prints still reaches stdout and stderr; a
+    non-zero exit status (or a usage error) raises :class:`~vssbench.study.CommandFailed` holding the
+    end of its stderr (of its stdout when stderr got nothing), so the executor reports the step's
+    failure in the command's own words."""
 
     def invoke(argv: list[str]) -> None:
+        streams = sys.stdout, sys.stderr
+        out, err = _Tail(streams[0]), _Tail(streams[1])
+        sys.stdout, sys.stderr = out, err
+
+        def failed(code: int, last: str = "") -> CommandFailed:
+            said = err.last_lines() or out.last_lines()
+            return CommandFailed(code, f"{said}\n{last}" if last else said)
+
         try:
             cli.main(args=list(argv), prog_name="vssbench", standalone_mode=False)
-        except SystemExit as exc:  # commands signal a failed row with sys.exit(1)
+        except SystemExit as exc:  # a VssbenchError (exit 2) or a failed row (sys.exit(1))
             if exc.code not in (0, None):
-                raise RuntimeError(f"exit status {exc.code}") from None
+                raise failed(exc.code if isinstance(exc.code, int) else 1) from None
+        except click.ClickException as exc:  # a usage error click would have printed
+            raise failed(exc.exit_code, f"error: {exc.format_message()}") from None
+        finally:
+            sys.stdout, sys.stderr = streams
 
     return invoke
 
 
-@click.command("reproduce")
+@click.command("reproduce", short_help="Regenerate the paper's Table 1, Table 2 and Fig. 4 as a study.")
 @click.argument("target", type=click.Choice(["table1", "table2", "fig4", "all"]))
 @click.option(
     "--preset",
@@ -112,7 +158,7 @@ def reproduce_cmd(
         for index, step in enumerate(result["steps"], start=1):
             click.echo(f"# [{index}] {step.name}")
             click.echo(step.command())
-        click.echo(f"# {len(result['steps'])} steps into {out}", err=True)
+        click.echo(f"# {describe_plan(result['steps'])} into {out}", err=True)
         return
     failed = [r for r in result["results"] if r.status in ("failed", "blocked")]
     ok = len(result["results"]) - len(failed)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from vssbench.cli.params import KeyValue, Size
-from vssbench.training.recipes import build_config
+from vssbench.training.recipes import TrainConfig, build_config
 from vssbench.training.run import train
 
 
@@ -31,6 +31,13 @@ from vssbench.training.run import train
 @click.option("--crop", type=Size(), default=None, help="Training crop HxW.")
 @click.option(
     "--lr", type=float, default=None, help="Base (encoder) learning rate; other groups x head_lr_mult."
+)
+@click.option(
+    "--param-rule",
+    type=click.Choice(["mmcv", "timm"]),
+    default=None,
+    help="Weight-decay and lr groups: mmcv (the released configs' custom_keys, default) or timm "
+    "(no decay on norms, depthwise convs and 1-D parameters).",
 )
 @click.option(
     "--init",
@@ -62,7 +69,11 @@ from vssbench.training.run import train
     type=click.Path(file_okay=False),
     help="Run folder (default: runs/train/<method>-<backbone>-<preset>).",
 )
-@click.option("--resume", is_flag=True, help="Continue from <out>/last.pth (same config required).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from <out>/last.pth (same config required); a finished training is left as it is.",
+)
 @click.option(
     "--stop-at",
     type=int,
@@ -91,6 +102,7 @@ def train_cmd(
     batch_size: int | None,
     crop: tuple[int, int] | None,
     lr: float | None,
+    param_rule: str | None,
     init: str | None,
     init_format: str,
     interval: int | None,
@@ -140,6 +152,7 @@ def train_cmd(
         batch_size=batch_size,
         crop=crop,
         lr=lr,
+        param_rule=param_rule,
         init=init,
         init_format=init_format,
         val_every=val_every,
@@ -154,16 +167,26 @@ def train_cmd(
         threads=threads,
     )
     out = out or f"runs/train/{method}-{backbone}-{config.preset}"
-    if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(
-            f"training {method}-{backbone} ({config.preset} preset, {config.iters} iterations) into {out}",
-            err=True,
-        )
-    summary = train(config, out, resume=resume, stop_at=stop_at, progress=not quiet)
-    if int(os.environ.get("RANK", "0")) != 0:
+    is_main = int(os.environ.get("RANK", "0")) == 0
+
+    def announce(run: TrainConfig) -> None:
+        if is_main:
+            click.echo(
+                f"training {method}-{backbone} ({run.preset} preset, {run.iters} iterations) into {out}",
+                err=True,
+            )
+
+    summary = train(config, out, resume=resume, stop_at=stop_at, progress=not quiet, on_start=announce)
+    if not is_main:
         return
     if as_json:
         click.echo(json.dumps(summary, indent=2, allow_nan=False, default=str))
+    elif summary["already_complete"]:  # a resumed training that had finished: one line, nothing changed
+        done = "wrote " + ", ".join(summary["wrote"]) if summary["wrote"] else "nothing changed"
+        click.echo(
+            f"training already complete ({summary['iterations']} of {summary['max_iterations']} "
+            f"iterations); {done}; results in {summary['out']}: " + ", ".join(sorted(summary["paths"]))
+        )
     else:
         final = summary["final"]
         val = summary["val"]

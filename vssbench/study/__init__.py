@@ -5,7 +5,14 @@ that mark a step complete); :mod:`vssbench.study.executor` runs it through the `
 hands over (``vssbench reproduce`` runs each command in-process).
 """
 
-from vssbench.study.executor import Invoke, StepResult, execute_plan, reproduce, write_study_readme
+from vssbench.study.executor import (
+    CommandFailed,
+    Invoke,
+    StepResult,
+    execute_plan,
+    reproduce,
+    write_study_readme,
+)
 from vssbench.study.plan import (
     PRESETS,
     TABLE1_METHODS,
@@ -15,6 +22,9 @@ from vssbench.study.plan import (
     Step,
     StudySettings,
     build_plan,
+    check_machine,
+    check_settings,
+    describe_plan,
     is_complete,
     paper_settings,
     synthetic_settings,
@@ -26,11 +36,15 @@ __all__ = [
     "TABLE2_INTERVALS",
     "TABLE2_VARIANTS",
     "TARGETS",
+    "CommandFailed",
     "Invoke",
     "Step",
     "StepResult",
     "StudySettings",
     "build_plan",
+    "check_machine",
+    "check_settings",
+    "describe_plan",
     "execute_plan",
     "is_complete",
     "paper_settings",

@@ -2,8 +2,8 @@
 
 Each step's command is run by the ``invoke`` the caller hands over (the command line runs the
 ``vssbench`` group in-process, a test a fake); a step is skipped when it is complete, a failed
-step blocks only the steps that need it, and ``DIR/README.md`` lists what ran, how long it took
-and where the tables and the figure are.
+step blocks only the steps that need it, and ``DIR/README.md`` lists every step with the time
+the invocation that made it took over it, and where the tables and the figure are.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -29,25 +30,47 @@ from vssbench.study.plan import (
     Step,
     StudySettings,
     build_plan,
+    check_machine,
     command_digest,
+    describe_plan,
     is_complete,
     previous_digest,
+    read_stamp,
     stamp_path,
     started_path,
 )
 
-#: Runs one ``vssbench`` argv (without the program name); raises when the command fails.
+#: Runs one ``vssbench`` argv (without the program name); raises when the command fails
+#: (:class:`CommandFailed` when it ended with a non-zero exit status).
 Invoke = Callable[[list[str]], None]
+
+
+class CommandFailed(RuntimeError):
+    """A step's command ended with a non-zero exit ``status``; ``output`` is the end of what it
+    printed (its stderr, else its stdout). The message is the command's own: its last ``error:``
+    line (else its last line) and the status, ``--iters 0: must be >= 1 (exit status 2)``."""
+
+    def __init__(self, status: int, output: str) -> None:
+        self.status, self.output = status, output
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("error:")]
+        last = (errors or lines or [""])[-1].removeprefix("error:").strip()
+        super().__init__(f"{last} (exit status {status})" if last else f"exit status {status}")
 
 
 @dataclass
 class StepResult:
-    """How a step ended: ``status`` is done, skipped (complete already), failed or blocked."""
+    """How a step ended: ``status`` is done, skipped (complete already), failed or blocked.
+
+    ``seconds`` and ``finished`` (UTC) are those of the invocation that made the step: this one
+    for a done step, an earlier one (read back from its stamp) for a skipped one.
+    """
 
     name: str
     status: str
-    seconds: float = 0.0
+    seconds: float | None = None
     error: str | None = None
+    finished: str | None = None
 
 
 def _discard_owned(step: Step, reason: str, log: Callable[[str], None], prefix: str) -> None:
@@ -91,12 +114,16 @@ def execute_plan(
             log(f"{prefix}: blocked (needs {', '.join(blocked)})")
             continue
         if is_complete(out, step) and not set(step.needs) & ran:
-            results.append(StepResult(step.name, "skipped"))
+            stamp = read_stamp(out, step) or {}  # the time of the invocation that made it
+            results.append(
+                StepResult(step.name, "skipped", stamp.get("seconds"), finished=stamp.get("finished"))
+            )
             log(f"{prefix}: complete, skipped")
             continue
         log(f"{prefix}: {step.command()}")
         start = time.perf_counter()
         error = None
+        argv = step.argv  # the command as run, once its --resume is known
         try:
             if rank == 0:
                 previous = previous_digest(out, step)
@@ -113,19 +140,21 @@ def execute_plan(
                 )
             if world > 1 and env_world_size() > 1:
                 _barrier()  # every rank sees the folder removed before the command starts
+            argv = step.argv_now(ran)
             if not step.rank0_only or rank == 0:
-                invoke(step.argv_now(ran))
+                invoke(argv)
         except Exception as exc:  # a failed step is reported; the others go on
-            error = f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, CommandFailed) else f"{type(exc).__name__}: {exc}"
             log(f"{prefix}: FAILED: {error}")
             (out / "steps").mkdir(parents=True, exist_ok=True)
             stamp_path(out, step).with_suffix(".error.txt").write_text(
-                traceback.format_exc(), encoding="utf-8"
+                _error_report(argv, exc), encoding="utf-8"
             )
         if world > 1 and env_world_size() > 1:
             _barrier()
-        seconds = time.perf_counter() - start
+        seconds = round(time.perf_counter() - start, 1)  # as stamped: a rerun's README shows the same
         if error is None:
+            finished = _now()
             if rank == 0:
                 if step.kind == "run":
                     _prune_stale_runs(step.outputs[0])
@@ -135,8 +164,8 @@ def execute_plan(
                             "step": step.name,
                             "command": step.command(),
                             "digest": command_digest(step),
-                            "seconds": round(seconds, 1),
-                            "finished": _now(),
+                            "seconds": seconds,
+                            "finished": finished,
                         },
                         indent=1,
                     )
@@ -145,12 +174,21 @@ def execute_plan(
                 )
                 started_path(out, step).unlink(missing_ok=True)
             ran.add(step.name)
-            results.append(StepResult(step.name, "done", seconds))
+            results.append(StepResult(step.name, "done", seconds, None, finished))
             log(f"{prefix}: done in {seconds:.0f} s")
         else:
             failed.add(step.name)
             results.append(StepResult(step.name, "failed", seconds, error))
     return results
+
+
+def _error_report(argv: list[str], exc: Exception) -> str:
+    """``DIR/steps/<step>.error.txt``: the command as run, then its own last words (a command that
+    exited non-zero) or the traceback (one that raised)."""
+    command = "vssbench " + shlex.join(argv)
+    if isinstance(exc, CommandFailed):
+        return f"{command}\nexit status {exc.status}; the end of its output:\n{exc.output.rstrip()}\n"
+    return f"{command}\n{traceback.format_exc()}"
 
 
 def _prune_stale_runs(folder: Path) -> None:
@@ -182,13 +220,23 @@ def _now() -> str:
 def write_study_readme(
     out: Path, settings: StudySettings, steps: Sequence[Step], results: Sequence[StepResult], wall_s: float
 ) -> Path:
-    """``DIR/README.md``: what ran with which command, how long, and links to tables and figures."""
+    """``DIR/README.md``: what the plan makes (counted from its steps), every step with its command,
+    status and time, and links to the tables and figures.
+
+    A step's seconds and finish time are those of the invocation that made it (from its stamp
+    when this invocation skipped it, which its status says).
+    """
     by_name = {r.name: r for r in results}
+    made_earlier = sum(1 for r in results if r.status == "skipped")
+    ran = sum(1 for r in results if r.status in ("done", "failed"))
+    total = sum(r.seconds or 0.0 for r in results if r.status in ("done", "skipped"))
     lines = [
         "# vssbench reproduce",
         "",
         f"Preset `{settings.preset}`, backbones {', '.join(settings.backbones)}, device `{settings.device}`, "
-        f"seed {settings.seed}; this invocation took {wall_s / 60:.1f} min. Settings: `study.json`.",
+        f"seed {settings.seed}. The plan: {describe_plan(steps)}. This invocation took {wall_s / 60:.1f} "
+        f"min and ran {ran} of them ({made_earlier} made by an earlier invocation); the steps' own times "
+        f"add up to {total / 60:.1f} min. Settings: `study.json`.",
         "",
     ]
     outputs = [("Table 1", "table1.md"), ("Table 2", "table2.md"), ("Fig. 4", "fig4.png")]
@@ -199,14 +247,17 @@ def write_study_readme(
                 f"- {title}: [{name}]({name})"
                 + (f" (LaTeX: [{name[:-3]}.tex]({name[:-3]}.tex))" if name.endswith(".md") else "")
             )
-    lines += ["", "| step | status | seconds | command |", "|---|---|---|---|"]
+    lines += ["", "| step | status | seconds | finished (UTC) | command |", "|---|---|---|---|---|"]
     for step in steps:
         r = by_name.get(step.name)
         status = r.status if r else "not run"
+        if r is not None and r.status == "skipped":
+            status = "skipped (made by an earlier invocation)"
         if r is not None and r.error:
             status += f": {r.error}"
-        seconds = f"{r.seconds:.0f}" if r and r.seconds else ""
-        lines.append(f"| {step.name} | {status} | {seconds} | `{step.command()}` |")
+        seconds = f"{r.seconds:.0f}" if r is not None and r.seconds is not None else ""
+        finished = r.finished if r is not None and r.finished else ""
+        lines.append(f"| {step.name} | {status} | {seconds} | {finished} | `{step.command()}` |")
     lines += [
         "",
         "Rows of Table 2 that change what is learned (interpolation mode, MSDA threshold, flow warping,",
@@ -229,11 +280,17 @@ def reproduce(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
     """Plan and (unless ``dry_run``) execute a study, each step's command run by ``invoke``; returns
-    ``{"steps", "results", "out", "wall_s"}``."""
+    ``{"steps", "results", "out", "wall_s"}``.
+
+    Every setting is checked before anything is written (:func:`~vssbench.study.plan.check_settings`,
+    and unless ``dry_run`` :func:`~vssbench.study.plan.check_machine`): :class:`OptionError`
+    naming the flag and its value.
+    """
     out = Path(out)
     steps = build_plan(settings, out, targets)
     if dry_run:
         return {"steps": steps, "results": [], "out": str(out), "wall_s": 0.0}
+    check_machine(settings)
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(
         json.dumps(dataclasses.asdict(settings), indent=1) + "\n", encoding="utf-8"
@@ -249,6 +306,7 @@ def reproduce(
 
 
 __all__ = [
+    "CommandFailed",
     "Invoke",
     "StepResult",
     "execute_plan",

@@ -2,12 +2,13 @@
 
 A study is a plan of ordinary ``vssbench`` commands (``data synth``, ``train``, ``run``, ``table``,
 ``plot``) writing into one folder ``DIR``: each :class:`Step` is exactly what a user would type
-(``--dry-run`` prints those commands). This module builds the plan and reads the stamps that say
-whether a step is complete (its outputs present and made by the same command,
-``DIR/steps/<step>.json``); :mod:`vssbench.study.executor` runs it, skipping complete steps and
-going on past a failed one with the steps that do not depend on it. An interrupted study resumes
-by running the same command again: training steps continue from their ``last.pth`` (``train
---resume``), evaluation steps from their finished videos (``run --resume``).
+(``--dry-run`` prints those commands). This module checks the settings (every flag, before
+anything is written), builds the plan and reads the stamps that say whether a step is complete
+(its outputs present and made by the same command, ``DIR/steps/<step>.json``);
+:mod:`vssbench.study.executor` runs it, skipping complete steps and going on past a failed one
+with the steps that do not depend on it. An interrupted study resumes by running the same command
+again: training steps continue from their ``last.pth`` (``train --resume``), evaluation steps
+from their finished videos (``run --resume``).
 
 What is trained and what is reused (the paper's protocol, Sec. 4.3):
 
@@ -31,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vssbench.data.synth import STUDY_SYNTH_ARGS
-from vssbench.errors import OptionError
+from vssbench.data.vspw import read_split_file
+from vssbench.errors import DataError, OptionError
+from vssbench.harness.distributed import resolve_device
+from vssbench.methods.base import check_backbone, method_info
 
 TARGETS: tuple[str, ...] = ("table1", "table2", "fig4")
 PRESETS: tuple[str, ...] = ("synthetic", "paper")
@@ -42,6 +46,14 @@ PAPER_BACKBONES: tuple[str, ...] = ("b0", "b1", "b5")
 ONLY_B0: frozenset[str] = frozenset({"tdnet"})
 #: Training schedule of the synthetic study (``--iters`` overrides the iterations).
 STUDY_CROP, STUDY_ITERS = "64x64", 150
+#: What each kind of step makes, for the counts a study states (:func:`describe_plan`).
+KIND_NOUNS: dict[str, tuple[str, str]] = {
+    "synth": ("dataset", "datasets"),
+    "train": ("training", "trainings"),
+    "run": ("evaluation", "evaluations"),
+    "table": ("table", "tables"),
+    "plot": ("figure", "figures"),
+}
 
 
 @dataclass(frozen=True)
@@ -142,8 +154,12 @@ def synthetic_settings(
     iters: int | None = None,
     seed: int = 0,
 ) -> StudySettings:
-    """The laptop study: B0 from random init on a synthetic dataset made for it (see the README)."""
+    """The laptop study: B0 from random init on a synthetic dataset made for it (see the README).
+
+    ``iters`` replaces the study's 150 iterations; validation stays halfway and at the end.
+    """
     size = STUDY_SYNTH_ARGS["size"]
+    schedule = STUDY_ITERS if iters is None or iters < 1 else iters  # a bad value: check_settings says so
     synth = tuple(f"--{k.replace('_', '-')}={v}" for k, v in STUDY_SYNTH_ARGS.items())
     return StudySettings(
         preset="synthetic",
@@ -158,7 +174,7 @@ def synthetic_settings(
         # The study's frames are multiples of 32, so CFFM/MRCFA's --size-divisor 32 changes no input
         # size; giving it to every method keeps the conditions identical (Table 1 deltas for all rows).
         run_args=("--size", size, "--size-divisor", "32", "--warmup", "1", "--repeats", "3"),
-        # The synthetic preset scaled to a 30-minute study on 2 CPU cores (16 trainings): 64x64 crops
+        # The synthetic preset scaled to a 30-minute study on 2 CPU cores (`reproduce all`): 64x64 crops
         # and 150 iterations (SegFormer-B0 ~0.5 s/iteration there), validation at the frames' size.
         train_args=(
             "--preset",
@@ -166,11 +182,11 @@ def synthetic_settings(
             "--crop",
             STUDY_CROP,
             "--iters",
-            str(STUDY_ITERS),
+            str(schedule),
             "--val-size",
             size,
             "--val-every",
-            str(STUDY_ITERS // 2),
+            str(max(1, schedule // 2)),
             "--val-videos",
             "2",
         ),
@@ -204,11 +220,91 @@ def paper_settings(
     )
 
 
+def check_settings(settings: StudySettings) -> None:
+    """Refuse a value no step could run with, naming the ``reproduce`` flag and its value
+    (:class:`OptionError`, ``--iters 0: must be >= 1``). Checks values only: the machine
+    (paths, CUDA) is :func:`check_machine`'s."""
+    if settings.preset not in PRESETS:
+        raise OptionError(f"--preset {settings.preset}: must be one of {', '.join(PRESETS)}")
+    if settings.preset == "paper" and not settings.data:
+        raise OptionError("--preset paper needs --data (the VSPW_480p root)")
+    if settings.iters is not None and settings.iters < 1:
+        raise OptionError(f"--iters {settings.iters}: must be >= 1")
+    if not 0 <= settings.seed < 2**32:  # numpy's seed range (each rank seeds with seed + rank)
+        raise OptionError(f"--seed {settings.seed}: must be >= 0 and < {2**32}")
+    device = settings.device
+    if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise OptionError(f"--device {device}: must be cpu, cuda or cuda:N")
+    methods = list(settings.methods)
+    for method in methods:
+        try:
+            method_info(method)
+        except OptionError as exc:
+            raise OptionError(f"--methods {','.join(methods)}: {exc}") from None
+    if not settings.backbones:
+        raise OptionError("--backbones: at least one backbone")
+    # Each planned (method, backbone) pair is checked by build_plan, which knows the targets.
+
+
+def check_machine(settings: StudySettings) -> None:
+    """Refuse, naming the flag, what this machine lacks for the study: the ``--data`` folder and its
+    train/val split files, every ``--init-dir/mit_<backbone>.pth``, CUDA for ``--device cuda``.
+
+    Called before a study writes anything; ``--dry-run`` skips it (a plan may be shown anywhere).
+    """
+    try:
+        resolve_device(settings.device)
+    except OptionError as exc:
+        raise OptionError(f"--device {settings.device}: {exc}") from None
+    if settings.data is not None:
+        root = Path(settings.data)
+        if not root.is_dir():
+            raise OptionError(f"--data {settings.data}: no such folder")
+        for split in ("train", "val"):
+            try:
+                read_split_file(root / f"{split}.txt")
+            except DataError as exc:
+                raise OptionError(f"--data {settings.data}: {exc}") from None
+    if settings.init_dir is not None:
+        folder = Path(settings.init_dir)
+        if not folder.is_dir():
+            raise OptionError(f"--init-dir {settings.init_dir}: no such folder")
+        for backbone in settings.backbones:
+            path = folder / f"mit_{backbone}.pth"
+            if not path.is_file():
+                raise OptionError(f"--init-dir {settings.init_dir}: {path} does not exist")
+
+
+def _set_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
+    """``args`` with ``flag``'s value replaced (appended when absent): a command holds each flag once."""
+    args = list(args)
+    if flag in args:
+        args[args.index(flag) + 1] = value
+        return args
+    return [*args, flag, value]
+
+
+def describe_plan(steps: Sequence[Step]) -> str:
+    """What a plan makes, counted from its steps: ``41 steps (1 dataset, 15 trainings, ...)``."""
+    kinds = [step.kind for step in steps]
+    parts = []
+    for kind, (one, many) in KIND_NOUNS.items():
+        count = kinds.count(kind)
+        if count:
+            parts.append(f"{count} {one if count == 1 else many}")
+    return f"{len(steps)} step{'' if len(steps) == 1 else 's'} ({', '.join(parts)})"
+
+
 def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str]) -> list[Step]:
-    """The steps of a study into ``out`` for ``targets`` (a subset of table1, table2, fig4), in order."""
+    """The steps of a study into ``out`` for ``targets`` (a subset of table1, table2, fig4), in order.
+
+    Raises :class:`OptionError` for an unknown target, for settings :func:`check_settings` refuses,
+    and for a backbone that a method it trains does not have (naming ``--backbones``).
+    """
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise OptionError(f"unknown reproduce target {unknown[0]!r}; targets: {', '.join(TARGETS)}, all")
+    check_settings(settings)
     out = Path(out)
     wanted = set(targets)
     steps: list[Step] = []
@@ -249,13 +345,17 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
         str(settings.seed),
         *settings.train_args,
     ]
-    if settings.iters is not None:
-        common_train += ["--iters", str(settings.iters)]
+    if settings.iters is not None:  # the user's value replaces the preset's
+        common_train = _set_flag(common_train, "--iters", str(settings.iters))
     common_run = ["--data", data, "--device", settings.device, "--quiet", *settings.run_args]
 
     def train(
         name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str]
     ) -> str:
+        try:
+            check_backbone(method, backbone)
+        except OptionError as exc:
+            raise OptionError(f"--backbones {','.join(settings.backbones)}: {exc}") from None
         folder = out / "train" / name
         argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--out", str(folder)]
         if settings.init_dir is not None:
@@ -427,28 +527,39 @@ def command_digest(step: Step) -> str:
     return hashlib.sha256(json.dumps(step.argv).encode()).hexdigest()[:16]
 
 
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_stamp(out: Path, step: Step) -> dict | None:
+    """The step's done stamp (``step``, ``command``, ``digest``, ``seconds``: how long the invocation
+    that made it took over it, ``finished``: UTC time), or None when there is none."""
+    return _read_json(stamp_path(out, step))
+
+
 def previous_digest(out: Path, step: Step) -> str | None:
     """The command digest of the step's last start (its done stamp, else its started stamp), or None."""
     for path in (stamp_path(out, step), started_path(out, step)):
-        try:
-            return json.loads(path.read_text(encoding="utf-8")).get("digest")
-        except (OSError, ValueError):
-            continue
+        stamp = _read_json(path)
+        if stamp is not None:
+            return stamp.get("digest")
     return None
 
 
 def is_complete(out: Path, step: Step) -> bool:
     """Outputs present and made by this very command (its stamp records the same argv)."""
-    stamp = stamp_path(out, step)
-    if not stamp.is_file() or not all(p.exists() for p in step.outputs):
+    if not all(p.exists() for p in step.outputs):
         return False
-    try:
-        return json.loads(stamp.read_text(encoding="utf-8")).get("digest") == command_digest(step)
-    except (OSError, ValueError):
-        return False
+    stamp = read_stamp(out, step)
+    return stamp is not None and stamp.get("digest") == command_digest(step)
 
 
 __all__ = [
+    "KIND_NOUNS",
     "PRESETS",
     "TABLE1_METHODS",
     "TABLE2_INTERVALS",
@@ -458,10 +569,14 @@ __all__ = [
     "StudySettings",
     "Variant",
     "build_plan",
+    "check_machine",
+    "check_settings",
     "command_digest",
+    "describe_plan",
     "is_complete",
     "paper_settings",
     "previous_digest",
+    "read_stamp",
     "stamp_path",
     "started_path",
     "synthetic_settings",

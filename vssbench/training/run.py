@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,16 @@ def train(
     resume: bool = False,
     stop_at: int | None = None,
     progress: bool = True,
+    on_start: Callable[[TrainConfig], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config.method`` as ``config`` says, writing the run folder ``out``; returns a summary.
 
     ``resume`` continues from ``out/last.pth`` (refused when the config differs, naming the
-    fields). ``stop_at`` ends this invocation after that many iterations in total (state saved;
-    resume later). ``progress`` shows a tqdm bar with the loss and ETA on stderr. Raises
+    fields); a training that had already finished is left as it is (summary
+    ``already_complete``, read back from its log). ``stop_at`` ends this invocation after that
+    many iterations in total (state saved; resume later). ``progress`` shows a tqdm bar with the
+    loss and ETA on stderr; ``on_start(config)`` is called on every rank before the model is
+    built (not for a finished training). Raises
     :class:`~vssbench.training.trainer.NonFiniteLossError` when a loss term stops being finite
     (the last good ``last.pth`` is kept), :class:`VssbenchError` for bad input.
     """
@@ -148,6 +153,10 @@ def train(
     config = normalize_train_config(config.replace(world_size=ctx.world_size))
     out = Path(out).expanduser().resolve()
     state = _open_run_folder(out, config, resume, ctx)
+    if state is not None and int(state["iteration"]) >= config.iters:
+        return _already_complete(config, out, ctx, state)
+    if on_start is not None:
+        on_start(config)
     adapter, init_report = build_train_model(config, ctx, load_init_weights=state is None)
     opt = build_optimization(adapter, config, ctx)
     start, best = 0, None
@@ -198,6 +207,67 @@ def _open_run_folder(out: Path, config: TrainConfig, resume: bool, ctx: DistCont
     if state is None and resume:
         state = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
     return state
+
+
+def _already_complete(
+    config: TrainConfig, out: Path, ctx: DistContext, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The summary of a resumed training that had already finished, which stays as it is.
+
+    Nothing runs and no file is rewritten (no second validation line in the log). Only a missing
+    ``model.pth`` is written, from ``last.pth``'s weights: a run stopped between its final
+    ``last.pth`` and ``model.pth``. ``final`` and ``val`` are the log's last training and validation
+    lines (rank 0).
+    """
+    iteration = int(state["iteration"])
+    wrote = []
+    if ctx.is_main and not (out / "model.pth").exists():
+        adapter = create(
+            config.method, backbone=config.backbone, num_classes=config.num_classes, **config.options
+        )
+        adapter.load_state_dict(state["model"])
+        _save_model(adapter, out / "model.pth", True, iteration)
+        wrote.append("model.pth")
+    lines = _read_log(out / "log.jsonl") if ctx.is_main else []
+    train_lines = [line for line in lines if "val_mIoU" not in line]
+    val_lines = [line for line in lines if "val_mIoU" in line]
+    return _finite(
+        {
+            "method": config.method,
+            "backbone": config.backbone,
+            "preset": config.preset,
+            "out": str(out),
+            "already_complete": True,
+            "wrote": wrote,
+            "start_iteration": iteration,
+            "iterations": iteration,
+            "max_iterations": config.iters,
+            "time_s": 0.0,
+            "iters_per_s": None,
+            "world_size": ctx.world_size,
+            "device": str(ctx.device),
+            "final": train_lines[-1] if train_lines else {},
+            "val": val_lines[-1] if val_lines else {},
+            "best_val_mIoU": state.get("best_val_mIoU"),
+            "init": state.get("init"),
+            "paths": _paths(out),
+        }
+    )
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``log.jsonl`` ([] when it cannot be read; a torn last line is left out)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 def build_train_model(
@@ -395,13 +465,19 @@ def _summary(
             "val": evaluator.last if evaluator is not None else {},
             "best_val_mIoU": evaluator.best if evaluator is not None else None,
             "init": init_report,
-            "paths": {
-                name: str(out / name)
-                for name in ("config.json", "log.jsonl", "last.pth", "model.pth", "best.pth")
-                if (out / name).exists()
-            },
+            "paths": _paths(out),
+            "already_complete": False,
         }
     )
+
+
+def _paths(out: Path) -> dict[str, str]:
+    """The files of the run folder that exist, by name."""
+    return {
+        name: str(out / name)
+        for name in ("config.json", "log.jsonl", "last.pth", "model.pth", "best.pth")
+        if (out / name).exists()
+    }
 
 
 def _finite(value: Any) -> Any:
