@@ -9,15 +9,19 @@ never here.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -534,63 +538,469 @@ def measure_fps(
     (seconds). Data loading is not included: the harness times it apart. ``repeats=None`` picks
     the count from the last warm-up interval's time (:func:`auto_repeats`; with no warm-up, from
     the first timed interval); the count used is returned as ``repeats``.
+
+    The result also says whether the timing was contended (:class:`CpuMeter`,
+    :func:`assess_contention`): ``cpu_share``, ``others_runnable``, ``load_before``,
+    ``load_after``, ``contended`` and ``contention``. :func:`time_interleaved` runs the same
+    protocol for several adapters, their timed intervals taking turns.
     """
-    auto = repeats is None
-    if auto:
-        repeats = FPS_MIN_REPEATS
-    if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer or None (auto), got {repeats!r}")
-    if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
-    lead, clip = _lead_and_interval(frames, interval, lead_in)  # a single tensor is reused for every step
-    times: list[float] = []
+    result = time_interleaved([IntervalTimer(adapter, frames, interval, warmup, repeats, device, lead_in)])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
-    def restart() -> None:
-        adapter.reset()
-        for frame in lead:
-            adapter.step(frame)
 
-    with torch.inference_mode():
+# --- contention: did the timed process get the CPU it asked for? --------------------------------------
+
+#: A timing in which the process's threads got less than this share of the CPU time they asked for
+#: is contended. Measured on 2 cores (docs/efficiency.md#contention): idle 0.99-1.00 at every size
+#: and thread count, 0.37-0.65 with two busy-loop processes beside it.
+CONTENTION_SHARE = 0.8
+#: A timing is also contended when, on average, more other tasks were runnable than the cores our
+#: threads leave free, plus this margin (half of the samples saw one more task than fits).
+CONTENTION_LOAD_MARGIN = 0.5
+#: Load readings before and after a timing: this many samples of :func:`runnable_others`, this far apart.
+LOAD_SAMPLES, LOAD_SPACING_S = 5, 0.01
+
+#: How ``cpu_share`` was computed (recorded as ``cpu_share_source``).
+SHARE_SCHEDSTAT = "schedstat: on-CPU / (on-CPU + waiting on a run queue), summed over the process's threads"
+SHARE_PROCESS_TIME = "process_time / (wall time x torch threads)"
+
+
+def _sched_times() -> dict[str, tuple[int, int]] | None:
+    """{thread id: (ns on a CPU, ns runnable but waiting for a CPU)} of this process's threads.
+
+    Read from ``/proc/self/task/<tid>/schedstat`` (Linux with scheduler statistics). ``None``
+    where unreadable or switched off (the kernel then writes ``0 0 0``).
+    """
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    times: dict[str, tuple[int, int]] = {}
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                fields = f.read().split()
+            times[tid] = (int(fields[0]), int(fields[1]))
+        except (OSError, ValueError, IndexError):  # the thread ended meanwhile, or no such file
+            continue
+    if not times or not any(run for run, _ in times.values()):
+        return None
+    return times
+
+
+def _own_running_threads() -> int:
+    """This process's threads in state R (running or runnable) now, from ``/proc/self/task/*/stat``."""
+    count = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the state follows the command name, which is in parentheses and may hold spaces
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
+            count += 1
+    return count
+
+
+def runnable_others() -> int | None:
+    """Tasks runnable on the machine at this instant besides this process's own threads.
+
+    ``procs_running`` of ``/proc/stat`` (tasks running or waiting for a CPU, machine-wide, an
+    instantaneous count) minus this process's threads in state R; ``None`` off Linux. Chosen over
+    the load average, whose 1-minute figure trails a change by tens of seconds.
+    """
+    try:
+        with open("/proc/stat", "rb") as f:
+            running = next((int(line.split()[1]) for line in f if line.startswith(b"procs_running")), None)
+    except (OSError, ValueError, IndexError):
+        return None
+    if running is None:
+        return None
+    return max(0, running - _own_running_threads())
+
+
+def load_reading(samples: int = LOAD_SAMPLES, spacing_s: float = LOAD_SPACING_S) -> float | None:
+    """Mean of ``samples`` readings of :func:`runnable_others`, ``spacing_s`` apart (None off Linux)."""
+    values = []
+    for i in range(samples):
+        if i:
+            time.sleep(spacing_s)
+        value = runnable_others()
+        if value is None:
+            return None
+        values.append(value)
+    return sum(values) / len(values)
+
+
+def cpu_cores() -> tuple[int, bool]:
+    """(cores this process may run on, whether they are all of the machine's online cores).
+
+    Machine-wide load readings describe our cores only when the second is true (a container
+    pinned to 2 of 64 cores sees the whole host's runnable tasks).
+    """
+    online = os.cpu_count() or 1
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = online
+    return allowed, allowed >= online
+
+
+def gpu_other_processes(device: str | torch.device) -> int | None:
+    """Processes on the CUDA ``device`` other than this one, where the driver tells (else ``None``).
+
+    From ``torch.cuda.list_gpu_processes`` (needs ``pynvml``), falling back to ``nvidia-smi``. In a
+    container the driver lists host pids, so this process is recognized by its pid or, when no
+    listed pid is ours, assumed to be one of them (it holds a context on the device).
+    """
+    pids: list[int] | None = None
+    try:
+        text = torch.cuda.list_gpu_processes(device)
+        if "no processes are running" in text:
+            pids = []
+        elif "process" in text and "uses" in text:
+            pids = [int(line.split()[1]) for line in text.splitlines() if line.strip().startswith("process")]
+    except Exception:  # noqa: BLE001 - an optional reading: whatever fails, there is none
+        pids = None
+    if pids is None:
+        pids = _nvidia_smi_pids(device)
+    if pids is None:
+        return None
+    # ours is among them: by its pid, or (a container's pid namespace) as one of the unknown ones
+    return max(0, len(pids) - 1)
+
+
+def _nvidia_smi_pids(device: str | torch.device) -> list[int] | None:
+    """pids of the compute processes on ``device`` by ``nvidia-smi`` (by the device's UUID), or None."""
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return None
+    try:
+        uuid = str(torch.cuda.get_device_properties(torch.device(device)).uuid)
+        uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+        out = subprocess.run(
+            [executable, "--query-compute-apps=pid", "--format=csv,noheader", "-i", uuid],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return [int(line) for line in out.split() if line.strip().isdigit()]
+    except Exception:  # noqa: BLE001 - an optional reading: whatever fails, there is none
+        return None
+
+
+def assess_contention(
+    cpu_share: float | None,
+    others_runnable: float | None,
+    threads: int,
+    cores: int,
+    load_covers_cores: bool = True,
+    gpu_others: int | None = None,
+    share_threshold: float = CONTENTION_SHARE,
+    load_margin: float = CONTENTION_LOAD_MARGIN,
+) -> tuple[bool, str | None]:
+    """(contended, why): was a timing contended? Pure; the rule of docs/efficiency.md#contention.
+
+    Contended when the process's threads got less than ``share_threshold`` of the CPU they asked
+    for (``cpu_share``); or, where the load reading describes our cores (``load_covers_cores``),
+    when on average ``others_runnable`` >= the cores our threads leave free (``cores - threads``,
+    at least 0) + ``load_margin``; or when ``gpu_others`` > 0 processes share the GPU. ``why``
+    names each reason met (None when not contended).
+    """
+    reasons = []
+    if cpu_share is not None and cpu_share < share_threshold:
+        reasons.append(f"its threads waited for a CPU: cpu_share below {share_threshold:.2f}")
+    free = max(0, cores - threads)
+    if load_covers_cores and others_runnable is not None and others_runnable >= free + load_margin:
+        reasons.append(
+            f"{others_runnable:.1f} other runnable tasks on average for {free} free core(s) "
+            f"({cores} cores, {threads} threads)"
+        )
+    if gpu_others:
+        reasons.append(f"{gpu_others} other process(es) on the GPU")
+    return bool(reasons), "; ".join(reasons) or None
+
+
+class CpuMeter:
+    """What this process got of the CPU over timed intervals (:meth:`start`/:meth:`stop` around each).
+
+    Sums wall time, process CPU time (``time.process_time``: every thread of the process) and,
+    where Linux scheduler statistics exist, each thread's time on a CPU and time spent runnable but
+    waiting for one; samples :func:`runnable_others` at every start and stop.
+    """
+
+    def __init__(self) -> None:
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self.run_s = 0.0
+        self.wait_s = 0.0
+        self.schedstat = True
+        self.samples: list[int] = []
+        self._start: tuple[float, float, dict[str, tuple[int, int]] | None] | None = None
+
+    def _sample(self) -> None:
+        value = runnable_others()
+        if value is not None:
+            self.samples.append(value)
+
+    def start(self) -> None:
+        """Begin a timed interval (call right before its timer starts)."""
+        self._sample()
+        self._start = (time.perf_counter(), time.process_time(), _sched_times())
+
+    def stop(self) -> None:
+        """End the timed interval begun by :meth:`start` (call right after its timer stops)."""
+        wall, cpu, sched = time.perf_counter(), time.process_time(), _sched_times()
+        if self._start is None:
+            raise RuntimeError("CpuMeter.stop() without start()")
+        wall0, cpu0, sched0 = self._start
+        self._start = None
+        self.wall_s += wall - wall0
+        self.cpu_s += cpu - cpu0
+        if sched is None or sched0 is None:
+            self.schedstat = False
+        else:
+            # per thread: a thread born in the interval counts from 0, one that ended is dropped
+            for tid, (run, wait) in sched.items():
+                run0, wait0 = sched0.get(tid, (0, 0))
+                self.run_s += (run - run0) / 1e9
+                self.wait_s += (wait - wait0) / 1e9
+        self._sample()
+
+    def share(self, threads: int) -> tuple[float | None, str, float | None]:
+        """(cpu_share, its source, cpu_utilization) over the intervals so far.
+
+        ``cpu_share`` is on-CPU / (on-CPU + run-queue wait) from the scheduler's statistics: the
+        share of the CPU time our threads asked for that they got, whatever the number of threads
+        the work kept busy. Without them: ``cpu_utilization`` = process CPU time / (wall x
+        ``threads``), capped at 1, which also drops on an idle machine when small ops leave
+        threads idle (and spin-waiting OpenMP threads count as busy).
+        """
+        utilization = self.cpu_s / (self.wall_s * threads) if self.wall_s > 0 and threads > 0 else None
+        if self.schedstat and self.run_s + self.wait_s > 0:
+            return self.run_s / (self.run_s + self.wait_s), SHARE_SCHEDSTAT, utilization
+        share = None if utilization is None else min(1.0, utilization)
+        return share, SHARE_PROCESS_TIME, utilization
+
+
+class IntervalTimer:
+    """The protocol of :func:`measure_fps` for one adapter, one interval at a time.
+
+    :meth:`warm` runs the warm-up intervals (and fixes an automatic repeat count), :meth:`time_one`
+    times one interval, :meth:`result` gives :func:`measure_fps`' dict: several timers can take
+    turns (:func:`time_interleaved`). ``threads`` (optional) is the intra-op thread count set
+    around this timer's own work (outside the timed region).
+    """
+
+    def __init__(
+        self,
+        adapter: nn.Module,
+        frames: Sequence[torch.Tensor] | torch.Tensor,
+        interval: int,
+        warmup: int = 1,
+        repeats: int | None = 3,
+        device: str | torch.device = "cpu",
+        lead_in: int = 0,
+        threads: int | None = None,
+    ) -> None:
+        self.auto = repeats is None
+        if isinstance(repeats, bool) or (repeats is not None and (int(repeats) != repeats or repeats < 1)):
+            raise ValueError(f"repeats must be a positive integer or None (auto), got {repeats!r}")
+        if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
+            raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+        self.adapter = adapter
+        self.lead, self.clip = _lead_and_interval(frames, interval, lead_in)  # one tensor: reused per step
+        self.interval, self.warmup, self.lead_in = int(interval), int(warmup), int(lead_in)
+        self.repeats = FPS_MIN_REPEATS if repeats is None else int(repeats)
+        self.count_known = not self.auto
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.threads = threads
+        self.times: list[float] = []
+        self.meter = CpuMeter()
+
+    @property
+    def remaining(self) -> int:
+        """Timed intervals still to run (with an automatic count not fixed yet: at least one)."""
+        return max(0, self.repeats - len(self.times))
+
+    def _restart(self) -> None:
+        self.adapter.reset()
+        for frame in self.lead:
+            self.adapter.step(frame)
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        if self.threads is None or self.threads == previous:
+            yield
+            return
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    def warm(self) -> None:
+        """Run the untimed warm-up intervals; with ``repeats=None`` the last one fixes the count."""
         warm_time = 0.0
-        for _ in range(warmup):
-            restart()
-            _synchronize(device)
-            start = time.perf_counter()
-            for frame in clip:
-                adapter.step(frame)
-            _synchronize(device)
-            warm_time = time.perf_counter() - start
-        if auto and warmup:
-            repeats = auto_repeats(warm_time)
-        cuda = torch.device(device).type == "cuda"
-        run = 0
-        while run < repeats:
-            run += 1
-            restart()
-            _synchronize(device)
-            if cuda:
+        with self._threads(), torch.inference_mode():
+            for _ in range(self.warmup):
+                self._restart()
+                _synchronize(self.device)
+                start = time.perf_counter()
+                for frame in self.clip:
+                    self.adapter.step(frame)
+                _synchronize(self.device)
+                warm_time = time.perf_counter() - start
+        if self.auto and self.warmup:
+            self.repeats = auto_repeats(warm_time)
+            self.count_known = True
+
+    def time_one(self, release: bool = False) -> float:
+        """Time one interval (reset, lead-in untimed, then the interval's steps, device synchronized).
+
+        ``release`` resets the adapter afterwards (untimed), dropping its caches while other
+        timers take their turns.
+        """
+        with self._threads(), torch.inference_mode():
+            self._restart()
+            _synchronize(self.device)
+            self.meter.start()
+            if self.cuda:
+                stream = torch.cuda.current_stream(self.device)
                 begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                begin.record(torch.cuda.current_stream(torch.device(device)))
+                begin.record(stream)
             start = time.perf_counter()
-            for frame in clip:
-                adapter.step(frame)
-            if cuda:
-                end.record(torch.cuda.current_stream(torch.device(device)))
-            _synchronize(device)
-            times.append(begin.elapsed_time(end) / 1e3 if cuda else time.perf_counter() - start)
-            if auto and not warmup and run == 1:
-                repeats = auto_repeats(times[0])
-    median = statistics.median(times)
-    return {
-        "fps": interval / median,
-        "interval_time_s": median,
-        "interval_times_s": times,
-        "repeats": int(repeats),
-        "warmup": int(warmup),
-        "interval": int(interval),
-        "lead_in": int(lead_in),
-        "timer": "cuda_event" if torch.device(device).type == "cuda" else "perf_counter",
-    }
+            for frame in self.clip:
+                self.adapter.step(frame)
+            if self.cuda:
+                end.record(stream)
+            _synchronize(self.device)
+            elapsed = begin.elapsed_time(end) / 1e3 if self.cuda else time.perf_counter() - start
+            self.meter.stop()
+            if release:
+                self.adapter.reset()
+        self.times.append(elapsed)
+        if not self.count_known:  # automatic count without warm-up: the first interval decides
+            self.repeats = auto_repeats(elapsed)
+            self.count_known = True
+        return elapsed
+
+    def result(
+        self, load_before: float | None = None, load_after: float | None = None, gpu_others: int | None = None
+    ) -> dict[str, Any]:
+        """:func:`measure_fps`' dict over the intervals timed so far, with the contention fields."""
+        if not self.times:
+            raise RuntimeError("no interval was timed")
+        median = statistics.median(self.times)
+        threads = self.threads or torch.get_num_threads()
+        share, source, utilization = self.meter.share(threads)
+        cores, covers = cpu_cores()
+        readings = [v for v in (load_before, load_after) if v is not None]
+        pooled = [*self.meter.samples, *readings]
+        others = sum(pooled) / len(pooled) if pooled else None
+        contended, why = assess_contention(
+            share, others, threads, cores, load_covers_cores=covers, gpu_others=gpu_others
+        )
+        result = {
+            "fps": self.interval / median,
+            "interval_time_s": median,
+            "interval_times_s": list(self.times),
+            "repeats": int(self.repeats),
+            "warmup": self.warmup,
+            "interval": self.interval,
+            "lead_in": self.lead_in,
+            "timer": "cuda_event" if self.cuda else "perf_counter",
+            "cpu_share": share,
+            "cpu_share_source": source,
+            "cpu_utilization": utilization,
+            "threads": threads,
+            "cores": cores,
+            "others_runnable": others,
+            "load_before": load_before,
+            "load_after": load_after,
+            "load_covers_cores": covers,
+            "contended": contended,
+            "contention": why,
+        }
+        if self.cuda:
+            result["gpu_other_processes"] = gpu_others
+        return result
+
+
+def interleaved_order(counts: Sequence[int]) -> list[int]:
+    """The order in which timers with ``counts`` timed intervals each take turns (timer indices).
+
+    Rounds of a round robin: with ``M = max(counts)`` rounds, timer ``i``'s ``j``-th interval
+    goes in round ``floor((j + 1/2) * M / counts[i])``, so a timer with fewer repeats is spread
+    evenly over the whole phase instead of finishing early; within round ``r`` the timers go in
+    index order starting from ``r mod N`` (no timer always follows the same one). With equal
+    counts this is a plain round robin, rotated each round.
+    """
+    if any(isinstance(c, bool) or int(c) != c or c < 0 for c in counts):
+        raise ValueError(f"counts must be non-negative integers, got {list(counts)}")
+    rounds = max(counts, default=0)
+    slots: list[list[int]] = [[] for _ in range(rounds)]
+    for i, count in enumerate(counts):
+        for j in range(count):
+            slots[int((j + 0.5) * rounds / count)].append(i)
+    n = len(counts)
+    order = []
+    for r, members in enumerate(slots):
+        order.extend(sorted(members, key=lambda i: (i - r) % n))
+    return order
+
+
+def time_interleaved(timers: Sequence[IntervalTimer]) -> list[dict[str, Any] | Exception]:
+    """Run several timers' protocols with their timed intervals taking turns (:func:`interleaved_order`).
+
+    Every timer warms up first; then the load is read (:func:`load_reading`), the intervals run
+    in turns, and the load is read again, so a change of load during the phase falls on every
+    timer alike and the ratios of their FPS hold. Returns each timer's :meth:`IntervalTimer.result`,
+    or the exception it raised (it leaves the turns; the others go on).
+    """
+    failed: dict[int, Exception] = {}
+
+    def attempt(i: int, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - a failing timer leaves the rotation; the others go on
+            failed[i] = exc
+
+    for i, timer in enumerate(timers):
+        attempt(i, timer.warm)
+    before = load_reading()
+    for i, timer in enumerate(timers):  # an automatic count without warm-up: the first interval fixes it
+        if i not in failed and not timer.count_known:
+            attempt(i, timer.time_one)
+    release = len(timers) > 1
+    for i in interleaved_order([0 if i in failed else t.remaining for i, t in enumerate(timers)]):
+        if i not in failed:
+            attempt(i, functools.partial(timers[i].time_one, release=release))
+    after = load_reading()
+    gpu: dict[torch.device, int | None] = {}
+    for t in timers:
+        if t.cuda and t.device not in gpu:
+            gpu[t.device] = gpu_other_processes(t.device)
+    results: list[dict[str, Any] | Exception] = []
+    for i, timer in enumerate(timers):
+        if i in failed:
+            results.append(failed[i])
+            continue
+        try:
+            results.append(timer.result(before, after, gpu.get(timer.device)))
+        except Exception as exc:  # noqa: BLE001 - e.g. no interval timed
+            results.append(exc)
+    return results
 
 
 def cpu_model() -> str:

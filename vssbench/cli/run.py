@@ -86,6 +86,14 @@ def _model_options(f: Any) -> Any:
             help="FPS: timed intervals (median)  [default: enough for ~10 s of timing, 3..30]",
         ),
         click.option(
+            "--fps-timing",
+            type=click.Choice(["interleaved", "sequential"]),
+            default="interleaved",
+            show_default=True,
+            help="FPS of several rows: timed together at the end, their intervals taking turns (the "
+            "ratios between rows hold when the load changes), or each right after its own row.",
+        ),
+        click.option(
             "--decoder",
             type=click.Choice(["folded", "reference"]),
             default="folded",
@@ -238,6 +246,7 @@ def run_cmd(
       torchrun --nproc-per-node 4 -m vssbench run --method tfc --device cuda --data data/vspw/VSPW_480p
     """
     as_json, as_json_lines = _output_flags(common)
+    fps_timing = common.pop("fps_timing")
     configs = _configs_from(
         method,
         size,
@@ -251,7 +260,13 @@ def run_cmd(
     is_main = setup_distributed(common["device"]).is_main
     try:
         records = run_sweep(
-            configs, out=out, resume=resume, save_preds=save_preds, progress=not quiet, efficiency=efficiency
+            configs,
+            out=out,
+            resume=resume,
+            save_preds=save_preds,
+            progress=not quiet,
+            efficiency=efficiency,
+            fps_timing=fps_timing,
         )
     except RunInterrupted as exc:
         click.echo(f"\n{exc}" if not quiet else str(exc), err=True)
@@ -325,7 +340,8 @@ def profile_cmd(
         raise click.UsageError("--method is required (or use --paper)")
 
     as_json, as_json_lines = _output_flags(common)
-    records = profile_sweep(_configs_from(method, size, common), frames=frames)
+    fps_timing = common.pop("fps_timing")
+    records = profile_sweep(_configs_from(method, size, common), frames=frames, fps_timing=fps_timing)
     _echo_output(records, as_json, as_json_lines)
     if any(r.get("error") for r in records):
         sys.exit(1)

@@ -24,13 +24,15 @@ from vssbench.harness.adapters import (
 )
 from vssbench.harness.configs import effective_options, prepare_config
 from vssbench.harness.distributed import DistContext, resolve_device
-from vssbench.harness.efficiency import environment_fields, measure_efficiency
+from vssbench.harness.efficiency import FpsJob, environment_fields, measure_efficiency
 from vssbench.harness.evaluate import DTYPES, accumulate_diagnostics
 from vssbench.models.checkpoint import LoadReport
 from vssbench.results.records import empty_record, to_jsonable, utc_timestamp
 
 
-def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
+def profile_method(
+    config: RunConfig, frames: str = "video", fps_jobs: list[FpsJob] | None = None
+) -> dict[str, Any]:
     """Params, GMACs and per-interval FPS of a method without data.
 
     ``config.resolution`` is the input size itself (rounded up to ``size_divisor`` if set).
@@ -40,6 +42,8 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
     video; ``"random"`` uses independent standard-normal images, a scene that changes completely
     every frame: their costly end. ``diagnostics`` shows how much was updated. Returns a record
     with the same keys as :func:`~vssbench.harness.runner.run_evaluation`'s, accuracy keys null.
+    With ``fps_jobs`` (a list) the FPS timing is appended to it instead of run (``fps`` null,
+    ``fps_protocol.pending`` true; :func:`~vssbench.harness.efficiency.finish_fps` completes it).
     """
     if frames not in PROFILE_FRAMES:
         raise OptionError(f"profile frames must be one of {', '.join(PROFILE_FRAMES)}, got {frames!r}")
@@ -57,7 +61,7 @@ def profile_method(config: RunConfig, frames: str = "video") -> dict[str, Any]:
             f"{config.interval} {'frames of a synthetic video' if frames == 'video' else 'random frames'}"
             + (f" after {lead} lead-in frames" if lead else "")
         )
-        record.update(measure_efficiency(adapter, images, config, ctx, where, None))
+        record.update(measure_efficiency(adapter, images, config, ctx, where, None, fps_jobs=fps_jobs))
         record["profile_frames"] = frames
     record["created"] = utc_timestamp()
     return to_jsonable(record)

@@ -42,6 +42,7 @@ from vssbench.harness.configs import effective_options, prepare_config
 from vssbench.harness.distributed import DistContext, setup_distributed
 from vssbench.harness.efficiency import (
     EFFICIENCY_LEVEL,
+    FpsJob,
     check_efficiency_mode,
     environment_fields,
     run_efficiency,
@@ -86,6 +87,7 @@ def run_evaluation(
     save_preds: str | Path | None = None,
     progress: bool = True,
     efficiency: str = "full",
+    fps_jobs: list[FpsJob] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one method over a split and write its record to the results store; returns the record.
 
@@ -97,6 +99,12 @@ def run_evaluation(
     ``progress`` shows tqdm bars on stderr; ``efficiency`` is one of
     :data:`~vssbench.harness.efficiency.EFFICIENCY_MODES`. Under torchrun (WORLD_SIZE > 1) videos
     are sharded across ranks and every rank returns rank 0's record.
+
+    ``fps_jobs`` (a list; a sweep's, see :func:`~vssbench.harness.sweep.run_sweep`) leaves the FPS
+    timing to the caller: the run appends its :class:`~vssbench.harness.efficiency.FpsJob` and
+    writes its record with ``fps`` null and ``fps_protocol.pending`` true (such a record is not
+    complete: a resume measures its efficiency again); ``finish_fps`` completes it. Ignored in a
+    distributed run, which times at once.
 
     Nothing is written before the data, the options and the checkpoint have been checked and the
     model built: a run that fails before that leaves no folder. Raises :class:`VssbenchError` for
@@ -111,7 +119,7 @@ def run_evaluation(
     log = RunLog.deferred(echo=ctx.is_main)  # lines wait in memory until the run folder exists
     with torch_threads(config.threads):
         try:
-            return _run(config, ctx, store, log, resume, save_preds, progress, efficiency)
+            return _run(config, ctx, store, log, resume, save_preds, progress, efficiency, fps_jobs)
         except BaseException as exc:
             if log.attached and not isinstance(exc, RunInterrupted):
                 log.info(f"FAILED: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
@@ -131,6 +139,7 @@ def _run(
     save_preds: str | Path | None,
     progress: bool,
     efficiency: str,
+    fps_jobs: list[FpsJob] | None = None,
 ) -> dict[str, Any]:
     """The steps of :func:`run_evaluation` once its store and log exist."""
     data = _open_data(config)
@@ -154,7 +163,7 @@ def _run(
     )
     entries = _gather_entries(ctx, data.videos, done, new, failure)
     return _finalize_on_main(
-        config, ctx, store, log, data, entries, adapter, len(done), efficiency, load_report
+        config, ctx, store, log, data, entries, adapter, len(done), efficiency, load_report, fps_jobs
     )
 
 
@@ -175,13 +184,21 @@ def _open_data(config: RunConfig) -> _RunData:
 def _finished_record(
     store: RunStore, ctx: DistContext, frame_counts: dict[str, int], efficiency: str
 ) -> dict[str, Any] | None:
-    """With resume: the saved record when nothing is left to do (rank 0 checks, every rank gets it)."""
+    """With resume: the saved record when nothing is left to do (rank 0 checks, every rank gets it).
+
+    A record whose FPS was left to a sweep's timing phase that never finished
+    (``fps_protocol.pending``) is not complete when FPS is asked for: the run measures again.
+    """
     level = EFFICIENCY_LEVEL[efficiency]
-    return ctx.on_main(
-        lambda: store.finished_record(frame_counts, level, EFFICIENCY_LEVEL),
-        "check the run folder",
-        share=True,
-    )
+
+    def finished() -> dict[str, Any] | None:
+        record = store.finished_record(frame_counts, level, EFFICIENCY_LEVEL)
+        protocol = (record or {}).get("fps_protocol")
+        if level > EFFICIENCY_LEVEL["none"] and isinstance(protocol, dict) and protocol.get("pending"):
+            return None
+        return record
+
+    return ctx.on_main(finished, "check the run folder", share=True)
 
 
 def _build_model(
@@ -445,13 +462,14 @@ def _finalize_on_main(
     resumed: int,
     efficiency: str,
     load_report: LoadReport | None,
+    fps_jobs: list[FpsJob] | None = None,
 ) -> dict[str, Any]:
     """Rank 0 finalizes (:func:`_finalize`); every rank returns its record or raises its failure."""
     record, final_exc, final_error = None, None, None
     if ctx.is_main:
         try:
             record = _finalize(
-                config, ctx, store, log, data, entries, adapter, resumed, efficiency, load_report
+                config, ctx, store, log, data, entries, adapter, resumed, efficiency, load_report, fps_jobs
             )
         except KeyboardInterrupt:
             log.info(
@@ -479,6 +497,7 @@ def _finalize(
     resumed: int,
     efficiency: str = "full",
     load_report: LoadReport | None = None,
+    fps_jobs: list[FpsJob] | None = None,
 ) -> dict[str, Any]:
     """Rank 0: sum the per-video states in dataset order, measure efficiency, write the record."""
     ordered = [entries[v] for v in data.videos]
@@ -489,7 +508,9 @@ def _finalize(
     record = _run_record(config, ctx, store, data, ordered, metrics, resumed, efficiency, load_report)
     record.update(environment_fields(ctx.device))
     record.update(
-        run_efficiency(adapter, data.dataset, data.videos[0], data.transform, config, ctx, log, efficiency)
+        run_efficiency(
+            adapter, data.dataset, data.videos[0], data.transform, config, ctx, log, efficiency, fps_jobs
+        )
     )
     record["created"] = utc_timestamp()
     record = to_jsonable(record)

@@ -4,13 +4,21 @@
 :func:`profile_sweep` runs :func:`~vssbench.harness.profile.profile_method`; both check every
 config before the first one runs. :func:`error_record` is the row of a failed config: every
 record key present, metrics null, ``error`` set.
+
+FPS timing (``fps_timing``): ``"interleaved"`` (default) keeps each row's model after its
+accuracy, params and GMACs, and times the FPS of all rows in one phase at the end, their timed
+intervals taking turns (:func:`~vssbench.harness.efficiency.time_fps_jobs`), so that a change of
+load during the sweep falls on every row alike and the ratios between rows hold. Rows are timed in
+groups that keep at most ``fps_group_bytes`` of model weights (:data:`FPS_GROUP_BYTES`) alive;
+``fps_protocol.interleaved_with`` names the rows timed with each. ``"sequential"`` times each row
+right after its own accuracy, as a single run does.
 """
 
 from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +26,29 @@ import torch.distributed as dist
 
 import vssbench
 from vssbench.config import RunConfig
-from vssbench.errors import DataError, VssbenchError
+from vssbench.errors import DataError, OptionError, VssbenchError
 from vssbench.harness.configs import normalize_config, prepare_config, row_name
-from vssbench.harness.efficiency import check_efficiency_mode
+from vssbench.harness.efficiency import FpsJob, check_efficiency_mode, finish_fps, time_fps_jobs
 from vssbench.harness.profile import profile_method
-from vssbench.harness.runner import run_evaluation
+from vssbench.harness.runner import RunInterrupted, run_evaluation
 from vssbench.results.records import empty_record, to_jsonable, utc_timestamp
 from vssbench.results.store import RunLog, RunStore
 
 #: Warnings already given in this process (each is given once).
 _WARNED: set[str] = set()
+
+#: How a sweep times its rows' FPS: in one phase whose intervals take turns, or row by row.
+FPS_TIMINGS: tuple[str, ...] = ("interleaved", "sequential")
+#: An interleaved FPS phase keeps at most about this many bytes of model weights alive (all 7 methods
+#: at B5 fit; a sweep over every method and backbone is timed in groups): a group is timed as soon
+#: as its rows' weights reach it, counting the row that reached it.
+FPS_GROUP_BYTES = 4 * 2**30
+
+
+def check_fps_timing(fps_timing: str) -> None:
+    """Raise :class:`VssbenchError` unless ``fps_timing`` is one of :data:`FPS_TIMINGS`."""
+    if fps_timing not in FPS_TIMINGS:
+        raise OptionError(f"fps_timing must be one of {', '.join(FPS_TIMINGS)}, got {fps_timing!r}")
 
 
 def warn_slow_dtype(configs: Sequence[RunConfig]) -> None:
@@ -51,6 +72,8 @@ def run_sweep(
     save_preds: str | Path | None = None,
     progress: bool = True,
     efficiency: str = "full",
+    fps_timing: str = "interleaved",
+    fps_group_bytes: int = FPS_GROUP_BYTES,
 ) -> list[dict[str, Any]]:
     """Run each config; a failing one becomes a record with an ``error`` field and the sweep goes on.
 
@@ -64,15 +87,25 @@ def run_sweep(
     With several configs, ``save_preds`` gets one folder per row,
     ``<save_preds>/<method>-<backbone>[-<options tag>]/<video>/<stem>.png``; a single config
     writes ``<save_preds>/<video>/<stem>.png`` (the VSPW submission layout).
+
+    ``fps_timing="interleaved"`` (several configs, efficiency measured, not distributed): each
+    row's ``record.json`` is first written with its FPS pending, then rewritten once the row's
+    group is timed (module docstring). A sweep stopped in between leaves those rows incomplete:
+    ``resume`` measures their efficiency again (their videos are kept) and times them together.
+    A row that a resume finds complete is not measured again: its FPS is from the phase that
+    timed it, and a note on stderr says which rows those are.
     """
     check_efficiency_mode(efficiency)
+    check_fps_timing(fps_timing)
     configs = [prepare_config(c) for c in configs]
     warn_slow_dtype(configs)
     if resume:
         for config in configs:
             RunStore(out, config).check_resume()
     several = len(configs) > 1
-    records = []
+    interleave = several and fps_timing == "interleaved" and efficiency != "none"
+    records: list[dict[str, Any]] = []
+    phase = _FpsPhase(records, fps_group_bytes, lambda job: _interrupted_timing(job, records))
     for config in configs:
         preds = (
             None
@@ -81,10 +114,17 @@ def run_sweep(
             if several
             else Path(save_preds)
         )
+        jobs: list[FpsJob] | None = [] if interleave else None
         try:
             records.append(
                 run_evaluation(
-                    config, out=out, resume=resume, save_preds=preds, progress=progress, efficiency=efficiency
+                    config,
+                    out=out,
+                    resume=resume,
+                    save_preds=preds,
+                    progress=progress,
+                    efficiency=efficiency,
+                    fps_jobs=jobs,
                 )
             )
         except DataError:
@@ -93,33 +133,126 @@ def run_sweep(
             if not several:
                 raise
             records.append(error_record(config, exc, out))
+            continue
         except Exception as exc:  # noqa: BLE001 - whatever a method raises becomes its error row
             # A single run keeps a folder only if it got as far as creating one (its log.txt).
             records.append(
                 error_record(config, exc, out if several or RunStore(out, config).dir.exists() else None)
             )
+            continue
+        phase.add(len(records) - 1, jobs)
+    phase.flush()
+    if interleave:
+        _note_earlier_timings(records, phase.timed)
     return records
 
 
-def profile_sweep(configs: Sequence[RunConfig], frames: str = "video") -> list[dict[str, Any]]:
+def profile_sweep(
+    configs: Sequence[RunConfig],
+    frames: str = "video",
+    fps_timing: str = "interleaved",
+    fps_group_bytes: int = FPS_GROUP_BYTES,
+) -> list[dict[str, Any]]:
     """:func:`profile_method` for each config; a failure becomes an error row and the sweep goes on.
 
     Every config is checked first (bad input raises :class:`VssbenchError`); a single config's
-    input error (e.g. a checkpoint that does not fit) raises too.
+    input error (e.g. a checkpoint that does not fit) raises too. ``fps_timing`` as in
+    :func:`run_sweep`: by default the rows' FPS are timed at the end, their intervals in turns.
     """
+    check_fps_timing(fps_timing)
     configs = [prepare_config(c) for c in configs]
     warn_slow_dtype(configs)
-    records = []
+    interleave = len(configs) > 1 and fps_timing == "interleaved"
+    records: list[dict[str, Any]] = []
+    phase = _FpsPhase(records, fps_group_bytes)
     for config in configs:
+        jobs: list[FpsJob] | None = [] if interleave else None
         try:
-            records.append(profile_method(config, frames=frames))
+            records.append(profile_method(config, frames=frames, fps_jobs=jobs))
         except VssbenchError as exc:
             if len(configs) == 1:
                 raise
             records.append(error_record(config, exc, None, kind="profile"))
+            continue
         except Exception as exc:  # noqa: BLE001 - whatever a method raises becomes its error row
             records.append(error_record(config, exc, None, kind="profile"))
+            continue
+        phase.add(len(records) - 1, jobs)
+    phase.flush()
     return records
+
+
+class _FpsPhase:
+    """A sweep's pending FPS jobs (row index, job), timed in turns by group (:func:`time_fps_jobs`).
+
+    :meth:`add` takes the job a row left (if any) and times the group once its weights reach
+    ``group_bytes``; :meth:`flush` times what is left. Each timed row's record in ``records`` is
+    replaced by its completed one (:func:`finish_fps`); ``timed`` lists the indices done so.
+    ``on_interrupt(job)`` builds the exception raised for Ctrl-C during a timing (default: re-raise).
+    """
+
+    def __init__(
+        self,
+        records: list[dict[str, Any]],
+        group_bytes: int,
+        on_interrupt: Callable[[FpsJob], BaseException] | None = None,
+    ) -> None:
+        self.records = records
+        self.group_bytes = group_bytes
+        self.on_interrupt = on_interrupt
+        self.pending: list[tuple[int, FpsJob]] = []
+        self.timed: list[int] = []
+
+    def add(self, index: int, jobs: list[FpsJob] | None) -> None:
+        if not jobs:  # timed at once, not measured, or a saved record
+            return
+        self.pending.extend((index, job) for job in jobs)
+        if sum(job.weight_bytes for _, job in self.pending) >= self.group_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        group, self.pending = self.pending, []
+        try:
+            results = time_fps_jobs([job for _, job in group])
+        except KeyboardInterrupt:
+            if self.on_interrupt is None:
+                raise
+            raise self.on_interrupt(group[0][1]) from None
+        for (index, job), fields in zip(group, results):
+            self.records[index] = finish_fps(job, self.records[index], fields)
+            self.timed.append(index)
+
+
+def _interrupted_timing(job: FpsJob, records: list[dict[str, Any]]) -> RunInterrupted:
+    """Ctrl-C in a run sweep's FPS phase: every video is saved; a resume measures the pending rows."""
+    print(
+        "\ninterrupted while timing FPS: the rows whose record says fps_protocol.pending are "
+        "measured again by --resume",
+        file=sys.stderr,
+        flush=True,
+    )
+    videos = next((r.get("num_videos") for r in records if r.get("num_videos")), 0) or 0
+    return RunInterrupted(videos, videos, job.run_dir)
+
+
+def _note_earlier_timings(records: list[dict[str, Any]], timed: list[int]) -> None:
+    """Say on stderr which rows' FPS a resumed sweep kept from an earlier timing phase, when others
+    were timed in this one (their ratios are not protected against a change of load in between)."""
+    earlier = [
+        r.get("run_dir") or f"{r.get('method')}-{r.get('backbone')}"
+        for i, r in enumerate(records)
+        if i not in timed and r.get("fps") is not None and not r.get("error")
+    ]
+    if earlier and timed:
+        names = ", ".join(Path(str(name)).name for name in earlier)
+        print(
+            f"note: the FPS of {names} come from an earlier timing (complete before this resume), "
+            "not from the interleaved phase of this sweep's other rows",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def error_record(
@@ -174,4 +307,12 @@ def _write_error_row(
     return store
 
 
-__all__ = ["error_record", "profile_sweep", "run_sweep", "warn_slow_dtype"]
+__all__ = [
+    "FPS_GROUP_BYTES",
+    "FPS_TIMINGS",
+    "check_fps_timing",
+    "error_record",
+    "profile_sweep",
+    "run_sweep",
+    "warn_slow_dtype",
+]
