@@ -50,6 +50,8 @@ FIELDS = [
     "torch",
     "threads",
     "date",
+    "cpu_share",
+    "contended",
     "note",
 ]
 
@@ -97,9 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decoder", default="folded", choices=["folded", "reference"])
-    parser.add_argument(
-        "--note", default="busy 2-core machine (other jobs running): compare rows, not absolute FPS"
-    )
+    parser.add_argument("--note", default="", help="free text for the note column")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tdnet_cpu.csv"))
     parser.add_argument(
         "--append", action="store_true", help="add rows to an existing --out instead of rewriting it"
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                 "torch": record.get("torch"),
                 "threads": record.get("threads"),
                 "date": datetime.date.today().isoformat(),
+                "cpu_share": round(record["fps_protocol"]["cpu_share"], 3),
+                "contended": record["fps_protocol"]["contended"],
                 "note": args.note,
             }
         )
