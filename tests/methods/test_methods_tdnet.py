@@ -346,8 +346,8 @@ class _Wrapped(nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.module(images, labels)
+    def forward(self, *args: object) -> dict[str, torch.Tensor]:
+        return self.module(*args)
 
 
 def test_the_trainer_sets_the_iteration_so_a_resumed_run_continues_the_rotation() -> None:

@@ -15,13 +15,16 @@ from torch import Tensor, nn
 
 
 class TrainStep(nn.Module):
-    """``forward(images, labels)`` = ``adapter.forward_train(images, labels)`` (what DDP wraps)."""
+    """``forward(images, labels, iteration)`` = ``adapter.forward_train(images, labels)`` (what DDP
+    wraps), after setting the adapter's ``train_iteration`` to ``iteration`` (0-based) when given."""
 
     def __init__(self, adapter: nn.Module) -> None:
         super().__init__()
         self.adapter = adapter
 
-    def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def forward(self, images: Tensor, labels: Tensor, iteration: int | None = None) -> dict[str, Tensor]:
+        if iteration is not None:
+            self.adapter.train_iteration = iteration  # before forward_train: a resume continues from it
         return self.adapter.forward_train(images, labels)
 
 

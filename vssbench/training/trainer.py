@@ -18,7 +18,6 @@ import torch.distributed as dist
 from torch import nn
 
 from vssbench.errors import OptionError, VssbenchError
-from vssbench.methods.base import VideoSegmenter
 
 
 class NonFiniteLossError(VssbenchError):
@@ -50,7 +49,8 @@ class Trainer:
     finished iterations; ``scalars`` holds the last step's named values as floats, averaged over
     ranks (so every rank takes the same decision on a non-finite loss), plus ``lr`` (the base lr
     used by the step). ``autocast_dtype`` turns on CUDA autocast; ``scaler`` is a GradScaler (fp16).
-    Before each forward the adapter's ``train_iteration`` is set to ``iter`` (0-based).
+    The step module is called as ``step_module(images, labels, iter)`` (0-based iteration:
+    :class:`~vssbench.training.parallel.TrainStep` hands it to the adapter's ``train_iteration``).
     """
 
     def __init__(
@@ -118,12 +118,9 @@ class Trainer:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        adapter = _adapter_of(self.step_module)
-        if isinstance(adapter, VideoSegmenter):
-            adapter.train_iteration = self.iter  # before forward_train: resume continues from it
         try:
             with autocast:
-                outputs = self.step_module(images, labels)
+                outputs = self.step_module(images, labels, self.iter)
         except ValueError as exc:
             if "more than 1 value per channel" not in str(exc):
                 raise
@@ -154,12 +151,6 @@ class Trainer:
             outputs["loss"].backward()
             self.optimizer.step()
         self.scalars = {**scalars, "lr": lr}
-
-
-def _adapter_of(step_module: nn.Module) -> nn.Module:
-    """The adapter inside ``step_module``: DDP's ``module``, then TrainStep's ``adapter``."""
-    module = getattr(step_module, "module", step_module)
-    return getattr(module, "adapter", module)
 
 
 __all__ = ["HookBase", "NonFiniteLossError", "Trainer"]
