@@ -384,24 +384,30 @@ CONTENTION_RULE = (
 )
 
 
+#: What the timer reports that ``fps_protocol`` keeps as it is (null when the timer lacks it).
+_TIMING_KEYS: tuple[str, ...] = (
+    "interval_time_s",
+    "interval_times_s",
+    "timer",
+    "cpu_share",
+    "cpu_share_source",
+    "cpu_utilization",
+    "threads",
+    "cores",
+    "others_runnable",
+    "load_before",
+    "load_after",
+    "load_covers_cores",
+)
+
+
 def _fps_protocol(job: FpsJob, fps: dict[str, Any], interleaved_with: list[str]) -> dict[str, Any]:
     """The record's ``fps_protocol``: which frames were timed, how often, what the FPS is, whether
     the machine was busy, and which rows were timed in turns with this one."""
     protocol = _base_protocol(job)
+    protocol["repeats"] = fps.get("repeats", job.config.repeats)
+    protocol.update({key: fps.get(key) for key in _TIMING_KEYS})
     protocol.update(
-        repeats=fps.get("repeats", job.config.repeats),
-        interval_time_s=fps.get("interval_time_s"),
-        interval_times_s=fps.get("interval_times_s"),
-        timer=fps.get("timer"),
-        cpu_share=fps.get("cpu_share"),
-        cpu_share_source=fps.get("cpu_share_source"),
-        cpu_utilization=fps.get("cpu_utilization"),
-        threads=fps.get("threads"),
-        cores=fps.get("cores"),
-        others_runnable=fps.get("others_runnable"),
-        load_before=fps.get("load_before"),
-        load_after=fps.get("load_after"),
-        load_covers_cores=fps.get("load_covers_cores"),
         load_measure=LOAD_MEASURE,
         contended=bool(fps.get("contended")),
         contention=fps.get("contention"),
