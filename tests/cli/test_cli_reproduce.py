@@ -37,7 +37,8 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     assert result.stdout == expected
     assert (
         result.stderr
-        == f"# {len(steps)} steps (1 dataset, 1 training, 1 evaluation, 2 tables) into {tmp_path}\n"
+        == f"# {len(steps)} steps (1 dataset, 1 pretraining, 1 encoder export, 1 training, 1 evaluation, "
+        f"1 efficiency sweep, 2 tables) into {tmp_path}\n"
     )
 
 

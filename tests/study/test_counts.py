@@ -11,6 +11,10 @@ from vssbench.cli import main
 from vssbench.study import executor, plan
 
 ROOT = Path(__file__).resolve().parents[2]
+FULL = (
+    "44 steps (1 dataset, 1 pretraining, 1 encoder export, 15 trainings, 20 evaluations, "
+    "1 efficiency sweep, 4 tables, 1 figure)"
+)
 
 
 def test_the_full_synthetic_plan_counts(tmp_path: Path) -> None:
@@ -19,24 +23,28 @@ def test_the_full_synthetic_plan_counts(tmp_path: Path) -> None:
     # 6 Table 1 trainings + 9 learned Table 2 variants (the default TFC and Feature Reuse shared);
     # 6 Table 1 evaluations + 9 variants + 5 inference-time intervals.
     assert (kinds.count("train"), kinds.count("run")) == (6 + 9, 6 + 9 + 5) == (15, 20)
-    assert plan.describe_plan(steps) == (
-        "41 steps (1 dataset, 15 trainings, 20 evaluations, 4 tables, 1 figure)"
+    assert plan.describe_plan(steps) == FULL
+    one = plan.build_plan(plan.synthetic_settings(methods=["tfc"], pretrain_iters=0), tmp_path, ["table1"])
+    assert (
+        plan.describe_plan(one)
+        == "6 steps (1 dataset, 1 training, 1 evaluation, 1 efficiency sweep, 2 tables)"
     )
-    one = plan.build_plan(plan.synthetic_settings(methods=["tfc"]), tmp_path, ["table1"])
-    assert plan.describe_plan(one) == "5 steps (1 dataset, 1 training, 1 evaluation, 2 tables)"
+    three = plan.build_plan(plan.synthetic_settings(seeds=[0, 1, 2]), tmp_path, plan.TARGETS)
+    assert plan.describe_plan(three) == (
+        "114 steps (1 dataset, 1 pretraining, 1 encoder export, 45 trainings, 60 evaluations, "
+        "1 efficiency sweep, 4 tables, 1 figure)"
+    )
 
 
 def test_the_study_readme_and_the_dry_run_state_the_plan_s_counts(tmp_path: Path) -> None:
     settings = plan.synthetic_settings()
     steps = plan.build_plan(settings, tmp_path, plan.TARGETS)
     readme = executor.write_study_readme(tmp_path, settings, steps, [], 0.0).read_text()
-    assert "The plan: 41 steps (1 dataset, 15 trainings, 20 evaluations, 4 tables, 1 figure)." in readme
+    assert f"The plan: {FULL}." in readme
     assert "16 trainings" not in readme
     result = CliRunner().invoke(main, ["reproduce", "all", "--out", str(tmp_path), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.stderr == (
-        f"# 41 steps (1 dataset, 15 trainings, 20 evaluations, 4 tables, 1 figure) into {tmp_path}\n"
-    )
+    assert result.stderr == f"# {FULL} into {tmp_path}\n"
 
 
 def test_the_docs_state_the_plan_s_counts(tmp_path: Path) -> None:

@@ -40,7 +40,11 @@ def _reproduce(tmp_path: Path, *args: str) -> tuple[int, str, str, Path]:
     [
         (["--iters", "0"], "error: --iters 0: must be >= 1"),
         (["--iters", "-3"], "error: --iters -3: must be >= 1"),
-        (["--seed", "-1"], "error: --seed -1: must be >= 0 and < 4294967296"),
+        (["--seed", "-1"], "error: --seeds -1: -1 must be >= 0 and < 4294967296"),
+        (["--seeds", "0,x"], "error: --seeds 0,x: 'x' is not an integer"),
+        (["--seeds", "1,1"], "error: --seeds 1,1: each seed once"),
+        (["--seeds", "1", "--seed", "2"], "error: --seeds and --seed exclude each other"),
+        (["--pretrain-iters", "-1"], "error: --pretrain-iters -1: must be >= 0 (0: no pretraining)"),
         (
             ["--backbones", "b0,b9"],
             "error: --backbones b0,b9: unknown backbone 'b9' for method 'segformer'; "
@@ -104,7 +108,9 @@ def test_a_plan_command_holds_each_flag_once(tmp_path: Path) -> None:
             )
             steps = plan.build_plan(settings, tmp_path / "study", plan.TARGETS)
             for step in steps:
-                flags = [a for a in step.argv if a.startswith("--") and "=" not in a and a != "--set"]
+                # --set and the efficiency sweep's per-row --checkpoint METHOD:BACKBONE=PATH repeat by design
+                repeatable = ("--set", "--checkpoint") if step.kind == "profile" else ("--set",)
+                flags = [a for a in step.argv if a.startswith("--") and "=" not in a and a not in repeatable]
                 assert len(flags) == len(set(flags)), step.command()
             trains = [s for s in steps if s.kind == "train"]
             expected = iters if iters is not None else {"synthetic": plan.STUDY_ITERS, "paper": None}[preset]
@@ -113,13 +119,13 @@ def test_a_plan_command_holds_each_flag_once(tmp_path: Path) -> None:
                 assert value == (None if expected is None else str(expected)), step.command()
                 if preset == "synthetic":  # validation halfway and at the end, whatever the iterations
                     assert step.argv[step.argv.index("--val-every") + 1] == str(expected // 2)
-    # The default plan's commands are as they were: the committed study's stamps stay valid.
+    # The default plan's training command, as the committed study's stamps record it.
     steps = plan.build_plan(plan.synthetic_settings(), Path("/tmp/study"), ["table1"])
-    train = next(s for s in steps if s.name == "train segformer-b0")
+    train = next(s for s in steps if s.name == "train segformer-b0 seed0")
     assert train.command() == (
-        "vssbench train --method segformer --backbone b0 --data /tmp/study/data --device cpu --seed 0 "
+        "vssbench train --method segformer --backbone b0 --data /tmp/study/data --device cpu "
         "--preset synthetic --crop 64x64 --iters 150 --val-size 96x160 --val-every 75 --val-videos 2 "
-        "--out /tmp/study/train/segformer-b0 [--resume]"
+        "--seed 0 --out /tmp/study/train/segformer-b0/seed0 --init /tmp/study/pretrain/mit_b0.pth [--resume]"
     )
 
 
@@ -131,7 +137,6 @@ def test_a_failed_step_reports_the_command_s_own_message(tmp_path: Path, data_ro
         methods=("segformer",),
         train_args=("--preset", "synthetic", "--batch-size", "0", "--quiet"),
         run_args=("--size", "32x48"),
-        table1_efficiency="none",
     )
     steps = plan.build_plan(settings, tmp_path, ["table1"])
     lines: list[str] = []
@@ -139,8 +144,8 @@ def test_a_failed_step_reports_the_command_s_own_message(tmp_path: Path, data_ro
     assert [r.status for r in results] == ["failed", "blocked", "blocked", "blocked"]
     message = "batch_size must be >= 1, got 0"
     assert results[0].error == f"{message} (exit status 2)"
-    assert f"[1/4] train segformer-b0: FAILED: {message} (exit status 2)" in lines
-    error = (tmp_path / "steps" / "train_segformer-b0.error.txt").read_text()
+    assert f"[1/4] train segformer-b0 seed0: FAILED: {message} (exit status 2)" in lines
+    error = (tmp_path / "steps" / "train_segformer-b0_seed0.error.txt").read_text()
     assert error.splitlines()[0] == "vssbench " + " ".join(steps[0].argv_now())
     assert "exit status 2" in error and f"error: {message}" in error
     assert "Traceback" not in error

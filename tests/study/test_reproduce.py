@@ -15,7 +15,9 @@ from vssbench.errors import OptionError
 from vssbench.study import executor, plan
 
 
-def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> plan.StudySettings:
+def _tiny_settings(
+    methods=("segformer", "tfc"), iters=1, seeds=(0,), pretrain_iters=0, efficiency_args=()
+) -> plan.StudySettings:
     return plan.StudySettings(
         preset="synthetic",
         backbones=("b0",),
@@ -23,7 +25,9 @@ def _tiny_settings(methods=("segformer", "tfc"), iters=1) -> plan.StudySettings:
         iters=iters,
         synth_args=("--videos=3", "--frames=10", "--size=64x64", "--difficulty=study"),
         run_args=("--size", "64x64"),
-        table1_efficiency="none",
+        seeds=seeds,
+        pretrain_iters=pretrain_iters,
+        efficiency_args=efficiency_args,
         train_args=(
             "--preset",
             "synthetic",
@@ -49,20 +53,20 @@ def test_plan_covers_the_paper_protocol(tmp_path: Path) -> None:
     assert len(set(names)) == len(names)
     # Interval rows reuse the default TFC's weights: no training of their own.
     for interval in plan.TABLE2_INTERVALS:
-        step = next(s for s in steps if s.name == f"run tfc-interval{interval}-b0")
-        assert step.needs == ["train tfc-b0"]
+        step = next(s for s in steps if s.name == f"run tfc-interval{interval}-b0 seed0")
+        assert step.needs == ["train tfc-b0 seed0"]
         assert step.argv[-2:] == ["--interval", str(interval)]
-        assert str(tmp_path / "train" / "tfc-b0" / "model.pth") in step.argv
+        assert str(tmp_path / "train" / "tfc-b0" / "seed0" / "model.pth") in step.argv
     # Every step only needs steps that come before it.
     seen: set[str] = set()
     for step in steps:
         assert set(step.needs) <= seen, step.name
         seen.add(step.name)
     # A learned variant trains and evaluates with the same options.
-    hard = [s for s in steps if s.name.endswith("tfc-interp-hard-b0")]
+    hard = [s for s in steps if s.name.endswith("tfc-interp-hard-b0 seed0")]
     assert len(hard) == 2 and all("interp=hard" in s.argv and "update=none" in s.argv for s in hard)
     fig4 = next(s for s in steps if s.name == "fig4")
-    assert fig4.needs == ["train tfc-b0", "train tfc-no-focal-b0"]
+    assert fig4.needs == ["train tfc-b0 seed0", "train tfc-no-focal-b0 seed0"]
 
 
 def test_synthetic_study_conditions_are_identical_for_every_method(tmp_path: Path) -> None:
@@ -86,7 +90,7 @@ def test_plan_paper_preset_and_targets(tmp_path: Path) -> None:
     assert len(runs) == 5 * 3 + 1
     assert not any(s.kind == "synth" for s in steps)
     assert all("--preset" in s.argv and "paper" in s.argv for s in steps if s.kind == "train")
-    b5 = next(s for s in steps if s.name == "train tfc-b5")
+    b5 = next(s for s in steps if s.name == "train tfc-b5 seed0")
     assert b5.argv[b5.argv.index("--init") + 1] == str(tmp_path / "w" / "mit_b5.pth")
     with pytest.raises(OptionError, match="table9"):
         plan.build_plan(plan.synthetic_settings(), tmp_path, ["table9"])
@@ -109,30 +113,30 @@ def test_failure_blocks_only_dependents_and_completed_steps_are_skipped(tmp_path
     results = {
         r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
     }
-    assert results["train segformer-b0"] == "failed"
-    assert results["run segformer-b0"] == "blocked"
-    assert results["train tfc-b0"] == results["run tfc-b0"] == "done"
+    assert results["train segformer-b0 seed0"] == "failed"
+    assert results["run segformer-b0 seed0"] == "blocked"
+    assert results["train tfc-b0 seed0"] == results["run tfc-b0 seed0"] == "done"
     assert results["table1 md"] == "blocked"
     calls.clear()
     again = {
         r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
     }
-    assert again["train tfc-b0"] == again["run tfc-b0"] == "skipped"
+    assert again["train tfc-b0 seed0"] == again["run tfc-b0 seed0"] == "skipped"
     assert "train tfc" not in calls and "run tfc" not in calls
     # A step whose input was just remade runs again, even though its own outputs are complete.
-    (tmp_path / "steps" / "train_tfc-b0.json").unlink()
+    (tmp_path / "steps" / "train_tfc-b0_seed0.json").unlink()
     calls.clear()
     third = {
         r.name: r.status for r in executor.execute_plan(steps, tmp_path, log=lambda m: None, invoke=invoke)
     }
-    assert third["train tfc-b0"] == third["run tfc-b0"] == "done"
+    assert third["train tfc-b0 seed0"] == third["run tfc-b0 seed0"] == "done"
     # A different command for the same step is not "complete".
     changed = plan.build_plan(_tiny_settings(iters=2), tmp_path, ["table1"])
-    assert not plan.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0"))
+    assert not plan.is_complete(tmp_path, next(s for s in changed if s.name == "train tfc-b0 seed0"))
     # An evaluation resumes unless its weights were (re)trained in this invocation.
-    run_tfc = next(s for s in steps if s.name == "run tfc-b0")
+    run_tfc = next(s for s in steps if s.name == "run tfc-b0 seed0")
     assert run_tfc.argv_now(set())[-1] == "--resume"
-    assert "--resume" not in run_tfc.argv_now({"train tfc-b0"})
+    assert "--resume" not in run_tfc.argv_now({"train tfc-b0 seed0"})
     assert "--efficiency" in run_tfc.argv and run_tfc.argv[run_tfc.argv.index("--efficiency") + 1] == "none"
 
 
@@ -171,38 +175,42 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
 
     base = _tiny_settings(methods=("tfc",))
     assert set(execute(base).values()) == {"done"}
-    model = tmp_path / "train" / "tfc-b0" / "model.pth"
+    model = tmp_path / "train" / "tfc-b0" / "seed0" / "model.pth"
     # The study's data settings change: the data is made again and the training starts afresh
     # (before, the finished last.pth was "resumed" and the old weights evaluated on the new data).
     calls.clear()
     new_data = plan.StudySettings(**{**base.__dict__, "synth_args": (*base.synth_args, "--seed=1")})
-    assert execute(new_data)["train tfc-b0"] == "done"
+    assert execute(new_data)["train tfc-b0 seed0"] == "done"
     assert [c[0] for c in calls][:2] == ["data", "train"] and "--resume" not in train_calls()[0]
     # The training command changes (more iterations): afresh, not a refused --resume.
     calls.clear()
     longer = plan.StudySettings(**{**new_data.__dict__, "iters": 2})
-    assert execute(longer)["train tfc-b0"] == "done"
+    assert execute(longer)["train tfc-b0 seed0"] == "done"
     assert "--resume" not in train_calls()[0] and "--iters 2" in model.read_text()
     # An interrupted training of the same command continues from its last.pth.
-    (tmp_path / "steps" / "train_tfc-b0.json").unlink()
-    (tmp_path / "steps" / "train_tfc-b0.started.json").write_text(
+    (tmp_path / "steps" / "train_tfc-b0_seed0.json").unlink()
+    (tmp_path / "steps" / "train_tfc-b0_seed0.started.json").write_text(
         json.dumps(
             {
                 "digest": plan.command_digest(
-                    next(s for s in plan.build_plan(longer, tmp_path, ["table1"]) if s.name == "train tfc-b0")
+                    next(
+                        s
+                        for s in plan.build_plan(longer, tmp_path, ["table1"])
+                        if s.name == "train tfc-b0 seed0"
+                    )
                 )
             }
         )
     )
     calls.clear()
-    assert execute(longer)["train tfc-b0"] == "done"
+    assert execute(longer)["train tfc-b0 seed0"] == "done"
     assert "--resume" in train_calls()[0]
     # A data folder that is not ours is never removed: data synth refuses it instead.
     calls.clear()
     (tmp_path / "data" / MARKER).unlink()
     other = plan.StudySettings(**{**longer.__dict__, "synth_args": (*base.synth_args, "--seed=2")})
     statuses = execute(other)
-    assert statuses["data"] == "failed" and statuses["train tfc-b0"] == "blocked"
+    assert statuses["data"] == "failed" and statuses["train tfc-b0 seed0"] == "blocked"
     assert (tmp_path / "data" / "val.txt").exists()
     error = (tmp_path / "steps" / "data.error.txt").read_text()
     assert "old synthetic data must be gone" in error
@@ -246,3 +254,78 @@ def test_reproduce_in_miniature(tmp_path: Path) -> None:
     # Running the same command again skips every step.
     again = executor.reproduce(["table1"], changed, out, in_process(main), log=lambda m: None)
     assert {r.status for r in again["results"]} == {"skipped"}
+
+
+def test_seeds_pretraining_and_the_efficiency_sweep_in_the_plan(tmp_path: Path) -> None:
+    settings = plan.synthetic_settings(methods=["segformer", "tfc"], seeds=[0, 1], pretrain_iters=7)
+    steps = {s.name: s for s in plan.build_plan(settings, tmp_path, ["table1"])}
+    # One pretraining (seed 0, no validation, the study's other training flags), one export.
+    pretrain = steps["pretrain b0"]
+    argv = pretrain.argv
+    assert argv[argv.index("--iters") + 1] == "7" and argv[argv.index("--val-every") + 1] == "0"
+    assert argv[argv.index("--seed") + 1] == "0" and "--val-videos" not in argv
+    assert argv[argv.index("--crop") + 1] == plan.STUDY_CROP and argv.count("--iters") == 1
+    encoder = steps["encoder b0"]
+    mit = str(tmp_path / "pretrain" / "mit_b0.pth")
+    assert encoder.argv == [
+        "convert",
+        str(tmp_path / "pretrain" / "segformer-b0" / "model.pth"),
+        "--to",
+        "mit",
+        "--out",
+        mit,
+    ]
+    # Every training, of every seed, starts from the exported encoder and has its own folder.
+    trains = [s for s in steps.values() if s.kind == "train"]
+    assert sorted(s.name for s in trains) == [
+        "train segformer-b0 seed0",
+        "train segformer-b0 seed1",
+        "train tfc-b0 seed0",
+        "train tfc-b0 seed1",
+    ]
+    for step in trains:
+        seed = step.name[-1]
+        assert step.argv[step.argv.index("--init") + 1] == mit and "encoder b0" in step.needs
+        assert step.argv[step.argv.index("--seed") + 1] == seed and step.argv.count("--seed") == 1
+        assert step.argv[step.argv.index("--out") + 1].endswith(f"seed{seed}")
+    # Evaluations measure accuracy only; one profile sweep measures the first seed's weights at 480x853.
+    assert all(s.argv[s.argv.index("--efficiency") + 1] == "none" for s in steps.values() if s.kind == "run")
+    sweep = steps["efficiency b0"]
+    assert sweep.argv[:5] == ["profile", "--method", "segformer,tfc", "--backbone", "b0"]
+    assert sweep.argv[sweep.argv.index("--size") + 1] == plan.EFFICIENCY_SIZE == "480x853"
+    ckpts = [sweep.argv[i + 1] for i, a in enumerate(sweep.argv) if a == "--checkpoint"]
+    assert ckpts == [
+        f"segformer:b0={tmp_path}/train/segformer-b0/seed0/model.pth",
+        f"tfc:b0={tmp_path}/train/tfc-b0/seed0/model.pth",
+    ]
+    assert sweep.needs == ["train segformer-b0 seed0", "train tfc-b0 seed0"]
+    # The tables read each row's folder (all its seeds) and the sweep's records.
+    table = steps["table1 md"]
+    assert str(tmp_path / "runs" / "tfc-b0") in table.argv and "--ci" in table.argv
+    assert table.argv[table.argv.index("--efficiency-from") + 1] == str(tmp_path / "efficiency")
+    assert set(table.needs) == {
+        "run segformer-b0 seed0",
+        "run segformer-b0 seed1",
+        "run tfc-b0 seed0",
+        "run tfc-b0 seed1",
+        "efficiency b0",
+    }
+    # Without pretraining every training starts from random init; the paper preset from --init-dir.
+    bare = plan.build_plan(plan.synthetic_settings(methods=["tfc"], pretrain_iters=0), tmp_path, ["table1"])
+    assert not any(s.kind in ("pretrain", "convert") for s in bare)
+    assert all("--init" not in s.argv for s in bare)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seeds": ()}, "--seeds: at least one seed"),
+        ({"seeds": (0, 0)}, "--seeds 0,0: each seed once"),
+        ({"seeds": (0, -1)}, "--seeds 0,-1: -1 must be >= 0"),
+        ({"pretrain_iters": -1}, "--pretrain-iters -1: must be >= 0"),
+    ],
+)
+def test_bad_seeds_and_pretraining_are_refused(changes: dict, message: str) -> None:
+    settings = plan.StudySettings(**{**plan.synthetic_settings().__dict__, **changes})
+    with pytest.raises(OptionError, match=re.escape(message)):
+        plan.check_settings(settings)

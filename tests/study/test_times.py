@@ -45,9 +45,9 @@ def test_a_rerun_keeps_the_step_times_of_the_invocation_that_made_them(tmp_path:
     executor.reproduce(["table1"], settings, tmp_path, _fake_invoke(steps), log=lambda m: None)
     first = _rows(tmp_path / "README.md")
     assert list(first) == [s.name for s in steps]
-    assert first["train segformer-b0"][:2] == ("done", "1")
-    stamp = json.loads((tmp_path / "steps" / "train_segformer-b0.json").read_text())
-    assert 0.6 <= stamp["seconds"] < 1.5 and first["train segformer-b0"][2] == stamp["finished"]
+    assert first["train segformer-b0 seed0"][:2] == ("done", "1")
+    stamp = json.loads((tmp_path / "steps" / "train_segformer-b0_seed0.json").read_text())
+    assert 0.6 <= stamp["seconds"] < 1.5 and first["train segformer-b0 seed0"][2] == stamp["finished"]
 
     result = executor.reproduce(["table1"], settings, tmp_path, _fake_invoke(steps), log=lambda m: None)
     assert {r.status for r in result["results"]} == {"skipped"}
@@ -68,7 +68,7 @@ def test_a_rerun_of_a_miniature_study_keeps_its_step_times(tmp_path: Path) -> No
     executor.reproduce(["table1"], settings, tmp_path, in_process(main), log=lambda m: None)
     first = _rows(tmp_path / "README.md")
     assert {status for status, _, _ in first.values()} == {"done"}
-    assert first["train segformer-b0"][1] != "" and first["data"][2] != ""
+    assert first["train segformer-b0 seed0"][1] != "" and first["data"][2] != ""
     again = executor.reproduce(["table1"], settings, tmp_path, in_process(main), log=lambda m: None)
     assert {r.status for r in again["results"]} == {"skipped"}
     second = _rows(tmp_path / "README.md")

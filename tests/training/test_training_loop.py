@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.helpers import run_args
 from vssbench.cli import main
 from vssbench.errors import OptionError
 from vssbench.methods import available, create
@@ -289,3 +290,59 @@ def test_imagenet_mit_init_loads_the_encoder_and_reports_the_decoder(tmp_path: P
     for key, value in model.decode_head.state_dict().items():
         assert torch.equal(value, decoder_before[key])
     assert f"{len(report['untouched'])} untouched" in report["summary"]
+
+
+def test_a_trained_encoder_exported_as_mit_initializes_another_method(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """The synthetic study's pretraining path: train -> `convert --to mit` -> `train --init`; the
+    training's seed travels in model.pth into the record of a run that loads it."""
+    out = tmp_path / "pretrain"
+    train(tiny("segformer", data_root, iters=2, seed=5), out, progress=False)
+    saved = torch.load(out / "model.pth", weights_only=True)
+    assert (saved["train_seed"], saved["iteration"]) == (5, 2)
+    mit = tmp_path / "mit_b0.pth"
+    result = CliRunner().invoke(main, ["convert", str(out / "model.pth"), "--to", "mit", "--out", str(mit)])
+    assert result.exit_code == 0, result.output
+    exported = torch.load(mit, weights_only=True)
+    encoder = {k[len("backbone.") :]: v for k, v in saved["state_dict"].items() if k.startswith("backbone.")}
+    assert exported.keys() == encoder.keys() and all(torch.equal(exported[k], encoder[k]) for k in encoder)
+    assert f"wrote {mit} ({len(encoder)} tensors, vssbench -> mit)" in result.stderr
+    torch.manual_seed(9)
+    model = create("tfc", num_classes=124)
+    report = load_init(model, str(mit))
+    assert report["format"] == "mit" and report["loaded"] == len(encoder) and report["dropped"] == []
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in encoder.items())
+    # A run of the trained weights records the training's seed; random init records none.
+    args = [
+        "--method",
+        "segformer",
+        "--max-videos",
+        "1",
+        "--max-frames",
+        "2",
+        "--efficiency",
+        "none",
+        "--json",
+    ]
+    result = CliRunner().invoke(
+        main, [*run_args(data_root, tmp_path / "runs", "--checkpoint", str(out / "model.pth")), *args]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["train_seed"] == 5
+    result = CliRunner().invoke(main, [*run_args(data_root, tmp_path / "runs0"), *args])
+    assert json.loads(result.stdout)[0]["train_seed"] is None
+
+
+def test_convert_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    torch.save({"decode_head.linear_pred.weight": torch.zeros(2, 2)}, tmp_path / "head.pth")
+    result = CliRunner().invoke(
+        main, ["convert", str(tmp_path / "head.pth"), "--to", "mit", "--out", str(tmp_path / "m.pth")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / 'head.pth'}: no encoder keys (backbone.*) to export\n"
+    assert not (tmp_path / "m.pth").exists()
+    result = CliRunner().invoke(
+        main, ["convert", str(tmp_path / "head.pth"), "--to", "mit", "--out", str(tmp_path / "no" / "m.pth")]
+    )
+    assert result.exit_code == 2 and "does not exist" in result.stderr

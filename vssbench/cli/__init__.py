@@ -1,7 +1,7 @@
 """The ``vssbench`` command line: a thin click shell, each command one library call.
 
 The group lives here; each command group in its own module (``methods``, ``data``, ``run`` and
-``profile``, ``train``, ``table``/``compare``/``plot``, ``reproduce``, ``new_method``) and the
+``profile``, ``train``, ``table``/``compare``/``plot``, ``reproduce``, ``convert``, ``new_method``) and the
 parameter types in :mod:`vssbench.cli.params`. The CLI is a leaf: it imports the library, nothing imports it.
 """
 
@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from vssbench.cli import data, methods, new_method, reports, reproduce, run, train
+from vssbench.cli import convert, data, methods, new_method, reports, reproduce, run, train
 from vssbench.errors import VssbenchError
 from vssbench.methods import load_plugins, plugin_exceptions
 
@@ -67,6 +67,7 @@ main.add_command(reports.table_group)
 main.add_command(reports.compare_cmd)
 main.add_command(reports.plot_group)
 main.add_command(reproduce.reproduce_cmd)
+main.add_command(convert.convert_cmd)
 main.add_command(new_method.new_method_cmd)
 
 __all__ = ["main"]

@@ -50,6 +50,15 @@ def data_group() -> None:
     help="Videos in the val split (the first ones); one more goes to test, the rest to train  "
     "[default: half the videos; study: 6 of its 36]",
 )
+@click.option(
+    "--more-val-videos",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="K",
+    help="K more videos rendered after --videos and appended to the val split; train and test, and "
+    "every other video's files, stay byte-identical to the dataset without them.",
+)
 @click.option("--frames", type=int, default=None, help="Frames per video  [default: 20; study: 24]")
 @click.option(
     "--size", type=Size(one_line=True), default=None, help="Frame size HxW  [default: 180x320; study: 96x160]"
@@ -61,6 +70,7 @@ def synth_cmd(
     knobs: tuple[tuple[str, str], ...],
     videos: int | None,
     val_videos: int | None,
+    more_val_videos: int,
     frames: int | None,
     size: tuple[int, int] | None,
     seed: int,
@@ -71,6 +81,7 @@ def synth_cmd(
     Example:
       vssbench data synth --out /tmp/vspw-mini --videos 6 --frames 24 --size 240x427
       vssbench data synth --out /tmp/vspw-study --difficulty study
+      vssbench data synth --out /tmp/vspw-study-val --difficulty study --more-val-videos 6
       vssbench data synth --out /tmp/vspw-noisy --knob noise=10 --knob jpeg_quality=40
     """
     if videos is None and difficulty not in PRESET_SHAPES:
@@ -83,6 +94,7 @@ def synth_cmd(
         size=size,
         seed=seed,
         val_videos=val_videos,
+        more_val_videos=more_val_videos,
         **dict(knobs),
     )
     click.echo(f"wrote synthetic VSPW-mini ({difficulty}) to {root}")

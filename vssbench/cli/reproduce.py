@@ -12,6 +12,7 @@ import click
 from vssbench.cli.params import CommaList
 from vssbench.errors import OptionError
 from vssbench.study import (
+    STUDY_PRETRAIN_ITERS,
     TARGETS,
     CommandFailed,
     describe_plan,
@@ -74,6 +75,21 @@ def in_process(cli: click.Command) -> Callable[[list[str]], None]:
     return invoke
 
 
+def _seed_list(seeds: list[str] | None, seed: int | None) -> list[int]:
+    """The study's seeds from ``--seeds`` (comma list) or ``--seed`` (one), default [0]."""
+    if seeds is not None and seed is not None:
+        raise OptionError("--seeds and --seed exclude each other")
+    if seed is not None:
+        return [seed]
+    values = []
+    for text in seeds or ["0"]:
+        try:
+            values.append(int(text))
+        except ValueError:
+            raise OptionError(f"--seeds {','.join(seeds or [])}: {text!r} is not an integer") from None
+    return values
+
+
 @click.command("reproduce", short_help="Regenerate the paper's Table 1, Table 2 and Fig. 4 as a study.")
 @click.argument("target", type=click.Choice(["table1", "table2", "fig4", "all"]))
 @click.option(
@@ -101,7 +117,21 @@ def in_process(cli: click.Command) -> Callable[[list[str]], None]:
 @click.option(
     "--iters", type=int, default=None, help="Training iterations of every model (default: the preset's)."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seeds",
+    type=CommaList(),
+    default=None,
+    help="Comma list of training seeds: every training and evaluation runs once per seed; tables "
+    "show mean ± spread  [default: 0]",
+)
+@click.option("--seed", type=int, default=None, help="One training seed (same as --seeds N).")
+@click.option(
+    "--pretrain-iters",
+    type=int,
+    default=None,
+    help="Synthetic preset: iterations of the per-frame SegFormer pretraining whose encoder every "
+    f"training starts from (0: random init)  [default: {STUDY_PRETRAIN_ITERS}]",
+)
 @click.option(
     "--init-dir",
     default=None,
@@ -117,7 +147,9 @@ def reproduce_cmd(
     out: str,
     device: str | None,
     iters: int | None,
-    seed: int,
+    seeds: list[str] | None,
+    seed: int | None,
+    pretrain_iters: int | None,
     init_dir: str | None,
     dry_run: bool,
 ) -> None:
@@ -133,23 +165,31 @@ def reproduce_cmd(
     Examples:
       vssbench reproduce all                                   # synthetic study, 2 CPU cores
       vssbench reproduce table1 --dry-run
+      vssbench reproduce all --seeds 0,1,2 --out study3               # mean ± spread over 3 seeds
       vssbench reproduce all --preset paper --data data/vspw/VSPW_480p --init-dir weights/ --dry-run
       torchrun --nproc-per-node 8 -m vssbench reproduce all --preset paper --data data/vspw/VSPW_480p \
           --init-dir weights/
     """
     preset = preset or ("paper" if data_root else "synthetic")
+    seed_list = _seed_list(seeds, seed)
     if preset == "paper":
         if not data_root:
             raise OptionError("--preset paper needs --data (the VSPW_480p root)")
-        settings = paper_settings(data_root, backbones, methods, device or "cuda", iters, seed, init_dir)
+        if pretrain_iters:
+            raise OptionError(
+                f"--pretrain-iters {pretrain_iters}: for --preset synthetic only "
+                "(the paper preset starts from the ImageNet files of --init-dir)"
+            )
+        settings = paper_settings(data_root, backbones, methods, device or "cuda", iters, seed_list, init_dir)
     else:
         if init_dir:
             raise OptionError(
-                "--init-dir is for --preset paper (the synthetic study trains from random init)"
+                "--init-dir is for --preset paper (the synthetic study pretrains its own encoder, "
+                "--pretrain-iters)"
             )
         if data_root:
             raise OptionError("--preset synthetic makes its own dataset; drop --data or use --preset paper")
-        settings = synthetic_settings(backbones, methods, device or "cpu", iters, seed)
+        settings = synthetic_settings(backbones, methods, device or "cpu", iters, seed_list, pretrain_iters)
     targets = list(TARGETS) if target == "all" else [target]
     # Each step runs through the root group (the `vssbench` command this one was called from).
     invoke = in_process(click.get_current_context().find_root().command)

@@ -10,8 +10,10 @@ from typing import Any
 import click
 
 from vssbench.cli.params import CommaList, KeyValue, Size
+from vssbench.errors import OptionError
 from vssbench.harness import build_configs, profile_sweep, run_sweep, setup_distributed
 from vssbench.harness.paper_profile import format_paper_profile, paper_profile
+from vssbench.harness.profile import write_records
 from vssbench.harness.runner import RunInterrupted
 from vssbench.results.records import format_table
 
@@ -32,9 +34,11 @@ def _model_options(f: Any) -> Any:
         ),
         click.option(
             "--checkpoint",
-            default=None,
+            multiple=True,
+            metavar="[METHOD[:BACKBONE]=]PATH",
             help="Weights to load (omitted: random init, accuracy meaningless and TFC's "
-            "content-dependent cost untrained).",
+            "content-dependent cost untrained). Repeatable: a plain PATH for every row, "
+            "METHOD=PATH or METHOD:BACKBONE=PATH for those rows (the most specific wins).",
         ),
         click.option(
             "--checkpoint-format", default="auto", show_default=True, help="auto, vssbench, mmseg, mit or hf."
@@ -243,6 +247,7 @@ def run_cmd(
       vssbench run --method 'tfc,segformer' --backbone b0,b1 --data data/vspw/VSPW_480p --json
       vssbench run --method tfc --set threshold=0.5 --set interp=hard --interval 6
       vssbench run --method '*' --set tfc.threshold=0.5 --save-preds preds/
+      vssbench run --method segformer,tfc --checkpoint segformer=seg.pth --checkpoint tfc:b0=tfc.pth
       torchrun --nproc-per-node 4 -m vssbench run --method tfc --device cuda --data data/vspw/VSPW_480p
     """
     as_json, as_json_lines = _output_flags(common)
@@ -305,9 +310,20 @@ def run_cmd(
     help="Paper-comparable GMACs instead: SegFormer and TFC on B0 and B5 at 480x480, decoder widths 256 "
     "and 768, reference decoder (unless --decoder is given), next to the paper's Sec. 4.2 values. No FPS.",
 )
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also write the records as one JSON list to DIR/records.json (DIR created).",
+)
 @_model_options
 def profile_cmd(
-    method: list[str] | None, size: tuple[int, int], frames: str, paper: bool, **common: Any
+    method: list[str] | None,
+    size: tuple[int, int],
+    frames: str,
+    paper: bool,
+    out: str | None,
+    **common: Any,
 ) -> None:
     """Params (grouped, dead), GMACs and per-interval FPS without data.
 
@@ -317,7 +333,9 @@ def profile_cmd(
     images instead.
 
     The record has the same keys as `vssbench run`'s, accuracy keys null. --json prints a JSON
-    list (also for one row), --json-lines one record per line. Exit status 1 when any row has an
+    list (also for one row), --json-lines one record per line; --out DIR also writes that list to
+    DIR/records.json (replaced whole, never half-written). Each row may have its own checkpoint
+    (--checkpoint METHOD=PATH or METHOD:BACKBONE=PATH). Exit status 1 when any row has an
     error, 2 for bad input (options, checkpoint).
 
     \b
@@ -325,9 +343,13 @@ def profile_cmd(
       vssbench profile --method tfc --backbone b0
       vssbench profile --method 'segformer,tfc' --backbone b1 --size 512x512 --num-classes 150 --json
       vssbench profile --method tfc --decoder reference
+      vssbench profile --method segformer,tfc --checkpoint segformer=seg.pth --checkpoint tfc=tfc.pth \\
+        --out profiles/
       vssbench profile --paper
     """
     if paper:
+        if out is not None:
+            raise click.UsageError("--out writes profile records; --paper prints the paper comparison")
         source = click.get_current_context().get_parameter_source("decoder")
         mode = common["decoder"] if source == click.core.ParameterSource.COMMANDLINE else "reference"
         rows = paper_profile(decoder=mode, seed=common["seed"])
@@ -343,5 +365,11 @@ def profile_cmd(
     fps_timing = common.pop("fps_timing")
     records = profile_sweep(_configs_from(method, size, common), frames=frames, fps_timing=fps_timing)
     _echo_output(records, as_json, as_json_lines)
+    if out is not None:
+        try:
+            path = write_records(records, out)
+        except OSError as exc:
+            raise OptionError(f"--out {out}: cannot write the records ({exc.strerror or exc})") from None
+        click.echo(f"wrote {len(records)} records to {path}", err=True)
     if any(r.get("error") for r in records):
         sys.exit(1)

@@ -12,6 +12,9 @@ frame take their neighbour's label.
 Splits: ``val`` gets the first ``max(1, videos // 2)`` videos (or ``val_videos``), ``test`` the
 next one when ``videos >= 3`` and at least two remain, ``train`` the rest (6 videos -> 3 val,
 1 test, 2 train; the study's 36 with ``val_videos=6`` -> 6 val, 1 test, 29 train).
+``more_val_videos=K`` renders K further videos after those (ids and seeds continuing the
+numbering) and appends them to ``val``: train and test, and every other video's files, stay
+byte-identical to the dataset without them.
 
 Output is deterministic for a seed (byte-identical files) and written atomically: the tree is
 built in a temporary folder beside ``out`` and renamed into place, so nobody ever sees a
@@ -686,9 +689,10 @@ def _write_tree(
     knobs: Difficulty = EASY,
     name: str = "easy",
     val_videos: int | None = None,
+    more_val_videos: int = 0,
 ) -> dict[str, object]:
     h, w = size
-    ids = [f"{v + 1:04d}_synth{v + 1:04d}" for v in range(videos)]
+    ids = [f"{v + 1:04d}_synth{v + 1:04d}" for v in range(videos + more_val_videos)]
     palette = RAW_PALETTE.tobytes()
     for v, vid in enumerate(ids):
         rng = np.random.default_rng([seed, v])
@@ -707,7 +711,8 @@ def _write_tree(
             png = Image.fromarray(raw)
             png.putpalette(palette)  # 'L' -> 'P' keeping the raw values as indices
             png.save(mask / f"{stem}.png", format="PNG")
-    splits = _split_videos(ids, val_videos)
+    splits = _split_videos(ids[:videos], val_videos)
+    splits["val"] += ids[videos:]  # the extra videos change no other split
     for split, members in splits.items():
         (tmp / f"{split}.txt").write_text("".join(f"{m}\n" for m in members), encoding="utf-8")
     meta: dict[str, object] = {
@@ -719,6 +724,8 @@ def _write_tree(
         "seed": seed,
         "splits": {k: len(m) for k, m in splits.items()},
     }
+    if more_val_videos:  # a tree without them keeps the marker it always had
+        meta["more_val_videos"] = more_val_videos
     if knobs != EASY:  # an easy tree's marker stays what it always was
         meta["difficulty"] = name
         meta["knobs"] = knobs.to_dict()
@@ -726,11 +733,18 @@ def _write_tree(
 
 
 def _check_params(
-    videos: int, frames: int, size: tuple[int, int], seed: int = 0, val_videos: int | None = None
+    videos: int,
+    frames: int,
+    size: tuple[int, int],
+    seed: int = 0,
+    val_videos: int | None = None,
+    more_val_videos: int = 0,
 ) -> tuple[int, int]:
     """(H, W) of valid generator parameters; an :class:`OptionError` naming the flag and value otherwise."""
     if videos < 1:
         raise OptionError(f"--videos {videos}: must be >= 1")
+    if more_val_videos < 0:
+        raise OptionError(f"--more-val-videos {more_val_videos}: must be >= 0")
     if val_videos is not None and not 1 <= val_videos <= videos - 1:
         raise OptionError(
             f"--val-videos {val_videos}: must be in 1..{videos - 1} (--videos {videos} minus a train video)"
@@ -754,12 +768,13 @@ def _build(
     knobs: Difficulty = EASY,
     name: str = "easy",
     val_videos: int | None = None,
+    more_val_videos: int = 0,
 ) -> Path:
     """Build the tree in a temporary sibling of ``out``, marker last; returns the temporary path."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        meta = _write_tree(tmp, videos, frames, size, seed, knobs, name, val_videos)
+        meta = _write_tree(tmp, videos, frames, size, seed, knobs, name, val_videos, more_val_videos)
         (tmp / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset itself is not
     except BaseException:
@@ -780,12 +795,15 @@ def synthesize(
     seed: int = 0,
     difficulty: str | Difficulty = "easy",
     val_videos: int | None = None,
+    more_val_videos: int = 0,
     **knobs: object,
 ) -> Path:
     """Write a synthetic VSPW-mini of ``videos`` x ``frames`` frames of ``size`` (H, W) to ``out``.
 
     ``val_videos`` is the size of the val split (default half the videos, at least one); one
-    video goes to ``test`` when at least two remain, the rest to ``train``.
+    video goes to ``test`` when at least two remain, the rest to ``train``. ``more_val_videos``
+    (K >= 0) renders K further videos and appends them to ``val``, leaving every file of the
+    dataset without them unchanged (the marker records K when it is not 0).
     ``difficulty`` is a preset name of :data:`PRESETS` or a :class:`Difficulty`; ``knobs`` override
     single knobs of it (``noise=8``, ``lookalike=0.5``). Returns ``out``. Raises DataError if
     ``out`` already exists and is not an empty folder (an existing dataset is never overwritten),
@@ -795,11 +813,11 @@ def synthesize(
     name = difficulty if isinstance(difficulty, str) else "custom"
     if knobs:
         name += "+knobs"
-    h, w = _check_params(videos, frames, size, seed, val_videos)
+    h, w = _check_params(videos, frames, size, seed, val_videos, more_val_videos)
     out = Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise DataError(out, "already exists and is not empty; choose another --out or remove it")
-    tmp = _build(out, videos, frames, (h, w), seed, resolved, name, val_videos)
+    tmp = _build(out, videos, frames, (h, w), seed, resolved, name, val_videos, more_val_videos)
     try:
         os.replace(tmp, out)  # atomic; replaces only a missing or empty folder
     except OSError as exc:
@@ -818,13 +836,15 @@ def write_dataset(
     size: tuple[int, int] | None = None,
     seed: int = 0,
     val_videos: int | None = None,
+    more_val_videos: int = 0,
     **knobs: object,
 ) -> Path:
     """Write the dataset of preset ``difficulty`` (default: the synthetic study's) to ``out``.
 
     The shape (videos, frames, size, val_videos) defaults to the preset's own
-    (:data:`PRESET_SHAPES`), else to :func:`synthesize`'s. This is what
-    ``vssbench data synth --difficulty NAME`` and ``vssbench reproduce`` write.
+    (:data:`PRESET_SHAPES`), else to :func:`synthesize`'s; ``more_val_videos`` extra val videos
+    as in :func:`synthesize`. This is what ``vssbench data synth --difficulty NAME`` and
+    ``vssbench reproduce`` write.
     """
     shape = dict(DEFAULT_PARAMS, **PRESET_SHAPES.get(difficulty, {}))
     return synthesize(
@@ -836,6 +856,7 @@ def write_dataset(
         difficulty=difficulty,
         # The preset's val split goes with the preset's number of videos; other counts split in half.
         val_videos=shape.get("val_videos") if val_videos is None and videos is None else val_videos,  # type: ignore[arg-type]
+        more_val_videos=more_val_videos,
         **knobs,
     )
 
@@ -862,7 +883,8 @@ def _default_is_complete(root: Path) -> bool:
     if meta is None:
         return False
     expected = dict(DEFAULT_PARAMS, size=list(DEFAULT_PARAMS["size"]), version=SYNTH_VERSION)  # type: ignore[arg-type]
-    return all(meta.get(k) == v for k, v in expected.items())
+    # A tree with extra val videos has other splits than the default, though the same parameters.
+    return all(meta.get(k) == v for k, v in expected.items()) and not meta.get("more_val_videos")
 
 
 def default_dataset() -> Path:

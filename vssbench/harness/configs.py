@@ -1,17 +1,19 @@
 """From what a user asks for to the :class:`~vssbench.config.RunConfig` of each run.
 
 ``build_configs("tfc,seg*", "b0,b1", options={"tfc.threshold": 0.5})`` expands method and backbone
-globs (:func:`expand_methods`, :func:`expand_backbones`) and gives each method its own options
-(:func:`scope_options`). :func:`normalize_config` validates a config and makes equal conditions
-hash equally; :func:`prepare_config` adds the checkpoint's content digest. Both run before anything
-is written, so bad input leaves nothing behind.
+globs (:func:`expand_methods`, :func:`expand_backbones`), gives each method its own options
+(:func:`scope_options`) and each row its checkpoint (:func:`parse_checkpoints`: one path for every
+row, or ``METHOD=PATH`` / ``METHOD:BACKBONE=PATH`` for some). :func:`normalize_config` validates a
+config and makes equal conditions hash equally; :func:`prepare_config` adds the checkpoint's
+content digest. Both run before anything is written, so bad input leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +81,91 @@ def build_configs(
     """One :class:`RunConfig` per method x backbone (methods outer), the other fields shared.
 
     ``options`` may hold scoped keys (``"tfc.threshold"``) next to plain ones; see
-    :func:`scope_options` for how they are given to each method.
+    :func:`scope_options` for how they are given to each method. ``checkpoint`` is a path for
+    every row, or ``--checkpoint`` values keyed by row (``"segformer=seg.pth"``, a list of them);
+    see :func:`parse_checkpoints`. When some rows get a checkpoint, ``non_strict`` applies to those
+    rows only (a row without one has nothing to load).
     """
     names = expand_methods(methods)
     backbone_names = expand_backbones(backbones)
     per_method = scope_options(fields.pop("options", None) or {}, names)
-    return [
-        RunConfig(method=m, backbone=b, options=per_method[m], **fields)
-        for m in names
-        for b in backbone_names
-    ]
+    checkpoints = parse_checkpoints(fields.pop("checkpoint", None), names, backbone_names)
+    configs = []
+    for m in names:
+        for b in backbone_names:
+            checkpoint = checkpoint_for(checkpoints, m, b)
+            row = dict(fields)
+            if checkpoints and checkpoint is None:
+                row["non_strict"] = False
+            configs.append(
+                RunConfig(method=m, backbone=b, options=per_method[m], checkpoint=checkpoint, **row)
+            )
+    return configs
+
+
+def parse_checkpoints(
+    values: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    methods: Sequence[str],
+    backbones: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """``--checkpoint`` values as ``{key: path}``; key ``""`` (every row), ``METHOD`` or ``METHOD:BACKBONE``.
+
+    A value is keyed when the part before its first ``=`` is a registered method name, optionally
+    with ``:b0``..``:b5`` (``segformer=runs/seg/model.pth``, ``tfc:b0=runs/tfc/model.pth``); any
+    other value (and any ``os.PathLike``) is a plain path, the default of every row.
+    :func:`checkpoint_for` picks a row's. Raises :class:`OptionError` naming the values for two
+    plain paths, a key given twice, a key without a path, or a key whose method (backbone) is not one of
+    ``methods`` (``backbones``, when given): such a checkpoint would load into no row.
+    """
+    if values is None:
+        return {}
+    if isinstance(values, (str, os.PathLike)):
+        values = [values]  # type: ignore[list-item]
+    names = set(available())
+    given: dict[str, str] = {}  # key -> the value as given, for the error messages
+    table: dict[str, str] = {}
+    for value in values:
+        if isinstance(value, os.PathLike):
+            key, path = "", os.fspath(value)
+        else:
+            key, path = _checkpoint_key(value, names)
+        if key in given:
+            what = "every row" if key == "" else key
+            raise OptionError(
+                f"--checkpoint {given[key]} and --checkpoint {value}: two checkpoints for {what}"
+            )
+        if key and not path:
+            raise OptionError(f"--checkpoint {value}: no path after '='")
+        method, _, backbone = key.partition(":")
+        if method and method not in methods:
+            raise OptionError(
+                f"--checkpoint {value}: {method} is not one of the --method rows ({', '.join(methods)})"
+            )
+        if backbone and backbones is not None and backbone not in backbones:
+            raise OptionError(
+                f"--checkpoint {value}: {backbone} is not one of the --backbone rows ({', '.join(backbones)})"
+            )
+        given[key] = str(value)
+        table[key] = path
+    return table
+
+
+def _checkpoint_key(value: str, methods: set[str]) -> tuple[str, str]:
+    """(key, path) of one ``--checkpoint`` value; key ``""`` when the value is a plain path."""
+    head, sep, path = value.partition("=")
+    method, colon, backbone = head.partition(":")
+    if sep and method in methods and (not colon or backbone in all_backbones()):
+        return head, path
+    return "", value
+
+
+def checkpoint_for(checkpoints: Mapping[str, str], method: str, backbone: str) -> str | None:
+    """The checkpoint of one row from :func:`parse_checkpoints`' table: the most specific key wins
+    (``METHOD:BACKBONE``, then ``METHOD``, then the plain default); ``None``: random init."""
+    for key in (f"{method}:{backbone}", method, ""):
+        if key in checkpoints:
+            return checkpoints[key]
+    return None
 
 
 def scope_options(options: dict[str, Any], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -247,10 +324,12 @@ def _absolute(path: str | None) -> str | None:
 __all__ = [
     "METRIC_PRESETS",
     "build_configs",
+    "checkpoint_for",
     "effective_options",
     "expand_backbones",
     "expand_methods",
     "normalize_config",
+    "parse_checkpoints",
     "prepare_config",
     "row_name",
     "scope_options",

@@ -2,11 +2,17 @@
 
 The model is built as a run builds it (:func:`~vssbench.harness.adapters.build_adapter`) and
 measured as a run is (:func:`~vssbench.harness.efficiency.measure_efficiency`), on synthetic
-frames at exactly ``config.resolution``; the record has a run record's keys, accuracy keys null.
+frames at exactly ``config.resolution``; the record has a run record's keys, accuracy keys null
+(``train_seed``, as in a run: the ``--seed`` of the ``vssbench train`` that wrote the checkpoint,
+when the file says so). :func:`write_records` saves a sweep's records as one JSON file.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -107,8 +113,34 @@ def _profile_record(
         vssbench_version=vssbench.__version__,
         efficiency="full",
         checkpoint_load=load_summary(load_report) if config.non_strict else None,
+        train_seed=None if load_report is None else load_report.train_seed,
     )
     return record
 
 
-__all__ = ["profile_method"]
+#: The file :func:`write_records` writes in its folder (``vssbench profile --out DIR``).
+RECORDS_FILE = "records.json"
+
+
+def write_records(records: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
+    """Write ``records`` as one JSON list (the ``--json`` output) to ``out/records.json``; returns its path.
+
+    ``out`` and its parents are created. The file is written under a temporary name in ``out`` and
+    renamed, so an interrupted write never leaves half a file (an earlier ``records.json`` stays
+    whole until the new one replaces it).
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RECORDS_FILE
+    text = json.dumps(list(records), indent=2, allow_nan=False) + "\n"
+    tmp = folder / f".{RECORDS_FILE}.{os.getpid()}.tmp"  # own name per process: no two writers share it
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["RECORDS_FILE", "profile_method", "write_records"]

@@ -565,6 +565,7 @@ def _run_record(
         run_dir=str(store.dir),
         efficiency=efficiency,
         checkpoint_load=load_summary(load_report) if config.non_strict else None,
+        train_seed=None if load_report is None else load_report.train_seed,
     )
     return record
 

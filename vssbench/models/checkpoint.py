@@ -68,6 +68,15 @@ class LoadReport:
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     untouched: list[str] = field(default_factory=list)
+    #: The file's plain top-level entries beside the weights (a vssbench file's ``iteration``,
+    #: ``train_seed``, ...; empty for a bare state dict).
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_seed(self) -> int | None:
+        """The ``--seed`` of the ``vssbench train`` that wrote the file, when it says so."""
+        seed = self.meta.get("train_seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
     @property
     def ok(self) -> bool:
@@ -142,6 +151,11 @@ def _load_failure(exc: Exception) -> str:
         if first and not first.isdigit()
         else f"{type(exc).__name__} {first}".strip()
     )
+
+
+def _plain(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``meta`` that are plain scalars (numbers, strings, booleans, None)."""
+    return {str(k): v for k, v in meta.items() if v is None or isinstance(v, (bool, int, float, str))}
 
 
 def _unwrap(obj: Any, source: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -395,6 +409,55 @@ def vssbench_to_hf(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def vssbench_to_mit(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """vssbench keys -> ImageNet ``mit_bX.pth`` keys: the encoder's ``backbone.*`` without the prefix.
+
+    Everything else (decoder, a method's own modules) is left out; the file has no ImageNet
+    classifier ``head.*``, which loading drops anyway. Raises :class:`CheckpointError` when
+    there is no encoder key.
+    """
+    out = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if not out:
+        raise CheckpointError("no encoder keys (backbone.*) to export")
+    return out
+
+
+#: Layouts :func:`export_checkpoint` writes, from vssbench keys.
+EXPORT_FORMATS: dict[str, Any] = {
+    "mit": vssbench_to_mit,
+    "mmseg": lambda sd: {"state_dict": vssbench_to_mmseg(sd)},
+    "hf": vssbench_to_hf,
+}
+
+
+def export_checkpoint(
+    path: str | os.PathLike, out: str | os.PathLike, to: str, format: str = "auto"
+) -> dict[str, Any]:
+    """Write the checkpoint ``path`` (any of :data:`FORMATS`) as ``out`` in layout ``to``
+    (:data:`EXPORT_FORMATS`): ``mit`` is the ImageNet encoder file that ``train --init`` reads.
+
+    The file is written with ``torch.save`` to a temporary name and renamed. Returns
+    ``{"path", "format" (of the input), "to", "tensors"}``. Raises :class:`CheckpointError` naming
+    the file for an unreadable input or a layout that cannot hold its keys.
+    """
+    if to not in EXPORT_FORMATS:
+        raise CheckpointError(f"unknown export layout {to!r}; layouts: {', '.join(EXPORT_FORMATS)}")
+    resolved = _resolve(path)
+    raw = _load_raw(resolved)
+    try:
+        source = detect_format(raw) if format == "auto" else format
+        state, _ = _unwrap(raw, str(resolved))
+        exported = EXPORT_FORMATS[to](convert_state_dict(state, source))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{resolved}: {exc}") from None
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(exported, tmp)
+    os.replace(tmp, out)
+    tensors = exported["state_dict"] if to == "mmseg" else exported
+    return {"path": str(out), "format": source, "to": to, "tensors": len(tensors)}
+
+
 _TO_VSSBENCH = {
     "vssbench": lambda sd, dropped: dict(sd),
     "mmseg": mmseg_to_vssbench,
@@ -615,7 +678,7 @@ def load_checkpoint(
     elif format not in FORMATS:
         raise CheckpointError(f"unknown checkpoint format {format!r}; formats: auto, {', '.join(FORMATS)}")
     state, meta = _unwrap(raw, str(resolved))
-    report = LoadReport(path=str(resolved), format=format)
+    report = LoadReport(path=str(resolved), format=format, meta=_plain(meta))
     converted = convert_state_dict(state, format, report.dropped)
 
     expected = model.state_dict()

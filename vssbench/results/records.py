@@ -90,6 +90,7 @@ EXTRA_KEYS: tuple[str, ...] = (
     "checkpoint_size",  # its size in bytes
     "non_strict",  # True when --non-strict allowed a partial checkpoint load
     "checkpoint_load",  # non-strict only: {"format", "loaded", "missing", "unexpected", "mismatched", ...}
+    "train_seed",  # the --seed of the `vssbench train` that wrote the checkpoint (None when it does not say)
     "fps_spread",  # {"min", "median", "max", "relative": (max - min) / median} of FPS over the timed repeats
     "method_origin",  # "builtin", the distribution of an installed plugin, or "module M" (--plugin)
     "method_version",  # vssbench's version for built-ins, the distribution's for installed plugins

@@ -14,7 +14,9 @@ from vssbench.study.executor import (
     write_study_readme,
 )
 from vssbench.study.plan import (
+    EFFICIENCY_SIZE,
     PRESETS,
+    STUDY_PRETRAIN_ITERS,
     TABLE1_METHODS,
     TABLE2_INTERVALS,
     TABLE2_VARIANTS,
@@ -31,7 +33,9 @@ from vssbench.study.plan import (
 )
 
 __all__ = [
+    "EFFICIENCY_SIZE",
     "PRESETS",
+    "STUDY_PRETRAIN_ITERS",
     "TABLE1_METHODS",
     "TABLE2_INTERVALS",
     "TABLE2_VARIANTS",

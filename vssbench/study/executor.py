@@ -217,6 +217,24 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _seeds_text(seeds: Sequence[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"seeds {', '.join(map(str, seeds))} (each training and evaluation once per seed)"
+
+
+def _encoder_text(settings: StudySettings) -> str:
+    if settings.init_dir is not None:
+        return f"every training starting from the ImageNet encoders of `{settings.init_dir}`"
+    if settings.pretrain_iters:
+        return (
+            f"every training starting from the encoder of a per-frame SegFormer pretrained for "
+            f"{settings.pretrain_iters} iterations on the training videos (`pretrain/mit_<backbone>.pth`, "
+            "the stand-in for ImageNet)"
+        )
+    return "every training from random init"
+
+
 def write_study_readme(
     out: Path, settings: StudySettings, steps: Sequence[Step], results: Sequence[StepResult], wall_s: float
 ) -> Path:
@@ -234,9 +252,9 @@ def write_study_readme(
         "# vssbench reproduce",
         "",
         f"Preset `{settings.preset}`, backbones {', '.join(settings.backbones)}, device `{settings.device}`, "
-        f"seed {settings.seed}. The plan: {describe_plan(steps)}. This invocation took {wall_s / 60:.1f} "
-        f"min and ran {ran} of them ({made_earlier} made by an earlier invocation); the steps' own times "
-        f"add up to {total / 60:.1f} min. Settings: `study.json`.",
+        f"{_seeds_text(settings.seeds)}, {_encoder_text(settings)}. The plan: {describe_plan(steps)}. "
+        f"This invocation took {wall_s / 60:.1f} min and ran {ran} of them ({made_earlier} made by an "
+        f"earlier invocation); the steps' own times add up to {total / 60:.1f} min. Settings: `study.json`.",
         "",
     ]
     outputs = [("Table 1", "table1.md"), ("Table 2", "table2.md"), ("Fig. 4", "fig4.png")]
@@ -263,7 +281,9 @@ def write_study_readme(
         "Rows of Table 2 that change what is learned (interpolation mode, MSDA threshold, flow warping,",
         "similarity level, focal loss) were each trained; the frame-interval rows reuse the default TFC",
         "(`run --interval N`). Feature Reuse is trained with keyframe clips "
-        "(`train --method feature_reuse`).",
+        "(`train --method feature_reuse`). Table 1's Params, GMACs and FPS come from one `vssbench profile`",
+        "sweep per backbone over the first seed's weights (`efficiency/<backbone>/records.json`); its",
+        "accuracy columns from the evaluations, mean ± standard deviation over the seeds.",
         "",
     ]
     path = out / "README.md"

@@ -46,11 +46,21 @@ PAPER_BACKBONES: tuple[str, ...] = ("b0", "b1", "b5")
 ONLY_B0: frozenset[str] = frozenset({"tdnet"})
 #: Training schedule of the synthetic study (``--iters`` overrides the iterations).
 STUDY_CROP, STUDY_ITERS = "64x64", 150
+#: Iterations of the synthetic study's encoder pretraining (``--pretrain-iters``), chosen on
+#: SegFormer's learning curve (docs/reproduce.md).
+STUDY_PRETRAIN_ITERS = 600
+#: Seed of the pretraining: one encoder file for every seed of the study, as ImageNet weights are.
+PRETRAIN_SEED = 0
+#: Where Table 1's params, GMACs and FPS are measured: the paper's test size, rendered frames.
+EFFICIENCY_SIZE = "480x853"
 #: What each kind of step makes, for the counts a study states (:func:`describe_plan`).
 KIND_NOUNS: dict[str, tuple[str, str]] = {
     "synth": ("dataset", "datasets"),
+    "pretrain": ("pretraining", "pretrainings"),
+    "convert": ("encoder export", "encoder exports"),
     "train": ("training", "trainings"),
     "run": ("evaluation", "evaluations"),
+    "profile": ("efficiency sweep", "efficiency sweeps"),
     "table": ("table", "tables"),
     "plot": ("figure", "figures"),
 }
@@ -94,15 +104,20 @@ class StudySettings:
     methods: tuple[str, ...] = TABLE1_METHODS
     device: str = "cpu"
     iters: int | None = None
-    seed: int = 0
+    #: Every training of the study runs once per seed (``train --seed``), into its own folders.
+    seeds: tuple[int, ...] = (0,)
+    #: Iterations of the per-frame SegFormer pretraining that stands in for ImageNet (synthetic
+    #: preset; 0: every training starts from random init).
+    pretrain_iters: int = 0
     #: ``data synth`` arguments of the synthetic study dataset (preset synthetic only).
     synth_args: tuple[str, ...] = ()
     #: extra ``run`` arguments (test size etc.) shared by every evaluation.
     run_args: tuple[str, ...] = ()
     #: extra ``train`` arguments shared by every training.
     train_args: tuple[str, ...] = ()
-    #: ``run --efficiency`` of Table 1's evaluations (the ablation rows report accuracy only).
-    table1_efficiency: str = "full"
+    #: ``vssbench profile`` arguments of Table 1's efficiency sweep (params, GMACs, FPS of all its
+    #: rows, one sweep per backbone; the evaluations measure accuracy only).
+    efficiency_args: tuple[str, ...] = ()
     #: folder of ImageNet ``mit_bX.pth`` files: each training starts from ``--init <dir>/mit_<backbone>.pth``.
     init_dir: str | None = None
 
@@ -152,11 +167,14 @@ def synthetic_settings(
     methods: Sequence[str] | None = None,
     device: str = "cpu",
     iters: int | None = None,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
+    pretrain_iters: int | None = None,
 ) -> StudySettings:
-    """The laptop study: B0 from random init on a synthetic dataset made for it (see the README).
+    """The laptop study: B0 on a synthetic dataset made for it (see the README), every training
+    starting from an encoder pretrained on the study's training videos (the stand-in for ImageNet).
 
-    ``iters`` replaces the study's 150 iterations; validation stays halfway and at the end.
+    ``iters`` replaces the study's 150 iterations (validation stays halfway and at the end);
+    ``pretrain_iters`` the pretraining's :data:`STUDY_PRETRAIN_ITERS` (0: random init).
     """
     size = STUDY_SYNTH_ARGS["size"]
     schedule = STUDY_ITERS if iters is None or iters < 1 else iters  # a bad value: check_settings says so
@@ -168,13 +186,16 @@ def synthetic_settings(
         methods=tuple(methods or TABLE1_METHODS),
         device=device,
         iters=iters,
-        seed=seed,
+        seeds=tuple(seeds),
+        pretrain_iters=STUDY_PRETRAIN_ITERS if pretrain_iters is None else pretrain_iters,
         synth_args=synth,
-        # Evaluate at the frames' own size (no upscaling to 480x853), timing with a short protocol.
-        # The study's frames are multiples of 32, so CFFM/MRCFA's --size-divisor 32 changes no input
-        # size; giving it to every method keeps the conditions identical (Table 1 deltas for all rows).
-        run_args=("--size", size, "--size-divisor", "32", "--warmup", "1", "--repeats", "3"),
-        # The synthetic preset scaled to a 30-minute study on 2 CPU cores (`reproduce all`): 64x64 crops
+        # Accuracy at the frames' own size (no upscaling to 480x853). The study's frames are multiples
+        # of 32, so CFFM/MRCFA's --size-divisor 32 changes no input size; giving it to every method
+        # keeps the conditions identical (Table 1 deltas for all rows).
+        run_args=("--size", size, "--size-divisor", "32"),
+        # Params, GMACs and FPS do not depend on the training data: measured at the paper's size.
+        efficiency_args=("--size", EFFICIENCY_SIZE),
+        # The synthetic preset scaled to a ~30-minute study on 2 CPU cores (`reproduce all`): 64x64 crops
         # and 150 iterations (SegFormer-B0 ~0.5 s/iteration there), validation at the frames' size.
         train_args=(
             "--preset",
@@ -199,7 +220,7 @@ def paper_settings(
     methods: Sequence[str] | None = None,
     device: str = "cuda",
     iters: int | None = None,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     init_dir: str | None = None,
 ) -> StudySettings:
     """The paper's study on VSPW_480p: B0/B1/B5, the paper training recipe, 480x853 evaluation.
@@ -214,8 +235,9 @@ def paper_settings(
         methods=tuple(methods or TABLE1_METHODS),
         device=device,
         iters=iters,
-        seed=seed,
-        run_args=("--size", "480x853"),
+        seeds=tuple(seeds),
+        run_args=("--size", EFFICIENCY_SIZE),
+        efficiency_args=("--size", EFFICIENCY_SIZE),
         train_args=("--preset", "paper"),
     )
 
@@ -230,8 +252,24 @@ def check_settings(settings: StudySettings) -> None:
         raise OptionError("--preset paper needs --data (the VSPW_480p root)")
     if settings.iters is not None and settings.iters < 1:
         raise OptionError(f"--iters {settings.iters}: must be >= 1")
-    if not 0 <= settings.seed < 2**32:  # numpy's seed range (each rank seeds with seed + rank)
-        raise OptionError(f"--seed {settings.seed}: must be >= 0 and < {2**32}")
+    seeds = list(settings.seeds)
+    shown = ",".join(str(s) for s in seeds)
+    if not seeds:
+        raise OptionError("--seeds: at least one seed")
+    for seed in seeds:
+        if not 0 <= seed < 2**32:  # numpy's seed range (each rank seeds with seed + rank)
+            raise OptionError(f"--seeds {shown}: {seed} must be >= 0 and < {2**32}")
+    if len(set(seeds)) != len(seeds):
+        raise OptionError(f"--seeds {shown}: each seed once")
+    if settings.pretrain_iters < 0:
+        raise OptionError(f"--pretrain-iters {settings.pretrain_iters}: must be >= 0 (0: no pretraining)")
+    if settings.pretrain_iters and settings.preset != "synthetic":
+        raise OptionError(
+            f"--pretrain-iters {settings.pretrain_iters}: for --preset synthetic only "
+            "(the paper preset starts from the ImageNet files of --init-dir)"
+        )
+    if settings.pretrain_iters and settings.init_dir is not None:
+        raise OptionError("--pretrain-iters and --init-dir exclude each other (both give the encoder)")
     device = settings.device
     if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise OptionError(f"--device {device}: must be cpu, cuda or cuda:N")
@@ -284,8 +322,17 @@ def _set_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
     return [*args, flag, value]
 
 
+def _drop_flag(args: Sequence[str], flag: str) -> list[str]:
+    """``args`` without ``flag`` and its value."""
+    args = list(args)
+    if flag in args:
+        i = args.index(flag)
+        del args[i : i + 2]
+    return args
+
+
 def describe_plan(steps: Sequence[Step]) -> str:
-    """What a plan makes, counted from its steps: ``41 steps (1 dataset, 15 trainings, ...)``."""
+    """What a plan makes, counted from its steps: ``43 steps (1 dataset, 1 pretraining, ...)``."""
     kinds = [step.kind for step in steps]
     parts = []
     for kind, (one, many) in KIND_NOUNS.items():
@@ -298,6 +345,13 @@ def describe_plan(steps: Sequence[Step]) -> str:
 def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str]) -> list[Step]:
     """The steps of a study into ``out`` for ``targets`` (a subset of table1, table2, fig4), in order.
 
+    Every training and evaluation runs once per seed of ``settings.seeds``, into
+    ``train/<row>/seed<k>`` and ``runs/<row>/seed<k>``; the tables read ``runs/<row>`` (all its
+    seeds: mean ± spread). With ``pretrain_iters`` a per-frame SegFormer pretrained on the
+    training videos is exported as ``pretrain/mit_<backbone>.pth``, every training's ``--init``.
+    Table 1's params, GMACs and FPS come from one ``profile`` sweep per backbone over the first
+    seed's weights (``efficiency/<backbone>/records.json``).
+
     Raises :class:`OptionError` for an unknown target, for settings :func:`check_settings` refuses,
     and for a backbone that a method it trains does not have (naming ``--backbones``).
     """
@@ -309,6 +363,7 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
     wanted = set(targets)
     steps: list[Step] = []
     names: dict[str, Step] = {}
+    seeds = list(settings.seeds)
 
     def add(step: Step) -> Step:
         if step.name in names:
@@ -336,135 +391,200 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
         data = str(data_dir)
         needs_data = ["data"]
 
-    common_train = [
-        "--data",
-        data,
-        "--device",
-        settings.device,
-        "--seed",
-        str(settings.seed),
-        *settings.train_args,
-    ]
+    common_train = ["--data", data, "--device", settings.device, *settings.train_args]
     if settings.iters is not None:  # the user's value replaces the preset's
         common_train = _set_flag(common_train, "--iters", str(settings.iters))
     common_run = ["--data", data, "--device", settings.device, "--quiet", *settings.run_args]
 
+    # The encoder every training starts from: ImageNet files (--init-dir) or the pretraining's export.
+    init: dict[str, tuple[str, list[str]]] = {}  # backbone -> (mit file, steps it needs)
+    for backbone in settings.backbones:
+        if settings.init_dir is not None:
+            init[backbone] = (str(Path(settings.init_dir) / f"mit_{backbone}.pth"), [])
+        elif settings.pretrain_iters:
+            folder = out / "pretrain" / f"segformer-{backbone}"
+            pretrain = _set_flag(common_train, "--iters", str(settings.pretrain_iters))
+            for flag in ("--val-size", "--val-videos"):
+                pretrain = _drop_flag(pretrain, flag)
+            argv = [
+                "train",
+                "--method",
+                "segformer",
+                "--backbone",
+                backbone,
+                *_set_flag(pretrain, "--val-every", "0"),
+                "--seed",
+                str(PRETRAIN_SEED),
+                "--out",
+                str(folder),
+            ]
+            add(
+                Step(
+                    f"pretrain {backbone}",
+                    "pretrain",
+                    argv,
+                    [folder / "model.pth", folder / "log.jsonl"],
+                    list(needs_data),
+                    set(wanted),
+                    resume_marker=folder / "last.pth",
+                    owned=folder,
+                )
+            )
+            mit = out / "pretrain" / f"mit_{backbone}.pth"
+            add(
+                Step(
+                    f"encoder {backbone}",
+                    "convert",
+                    ["convert", str(folder / "model.pth"), "--to", "mit", "--out", str(mit)],
+                    [mit],
+                    [f"pretrain {backbone}"],
+                    set(wanted),
+                    rank0_only=True,
+                )
+            )
+            init[backbone] = (str(mit), [f"encoder {backbone}"])
+
     def train(
-        name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str]
-    ) -> str:
+        name: str, method: str, backbone: str, sets: Sequence[tuple[str, str]], targets: set[str], seed: int
+    ) -> tuple[str, str]:
+        """Add the training of row ``name`` with ``seed``; returns (step name, its model.pth)."""
         try:
             check_backbone(method, backbone)
         except OptionError as exc:
             raise OptionError(f"--backbones {','.join(settings.backbones)}: {exc}") from None
-        folder = out / "train" / name
-        argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--out", str(folder)]
-        if settings.init_dir is not None:
-            argv += ["--init", str(Path(settings.init_dir) / f"mit_{backbone}.pth")]
+        folder = out / "train" / name / f"seed{seed}"
+        argv = ["train", "--method", method, "--backbone", backbone, *common_train, "--seed", str(seed)]
+        argv += ["--out", str(folder)]
+        needs = list(needs_data)
+        if backbone in init:
+            argv += ["--init", init[backbone][0]]
+            needs += init[backbone][1]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
-        add(
+        step = add(
             Step(
-                f"train {name}",
+                f"train {name} seed{seed}",
                 "train",
                 argv,
                 [folder / "model.pth", folder / "log.jsonl"],
-                list(needs_data),
+                needs,
                 targets,
                 resume_marker=folder / "last.pth",
                 owned=folder,
             )
         )
-        return str(folder / "model.pth")
+        return step.name, str(folder / "model.pth")
 
     def run(
         name: str,
         method: str,
         backbone: str,
-        checkpoint: str,
-        trained: str,
+        trained: tuple[str, str],
         sets: Sequence[tuple[str, str]],
         targets: set[str],
+        seed: int,
         extra: Sequence[str] = (),
-    ) -> None:
-        folder = out / "runs" / name
-        # Table 1 reports params, GMACs and FPS; the ablation rows only accuracy and stability.
-        efficiency = settings.table1_efficiency if "table1" in targets else "none"
-        argv = [
-            "run",
-            "--method",
-            method,
-            "--backbone",
-            backbone,
-            *common_run,
-            "--checkpoint",
-            checkpoint,
-            "--out",
-            str(folder),
-            "--efficiency",
-            efficiency,
-            *extra,
-        ]
+    ) -> str:
+        """Add the evaluation of row ``name`` with the weights of ``trained`` (step, model.pth)."""
+        folder = out / "runs" / name / f"seed{seed}"
+        argv = ["run", "--method", method, "--backbone", backbone, *common_run, "--checkpoint", trained[1]]
+        argv += ["--out", str(folder), "--efficiency", "none", *extra]
         for key, value in sets:
             argv += ["--set", f"{key}={value}"]
-        add(
+        step = add(
             Step(
-                f"run {name}",
+                f"run {name} seed{seed}",
                 "run",
                 argv,
                 [folder],
-                [f"train {trained}"],
+                [trained[0]],
                 targets,
                 resume_unless_needs_ran=True,
             )
         )
+        return step.name
 
     # Table 1 (and the shared baselines of Table 2 and Fig. 4).
-    table1_runs: list[str] = []
+    table1_rows: list[str] = []
+    table1_steps: list[str] = []
     table1_methods = list(settings.methods) if "table1" in wanted else []
+    first_weights: dict[str, list[tuple[str, tuple[str, str]]]] = {}  # backbone -> (method, trained)
     for backbone in settings.backbones:
         for method in table1_methods:
             if method in ONLY_B0 and backbone != "b0":
                 continue
             name = f"{method}-{backbone}"
-            ckpt = train(name, method, backbone, (), {"table1"})
-            run(name, method, backbone, ckpt, name, (), {"table1"})
-            table1_runs.append(name)
+            for seed in seeds:
+                trained = train(name, method, backbone, (), {"table1"}, seed)
+                table1_steps.append(run(name, method, backbone, trained, (), {"table1"}, seed))
+                if seed == seeds[0]:
+                    first_weights.setdefault(backbone, []).append((method, trained))
+            table1_rows.append(name)
 
-    table2_runs: list[str] = []
+    # Table 1's efficiency: every row of a backbone in one profile sweep (its FPS timed in turns).
+    efficiency_steps: list[str] = []
+    if settings.efficiency_args:
+        for backbone, rows in first_weights.items():
+            folder = out / "efficiency" / backbone
+            argv = ["profile", "--method", ",".join(m for m, _ in rows), "--backbone", backbone]
+            argv += ["--device", settings.device, *settings.efficiency_args]
+            for method, trained in rows:
+                argv += ["--checkpoint", f"{method}:{backbone}={trained[1]}"]
+            argv += ["--out", str(folder)]
+            step = add(
+                Step(
+                    f"efficiency {backbone}",
+                    "profile",
+                    argv,
+                    [folder / "records.json"],
+                    [trained[0] for _, trained in rows],
+                    {"table1"},
+                    rank0_only=True,
+                )
+            )
+            efficiency_steps.append(step.name)
+
+    table2_rows: list[str] = []
+    table2_steps: list[str] = []
     if "table2" in wanted or "fig4" in wanted:
         backbone = settings.backbones[0]
         base = f"tfc-{backbone}"
-        base_ckpt = train(base, "tfc", backbone, (), {"table2", "fig4"} & wanted)
+        for seed in seeds:
+            base_trained = train(base, "tfc", backbone, (), {"table2", "fig4"} & wanted, seed)
+            if "table2" in wanted:
+                table2_steps.append(run(base, "tfc", backbone, base_trained, (), {"table2"}, seed))
+                fr = f"feature_reuse-{backbone}"
+                fr_trained = train(fr, "feature_reuse", backbone, (), {"table2"}, seed)
+                table2_steps.append(run(fr, "feature_reuse", backbone, fr_trained, (), {"table2"}, seed))
+                for variant in TABLE2_VARIANTS:
+                    name = f"{variant.name}-{backbone}"
+                    trained = train(name, "tfc", backbone, variant.options, {"table2"}, seed)
+                    table2_steps.append(
+                        run(name, "tfc", backbone, trained, variant.options, {"table2"}, seed)
+                    )
+                for interval in TABLE2_INTERVALS:
+                    name = f"tfc-interval{interval}-{backbone}"
+                    extra = ["--interval", str(interval)]
+                    table2_steps.append(run(name, "tfc", backbone, base_trained, (), {"table2"}, seed, extra))
+            if "fig4" in wanted:
+                train(f"tfc-no-focal-{backbone}", "tfc", backbone, (("focal", "false"),), {"fig4"}, seed)
         if "table2" in wanted:
-            run(base, "tfc", backbone, base_ckpt, base, (), {"table2"})
-            fr = f"feature_reuse-{backbone}"
-            fr_ckpt = train(fr, "feature_reuse", backbone, (), {"table2"})
-            run(fr, "feature_reuse", backbone, fr_ckpt, fr, (), {"table2"})
-            table2_runs += [base, fr]
-            for variant in TABLE2_VARIANTS:
-                name = f"{variant.name}-{backbone}"
-                ckpt = train(name, "tfc", backbone, variant.options, {"table2"})
-                run(name, "tfc", backbone, ckpt, name, variant.options, {"table2"})
-                table2_runs.append(name)
-            for interval in TABLE2_INTERVALS:
-                name = f"tfc-interval{interval}-{backbone}"
-                run(
-                    name,
-                    "tfc",
-                    backbone,
-                    base_ckpt,
-                    base,
-                    (),
-                    {"table2"},
-                    extra=["--interval", str(interval)],
-                )
-                table2_runs.append(name)
-        if "fig4" in wanted:
-            train(f"tfc-no-focal-{backbone}", "tfc", backbone, (("focal", "false"),), {"fig4"})
+            table2_rows = [base, f"feature_reuse-{backbone}"]
+            table2_rows += [f"{v.name}-{backbone}" for v in TABLE2_VARIANTS]
+            table2_rows += [f"tfc-interval{i}-{backbone}" for i in TABLE2_INTERVALS]
 
-    for target, layout, runs in (("table1", "main", table1_runs), ("table2", "ablation", table2_runs)):
-        if target not in wanted or not runs:
+    tables = (
+        ("table1", "main", table1_rows, table1_steps + efficiency_steps),
+        ("table2", "ablation", table2_rows, table2_steps),
+    )
+    for target, layout, rows, needs in tables:
+        if target not in wanted or not rows:
             continue
+        extra: list[str] = []
+        if target == "table1":
+            extra = ["--ci"]  # intervals over seeds, then videos (over videos alone with one seed)
+            if efficiency_steps:
+                extra += ["--efficiency-from", str(out / "efficiency")]
         for fmt, suffix in (("md", "md"), ("latex", "tex")):
             path = out / f"{target}.{suffix}"
             add(
@@ -474,25 +594,24 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
                     [
                         "table",
                         layout,
-                        *[str(out / "runs" / r) for r in runs],
+                        *[str(out / "runs" / r) for r in rows],
                         "--with-paper",
+                        *extra,
                         "--format",
                         fmt,
                         "--out",
                         str(path),
                     ],
                     [path],
-                    [f"run {r}" for r in runs],
+                    list(needs),
                     {target},
                     rank0_only=True,
                 )
             )
     if "fig4" in wanted:
-        backbone = settings.backbones[0]
-        logs = [
-            out / "train" / f"tfc-{backbone}" / "log.jsonl",
-            out / "train" / f"tfc-no-focal-{backbone}" / "log.jsonl",
-        ]
+        backbone, seed = settings.backbones[0], seeds[0]
+        runs = [f"tfc-{backbone}", f"tfc-no-focal-{backbone}"]
+        logs = [out / "train" / r / f"seed{seed}" / "log.jsonl" for r in runs]
         path = out / "fig4.png"
         add(
             Step(
@@ -500,7 +619,7 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
                 "plot",
                 ["plot", "mask-accuracy", *map(str, logs), "--smooth", "10", "--out", str(path)],
                 [path],
-                [f"train tfc-{backbone}", f"train tfc-no-focal-{backbone}"],
+                [f"train {r} seed{seed}" for r in runs],
                 {"fig4"},
                 rank0_only=True,
             )
@@ -559,7 +678,10 @@ def is_complete(out: Path, step: Step) -> bool:
 
 
 __all__ = [
+    "EFFICIENCY_SIZE",
     "KIND_NOUNS",
+    "PRETRAIN_SEED",
+    "STUDY_PRETRAIN_ITERS",
     "PRESETS",
     "TABLE1_METHODS",
     "TABLE2_INTERVALS",

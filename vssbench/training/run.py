@@ -179,7 +179,7 @@ def train(
         best=best,
         init_report=init_report,
     )
-    save_model = functools.partial(_save_model, adapter, out / "model.pth", ctx.is_main)
+    save_model = functools.partial(_save_model, adapter, out / "model.pth", ctx.is_main, seed=config.seed)
     hooks = [LRSchedulerHook(opt.scheduler), writer, *([evaluator] if evaluator is not None else [])]
     hooks.append(CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, save_state, save_model))
     trainer = Trainer(
@@ -226,7 +226,7 @@ def _already_complete(
             config.method, backbone=config.backbone, num_classes=config.num_classes, **config.options
         )
         adapter.load_state_dict(state["model"])
-        _save_model(adapter, out / "model.pth", True, iteration)
+        _save_model(adapter, out / "model.pth", True, iteration, seed=config.seed)
         wrote.append("model.pth")
     lines = _read_log(out / "log.jsonl") if ctx.is_main else []
     train_lines = [line for line in lines if "val_mIoU" not in line]
@@ -381,7 +381,7 @@ def _eval_hook(
         return None
     val_data = VSPWDataset(root, config.val_split)
     evaluate = functools.partial(_validate, adapter, val_data, config, ctx.device)
-    on_best = functools.partial(_save_best, adapter, out / "best.pth")
+    on_best = functools.partial(_save_best, adapter, out / "best.pth", seed=config.seed)
     return EvalHook(config.val_every, evaluate, writer, ctx, on_best, best)
 
 
@@ -398,13 +398,17 @@ def _validate(
     )
 
 
-def _save_best(adapter: torch.nn.Module, path: Path, iteration: int, record: dict[str, Any]) -> None:
-    save_checkpoint(adapter, path, extra={"iteration": iteration, "val_mIoU": record["val_mIoU"]})
+def _save_best(
+    adapter: torch.nn.Module, path: Path, iteration: int, record: dict[str, Any], *, seed: int
+) -> None:
+    extra = {"iteration": iteration, "val_mIoU": record["val_mIoU"], "train_seed": seed}
+    save_checkpoint(adapter, path, extra=extra)
 
 
-def _save_model(adapter: torch.nn.Module, path: Path, is_main: bool, iteration: int) -> None:
+def _save_model(adapter: torch.nn.Module, path: Path, is_main: bool, iteration: int, *, seed: int) -> None:
+    # ``train_seed`` lets a run's record say which training seed made its weights (seed groups).
     if is_main:
-        save_checkpoint(adapter, path, extra={"iteration": iteration})
+        save_checkpoint(adapter, path, extra={"iteration": iteration, "train_seed": seed})
 
 
 def _training_state(
