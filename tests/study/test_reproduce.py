@@ -218,37 +218,55 @@ def test_changed_inputs_never_resume_stale_weights(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reproduce_in_miniature(tmp_path: Path) -> None:
-    """The whole plumbing: data, two trainings per method, runs, Table 1 (md + LaTeX) and Fig. 4."""
+    """The whole plumbing: data, a pretrained encoder, two seeds of two methods, runs, the efficiency
+    sweep, Table 1 (md + LaTeX) with mean ± sd over the seeds, and Fig. 4."""
     out = tmp_path / "study"
-    result = executor.reproduce(
-        ["table1", "fig4"], _tiny_settings(), out, in_process(main), log=lambda m: None
-    )
+    efficiency = ("--size", "64x64", "--warmup", "0", "--repeats", "1", "--threads", "1")
+    settings = _tiny_settings(seeds=(0, 1), pretrain_iters=1, efficiency_args=efficiency)
+    result = executor.reproduce(["table1", "fig4"], settings, out, in_process(main), log=lambda m: None)
     statuses = {r.name: (r.status, r.error) for r in result["results"]}
     assert all(status == "done" for status, _ in statuses.values()), statuses
-    for name in ("table1.md", "table1.tex", "fig4.png", "README.md", "study.json"):
+    for name in ("table1.md", "table1.tex", "fig4.png", "README.md", "study.json", "pretrain/mit_b0.pth"):
         assert (out / name).stat().st_size > 0, name
-    # The table's rows come from the run records: mIoU and mVC8 as percentages with one decimal.
+    # Each seed's training started from the exported encoder and wrote its seed into the weights.
+    for seed in (0, 1):
+        config = json.loads((out / "train" / "tfc-b0" / f"seed{seed}" / "config.json").read_text())
+        assert config["init"] == str(out / "pretrain" / "mit_b0.pth") and config["seed"] == seed
+    # The table's accuracy cells are the mean ± sample sd over the two seeds' records.
     table = (out / "table1.md").read_text()
     for method in ("segformer", "tfc"):
-        (record_path,) = (out / "runs" / f"{method}-b0").rglob("record.json")
-        record = json.loads(record_path.read_text())
-        assert record["checkpoint"].endswith(f"train/{method}-b0/model.pth")
+        records = [
+            json.loads(p.read_text()) for p in sorted((out / "runs" / f"{method}-b0").rglob("record.json"))
+        ]
+        assert [r["train_seed"] for r in records] == [0, 1]
+        assert records[0]["checkpoint"].endswith(f"train/{method}-b0/seed0/model.pth")
         row = next(
             line
             for line in table.splitlines()
             if line.startswith("| SegFormer + TFC |" if method == "tfc" else "| SegFormer |")
         )
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", row.strip("|"))]  # "ours \| paper" stays one cell
-        assert cells[3].split()[0] == f"{100 * record['mIoU']:.1f}"
-        assert cells[4].split()[0] == f"{100 * record['mVC8']:.1f}"
+        values = [100 * r["mIoU"] for r in records]
+        mean, sd = sum(values) / 2, abs(values[0] - values[1]) / 2**0.5
+        assert cells[3].split()[:2] == [f"{mean:.1f}", f"±{sd:.1f}"], cells[3]
+        # Params, GMACs and FPS from the profile sweep of the first seed's weights.
+        (sweep,) = [
+            r
+            for r in json.loads((out / "efficiency" / "b0" / "records.json").read_text())
+            if r["method"] == method
+        ]
+        assert sweep["train_seed"] == 0 and sweep["input_size"] == [64, 64]
+        assert cells[6].split()[0] == f"{sweep['params'] / 1e6:.1f}"
+    assert "64x64" in table  # the note says where the efficiency columns were measured
     readme = (out / "README.md").read_text()
-    assert "table1.md" in readme and "fig4.png" in readme
+    assert "table1.md" in readme and "fig4.png" in readme and "seeds 0, 1" in readme
     # A changed evaluation command replaces its run folder instead of leaving a stale record beside it.
-    changed = _tiny_settings()
-    changed = plan.StudySettings(**{**changed.__dict__, "run_args": (*changed.run_args, "--max-frames", "9")})
+    changed = plan.StudySettings(
+        **{**settings.__dict__, "run_args": (*settings.run_args, "--max-frames", "9")}
+    )
     executor.reproduce(["table1"], changed, out, in_process(main), log=lambda m: None)
-    assert len(list((out / "runs" / "tfc-b0").rglob("record.json"))) == 1
-    (record_path,) = (out / "runs" / "tfc-b0").rglob("record.json")
+    assert len(list((out / "runs" / "tfc-b0" / "seed1").rglob("record.json"))) == 1
+    (record_path,) = (out / "runs" / "tfc-b0" / "seed1").rglob("record.json")
     record = json.loads(record_path.read_text())
     assert record["num_frames"] == 9 * record["num_videos"]
     # Running the same command again skips every step.

@@ -21,7 +21,7 @@ from vssbench.reports.plots import (
     save_figure,
     tradeoff_figure,
 )
-from vssbench.reports.stats import compare_runs, intervals_to_json
+from vssbench.reports.stats import compare_groups, intervals_to_json, seeds_text
 from vssbench.reports.tables import (
     ablation_table,
     load_records,
@@ -32,7 +32,6 @@ from vssbench.reports.tables import (
     speed_table,
 )
 from vssbench.results.records import to_jsonable
-from vssbench.results.store import find_run_dir
 
 
 def _check_out(out: Path | None) -> None:
@@ -84,9 +83,22 @@ def table_group() -> None:
 @table_group.command("main", short_help="Table 1: accuracy, stability and cost per method and backbone.")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_WITH_PAPER
-@click.option("--ci", is_flag=True, help="Add 95% paired-bootstrap intervals over videos to the deltas.")
+@click.option(
+    "--ci",
+    is_flag=True,
+    help="Add 95% bootstrap intervals to the deltas (over videos; rows of several seeds: over seeds, "
+    "then videos).",
+)
 @click.option("--samples", type=int, default=2000, show_default=True, help="Bootstrap resamples (with --ci).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (with --ci).")
+@click.option(
+    "--efficiency-from",
+    "efficiency_from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Take Params, FPS and GMACs/frame from `vssbench profile` records: a records.json, "
+    "or a folder searched for record.json/records.json.",
+)
 @_FORMAT
 @_OUT
 def table_main(
@@ -95,6 +107,7 @@ def table_main(
     ci: bool,
     samples: int,
     seed: int,
+    efficiency_from: Path | None,
     fmt: str | None,
     out: Path | None,
 ) -> None:
@@ -103,17 +116,28 @@ def table_main(
     RUNS are run folders, folders searched recursively for record.json, or record files. Rows
     are grouped by backbone; non-image methods show the difference to SegFormer on the same
     backbone under the same conditions, e.g. 85.3 (+2.6). Rows whose conditions differ are
-    marked † with the differing fields; randomly initialized rows *.
+    marked † with the differing fields; randomly initialized rows *. Runs of one row with
+    different checkpoints (seeds) make one row: means, accuracy with the standard deviation
+    (49.0 ±1.2). --efficiency-from replaces each row's Params, FPS and GMACs/frame by its
+    profile record's (same method, backbone, options; '-' without one).
 
     \b
     Examples:
       vssbench table main runs/ --with-paper
       vssbench table main runs/ --ci --format latex --out table1.tex
+      vssbench table main runs/ --ci --efficiency-from efficiency/
     """
     _check_out(out)
     records = load_records(runs)
+    efficiency = None
+    if efficiency_from is not None:
+        efficiency = load_records([efficiency_from], names=("record.json", "records.json"))
+        if not any(r.get("kind") == "profile" for r in efficiency):
+            raise OptionError(
+                f"--efficiency-from {efficiency_from}: no profile record (kind 'profile') in it"
+            )
     intervals, notes = main_table_ci(records, samples=samples, seed=seed) if ci else (None, [])
-    result = main_table(records, with_paper=with_paper, ci=intervals)
+    result = main_table(records, with_paper=with_paper, ci=intervals, efficiency=efficiency)
     result.notes.extend(notes)
     _write(render(result, _format_for(fmt, out)), out)
 
@@ -173,9 +197,9 @@ def table_speed(
     )
 
 
-@click.command("compare", short_help="Paired-bootstrap interval of RUN_A - RUN_B over videos.")
-@click.argument("run_a", type=click.Path(path_type=Path))
-@click.argument("run_b", type=click.Path(path_type=Path))
+@click.command("compare", short_help="Bootstrap interval of RUN_A - RUN_B (over seeds, then videos).")
+@click.argument("run_a")
+@click.argument("run_b")
 @click.option(
     "--metric",
     "metrics",
@@ -194,35 +218,67 @@ def table_speed(
     help="Confidence level of the percentile interval.",
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help='Print {metric: {"diff", "low", "high", "a", "b"}} (fractions).'
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {metric: {"diff", "low", "high", "a", "b"}} (fractions; groups add "seeds_a", "seeds_b").',
 )
 def compare_cmd(
-    run_a: Path, run_b: Path, metrics: list[str], samples: int, seed: int, level: float, as_json: bool
+    run_a: str, run_b: str, metrics: list[str], samples: int, seed: int, level: float, as_json: bool
 ) -> None:
-    """Paired bootstrap over videos of RUN_A - RUN_B (run folders with videos.jsonl).
+    """Bootstrap interval of RUN_A - RUN_B from the runs' videos.jsonl.
 
-    RUN_A and RUN_B are run folders, or folders holding exactly one run (such as the
-    runs/<name> folders of `vssbench reproduce`). Each resample draws the videos with
-    replacement and pools them as the official metrics do (IoU from the summed confusion
-    matrices, VC from the summed window scores). Refused when the runs' videos or conditions
-    differ.
+    RUN_A and RUN_B are each a run folder, a folder holding one or several runs (every run
+    below it, such as runs/<row> of `vssbench reproduce` with one run per seed), or folders
+    joined by commas (a1,a2,a3). Two single runs: a paired bootstrap over videos; each resample
+    draws the videos with replacement and pools them as the official metrics do (IoU from the
+    summed confusion matrices, VC from the summed window scores). Groups: the runs of one row
+    trained with different seeds, paired by their records' train_seed; each resample draws the
+    paired seeds, then the videos of each, and averages the seeds' metrics. Refused when the
+    runs' videos or conditions differ, or when a group's runs are not one row's (same method,
+    backbone, options, conditions; different checkpoints).
 
     \b
     Examples:
       vssbench compare runs/tfc-b0-<hash> runs/segformer-b0-<hash>
       vssbench compare study/runs/tfc-b0 study/runs/segformer-b0
+      vssbench compare runs/tfc/s0,runs/tfc/s1,runs/tfc/s2 runs/seg/s0,runs/seg/s1,runs/seg/s2
     """
-    run_a, run_b = find_run_dir(run_a), find_run_dir(run_b)
-    intervals = compare_runs(run_a, run_b, metrics, samples=samples, seed=seed, level=level)
+    result = compare_groups(run_a, run_b, metrics, samples=samples, seed=seed, level=level)
+    intervals = result.intervals
+    left_out = f"left out (no run with the same train_seed on the other side): {'; '.join(result.left_out)}"
     if as_json:
-        click.echo(json.dumps(to_jsonable(intervals_to_json(intervals)), indent=2, allow_nan=False))
+        if result.left_out:
+            click.echo(left_out, err=True)  # stdout holds the JSON alone
+        data = intervals_to_json(intervals)
+        if not result.single:
+            for entry in data.values():
+                entry.update(seeds_a=list(result.seeds_a), seeds_b=list(result.seeds_b))
+        click.echo(json.dumps(to_jsonable(data), indent=2, allow_nan=False))
         return
-    click.echo(
-        f"A = {run_a}\nB = {run_b}\nA - B, {100 * level:g}% paired-bootstrap interval "
-        f"({samples} resamples over videos, seed {seed}):"
-    )
+    if result.single:
+        click.echo(
+            f"A = {result.runs_a[0]}\nB = {result.runs_b[0]}\n"
+            f"A - B, {100 * level:g}% paired-bootstrap interval "
+            f"({samples} resamples over videos, seed {seed}):"
+        )
+        means = ""
+    else:
+        for side, runs, seeds in (("A", result.runs_a, result.seeds_a), ("B", result.runs_b, result.seeds_b)):
+            n = len(runs)
+            click.echo(
+                f"{side} = {n} seed{'' if n == 1 else 's'} (train_seed {seeds_text(seeds)}): "
+                + ", ".join(str(r) for r in runs)
+            )
+        if result.left_out:
+            click.echo(left_out)
+        click.echo(
+            f"A - B, {100 * level:g}% bootstrap interval over seeds, then videos "
+            f"({samples} resamples, seeds paired by train_seed, seed {seed}):"
+        )
+        means = ", means over seeds"
     for name, iv in intervals.items():
-        click.echo(f"  {name:<7} {iv.format()}   (A {100 * iv.a:.1f}, B {100 * iv.b:.1f})")
+        click.echo(f"  {name:<7} {iv.format()}   (A {100 * iv.a:.1f}, B {100 * iv.b:.1f}{means})")
 
 
 @click.group("plot", short_help="Figures: Fig. 4 mask accuracy, Fig. 3 masks, trade-off, curves.")

@@ -13,6 +13,13 @@ many as their column's smallest value needs for three significant digits (:func:
 Deltas are computed from the records' unrounded values, then rounded. Nothing here recomputes a
 metric: the numbers are the records'.
 Renderers: :func:`to_markdown`, :func:`to_csv`, :func:`to_latex` (booktabs), :func:`to_html`.
+
+Seeds: records of one row (method, backbone, variant, conditions) with different checkpoints
+are its replicates, e.g. trainings with ``--seed`` 0, 1, 2 (the record's ``train_seed``); they
+make one row whose cells are means, accuracy cells with the sample standard deviation
+(``49.0 ±1.2``), and whose delta is the difference of means. Of records with the same
+checkpoint only the latest counts. Table 1 can take its efficiency columns from ``vssbench
+profile`` records instead of the runs' own (``main_table(..., efficiency=...)``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import dataclasses
 import html
 import json
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +40,7 @@ import pandas as pd
 
 from vssbench import methods, paper
 from vssbench.errors import DataError, OptionError, VssbenchError
-from vssbench.reports.stats import compare_runs
+from vssbench.reports.stats import compare_groups, compare_runs, same_checkpoint, seeds_text, train_seed
 from vssbench.results.records import CONTENDED_MARK, compare_records, contended_note, fps_contended
 
 #: Backbone order of the tables.
@@ -63,11 +71,13 @@ class ReportTable:
 # Loading
 
 
-def find_record_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Record files named by ``paths``: record files, run folders, or folders searched recursively.
+def find_record_files(paths: Iterable[str | Path], names: Sequence[str] = ("record.json",)) -> list[Path]:
+    """Record files named by ``paths``: record files, run folders, or folders searched recursively
+    for files called one of ``names`` (``("record.json", "records.json")`` also finds the lists
+    that ``vssbench profile --out`` writes).
 
     Order: the order of ``paths``, each folder's records sorted by path. A path that does not
-    exist, or a folder without any ``record.json``, raises :class:`DataError` naming it.
+    exist, or a folder without any such file, raises :class:`DataError` naming it.
     """
     found: list[Path] = []
     for raw in paths:
@@ -75,9 +85,9 @@ def find_record_files(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            files = sorted(path.rglob("record.json"))
+            files = sorted({f for name in names for f in path.rglob(name)})
             if not files:
-                raise DataError(path, "no record.json in this folder or below it")
+                raise DataError(path, f"no {' or '.join(names)} in this folder or below it")
             found.extend(files)
         else:
             raise DataError(path, "no such file or folder")
@@ -88,15 +98,18 @@ def find_record_files(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read the records named by ``paths`` (see :func:`find_record_files`).
+def load_records(
+    paths: Iterable[str | Path], names: Sequence[str] = ("record.json",)
+) -> list[dict[str, Any]]:
+    """Read the records named by ``paths`` (see :func:`find_record_files`); a file may hold one
+    record or a JSON list of them.
 
     Each record gains ``_source`` (its file) and ``_dir`` (its run folder, where ``videos.jsonl``
     lives). Invalid JSON, a non-object, or a record without ``method``/``backbone`` raises
     :class:`DataError` naming the file and key.
     """
     records = []
-    for path in find_record_files(paths):
+    for path in find_record_files(paths, names):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -235,6 +248,133 @@ def _usable(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[Mapp
             f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)"
         )
     return sorted(kept.values(), key=_order_key)
+
+
+#: Record keys that a row of several replicates shows as their mean.
+MEAN_KEYS: tuple[str, ...] = (
+    "mIoU",
+    "mVC8",
+    "mVC16",
+    "wIoU",
+    "mIoU_mmseg",
+    "aAcc",
+    "mAcc",
+    "params",
+    "params_dead",
+    "params_inference",
+    "gmacs_per_frame",
+    "fps",
+)
+#: Columns whose cells add the replicates' standard deviation (``49.0 ±1.2``). The efficiency
+#: columns show the mean alone: params and GMACs do not depend on the seed, and FPS varies with
+#: the machine, not with the weights.
+SPREAD_KEYS = frozenset({"mIoU", "mVC8", "mVC16"})
+
+
+def _row_groups(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[Mapping[str, Any]]:
+    """The rows of a table: records without an error, one row per method, backbone, variant and
+    conditions, in table order.
+
+    Records of a row with the same checkpoint (:func:`~vssbench.reports.stats.same_checkpoint`)
+    are duplicates: the latest (``created``) counts. Records with different checkpoints are the
+    row's replicates (seeds): a row of one is that record itself; a row of several is
+    :func:`_merged`.
+    """
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    errors, duplicates = [], 0
+    for r in records:
+        if r.get("error"):
+            errors.append(f"{r.get('method')}-{r.get('backbone')}")
+            continue
+        key = (r.get("method"), r.get("backbone"), variant_of(r), r.get("conditions_hash"))
+        members = groups.setdefault(key, [])
+        same = next((i for i, m in enumerate(members) if same_checkpoint(m, r)), None)
+        if same is None:
+            members.append(r)
+            continue
+        duplicates += 1
+        if str(r.get("created") or "") >= str(members[same].get("created") or ""):
+            members[same] = r
+    if errors:
+        notes.append(f"left out (the run failed): {', '.join(errors)}")
+    if duplicates:
+        notes.append(
+            f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)"
+        )
+    return sorted((_merged(m) for m in groups.values()), key=_order_key)
+
+
+def _seed_key(record: Mapping[str, Any]) -> tuple:
+    seed = train_seed(record)
+    return (seed is None, seed or 0, str(record.get("created") or ""), str(record.get("checkpoint")))
+
+
+def _merged(replicates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """One row from its replicates: the record itself for one; for several, the first (by
+    train_seed) with the mean of each of :data:`MEAN_KEYS` over the replicates that have it,
+    ``_std`` (sample standard deviations, ddof 1, of keys two or more have), ``_replicates``,
+    the FPS protocol of a contended replicate (so the row is marked), ``random_init`` if any is."""
+    if len(replicates) == 1:
+        return replicates[0]
+    ordered = sorted(replicates, key=_seed_key)
+    row = dict(ordered[0])
+    spread: dict[str, float] = {}
+    for key in MEAN_KEYS:
+        values = [float(r[key]) for r in ordered if _is_number(r.get(key))]
+        row[key] = statistics.fmean(values) if values else None
+        if len(values) >= 2:
+            spread[key] = statistics.stdev(values)
+    contended = [r for r in ordered if fps_contended(r)[0]]
+    if contended:
+        row["fps_protocol"] = min(contended, key=lambda r: fps_contended(r)[1] or 0.0)["fps_protocol"]
+    row["random_init"] = any(r.get("random_init") for r in ordered)
+    row["_std"] = spread
+    row["_replicates"] = ordered
+    return row
+
+
+def _replicates(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The records a row stands for (itself when it has one)."""
+    return list(row.get("_replicates") or [row])
+
+
+def _spread(row: Mapping[str, Any], key: str, scale: float) -> float | None:
+    """The standard deviation over a row's replicates of ``key``, in display units (None for one)."""
+    sd = (row.get("_std") or {}).get(key)
+    return None if sd is None else sd * scale
+
+
+def _seed_columns(nrow: dict[str, Any], row: Mapping[str, Any], columns: Sequence[tuple]) -> None:
+    """The data frame's ``<key>_std``, ``n_runs`` and ``train_seeds`` of a row."""
+    for _, key, scale, _ in columns:
+        nrow[f"{key}_std"] = _spread(row, key, scale)
+    nrow["n_runs"] = len(_replicates(row))
+    nrow["train_seeds"] = [train_seed(r) for r in _replicates(row)]
+
+
+def _seeds_note(rows: Sequence[Mapping[str, Any]], labels: Sequence[str], deltas: bool = True) -> str | None:
+    """What ``±`` means and over which seeds (per row when the rows differ); None when every
+    row is one run."""
+    counts = [len(_replicates(r)) for r in rows]
+    if max(counts, default=1) < 2:
+        return None
+    seeds = [[train_seed(x) for x in _replicates(r)] for r in rows]
+    what = "accuracy cells read 'mean ±sd' (sample standard deviation, n - 1), the other cells the mean"
+    if deltas:
+        what += ", deltas the difference of means"
+    if all(sorted(s, key=str) == sorted(seeds[0], key=str) for s in seeds):
+        return f"mean ± standard deviation over {counts[0]} seeds ({_seeds_of(seeds[0])}): {what}"
+    per_row = "; ".join(
+        f"{label} {n} seed{'' if n == 1 else 's'} ({_seeds_of(s)})"
+        for label, n, s in zip(labels, counts, seeds)
+    )
+    return f"mean ± standard deviation over the seeds of each row: {per_row}; {what}"
+
+
+def _seeds_of(seeds: Sequence[int | None]) -> str:
+    if all(s is None for s in seeds):
+        return "train_seed not recorded"
+    return f"train_seed {seeds_text(seeds)}"
 
 
 def _reference(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -396,6 +536,7 @@ def main_table(
     records: Sequence[Mapping[str, Any]],
     with_paper: bool = False,
     ci: Mapping[tuple[int, str], Any] | None = None,
+    efficiency: Sequence[Mapping[str, Any]] | None = None,
 ) -> ReportTable:
     """Table 1 from records: one row per method x backbone x variant, grouped by backbone.
 
@@ -409,10 +550,20 @@ def main_table(
     :data:`PAPER_NO_COLUMN` under GMACs per frame (the paper has Sec. 4.2's GFLOPs at
     non-keyframes, not per frame). ``ci`` maps (row index, metric key) to an
     :class:`~vssbench.reports.stats.Interval` added to the delta (see :func:`main_table_ci`).
+
+    A row's replicates (records with different checkpoints, e.g. seeds) make one row of means;
+    its accuracy cells add the sample standard deviation (``44.3 ±0.8 (-8.4)``), and ``data``
+    gains ``<key>_std``, ``n_runs`` and ``train_seeds`` (only when some row has several).
+    ``efficiency``: ``vssbench profile`` records whose params, params_dead, params_inference,
+    gmacs_per_frame, fps and fps_protocol replace the rows' own (:func:`_with_efficiency`).
     """
     notes: list[str] = []
-    rows = _usable(records, notes)
+    rows = _row_groups(records, notes)
     labels = [f"{method_label(str(r['method']), variant_of(r))} ({r['backbone']})" for r in rows]
+    efficiency_notes: list[str] = []
+    if efficiency is not None:
+        rows = _with_efficiency(rows, labels, efficiency, efficiency_notes)
+    seeded = any(len(_replicates(r)) > 1 for r in rows)
     marks = _flag_rows(rows, labels, notes)
     digits_of = _digits_by_column(rows, MAIN_COLUMNS)
     display, data = [], []
@@ -439,6 +590,9 @@ def main_table(
             digits = digits_of[key]
             ours = _value(r, key, scale)
             text = _cell(ours, digits)
+            sd = _spread(r, key, scale) if key in SPREAD_KEYS else None
+            if sd is not None and ours is not None:
+                text += f" ±{sd:.{digits}f}"
             nrow[key] = ours
             if key == "fps":
                 text = _contended_cell(text, r, labels[i], contended)
@@ -463,6 +617,8 @@ def main_table(
                 text = _with_paper(text, pv, digits, column=key not in NOT_IN_PAPER)
                 nrow[f"{key}_paper"] = pv
             drow[header] = text
+        if seeded:
+            _seed_columns(nrow, r, MAIN_COLUMNS)
         display.append(drow)
         data.append(nrow)
     if missing_base:
@@ -475,11 +631,19 @@ def main_table(
     params_note = _params_note(rows, labels)
     if params_note:
         notes.append(params_note)
+    seeds_note = _seeds_note(rows, labels)
+    if seeds_note:
+        notes.append(seeds_note)
+    notes.extend(efficiency_notes)
     if with_paper:
         notes.append(f"cells read 'ours | paper' (the paper's Table 1); {PAPER_MARKS_NOTE}")
         notes.append(paper.FPS_NOTE)
         notes.append(paper.PARAMS_NOTE)
-    if ci:
+    if ci and seeded:
+        notes.append(
+            "deltas: A - SegFormer [95% bootstrap interval over seeds (paired by train_seed), then videos]"
+        )
+    elif ci:
         notes.append("deltas: A - SegFormer [95% paired-bootstrap interval over videos]")
     headers = ["Methods", "Backbone", "Type"] + [c[0] for c in MAIN_COLUMNS]
     return ReportTable(
@@ -490,6 +654,91 @@ def main_table(
         group_column="Backbone",
         text_columns=("Methods", "Backbone", "Type"),
     )
+
+
+#: Record keys that :func:`main_table`'s ``efficiency`` records supply.
+EFFICIENCY_KEYS: tuple[str, ...] = (
+    "params",
+    "params_dead",
+    "params_inference",
+    "gmacs_per_frame",
+    "fps",
+    "fps_protocol",
+)
+#: How a profile record's ``profile_frames`` reads in the sizes note.
+PROFILE_FRAMES = {"video": "on a rendered synthetic video", "random": "on random images"}
+
+
+def profile_for(row: Mapping[str, Any], profiles: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The profile record (``kind`` "profile", no error) of a row: the same method, backbone
+    and :func:`variant_of`; among several, one whose ``checkpoint_sha256`` is one of the row's
+    replicates', then the latest ``created``. None when none matches."""
+    candidates = [
+        p
+        for p in profiles
+        if p.get("kind") == "profile"
+        and not p.get("error")
+        and p.get("method") == row.get("method")
+        and p.get("backbone") == row.get("backbone")
+        and variant_of(p) == variant_of(row)
+    ]
+    shas = {r.get("checkpoint_sha256") for r in _replicates(row)} - {None}
+    pool = [p for p in candidates if p.get("checkpoint_sha256") in shas] or candidates
+    return max(pool, key=lambda p: str(p.get("created") or "")) if pool else None
+
+
+def _with_efficiency(
+    rows: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    efficiency: Sequence[Mapping[str, Any]],
+    notes: list[str],
+) -> list[Mapping[str, Any]]:
+    """Rows whose :data:`EFFICIENCY_KEYS` come from their :func:`profile_for` record (None
+    without one: the cells read '-'), with notes naming rows without one and the sizes each
+    group of columns was measured at."""
+    out: list[Mapping[str, Any]] = []
+    missing, used = [], []
+    for r, label in zip(rows, labels):
+        match = profile_for(r, efficiency)
+        row = {**r, **{k: None if match is None else match.get(k) for k in EFFICIENCY_KEYS}}
+        if "_std" in r:
+            row["_std"] = {k: v for k, v in r["_std"].items() if k not in EFFICIENCY_KEYS}
+        out.append(row)
+        if match is None:
+            missing.append(label)
+        elif all(match is not u for u in used):
+            used.append(match)
+    if missing:
+        notes.append(f"no profile record, so Params, FPS and GMACs/frame read '-': {', '.join(missing)}")
+    runs = [x for r in rows for x in _replicates(r)]
+    splits = sorted({str(_config_value(x, "split")) for x in runs if _config_value(x, "split")})
+    accuracy = f"accuracy (mIoU, mVC8, mVC16): {'/'.join(splits) or 'evaluation'} videos" + _at(runs)
+    cost = "Params, FPS, GMACs/frame: `vssbench profile`" + _at(used)
+    frames = sorted({str(p["profile_frames"]) for p in used if p.get("profile_frames")})
+    if frames:
+        cost += " " + " / ".join(PROFILE_FRAMES.get(f, f"on {f} frames") for f in frames)
+    seeds = [train_seed(p) for p in used if train_seed(p) is not None]
+    if seeds:
+        cost += f" (weights of train_seed {seeds_text(sorted(set(seeds)))})"
+    notes.append(f"{accuracy}; {cost}")
+    return out
+
+
+def _config_value(record: Mapping[str, Any], key: str) -> Any:
+    config = record.get("config")
+    return record.get(key, config.get(key) if isinstance(config, Mapping) else None)
+
+
+def _at(records: Sequence[Mapping[str, Any]]) -> str:
+    """`` at 96x160`` (the records' ``input_size``s, [H, W]); empty when none says."""
+    sizes = []
+    for r in records:
+        size = r.get("input_size")
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            text = f"{size[0]}x{size[1]}"
+            if text not in sizes:
+                sizes.append(text)
+    return f" at {', '.join(sizes)}" if sizes else ""
 
 
 def counterpart(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -510,21 +759,37 @@ def counterpart(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) ->
 def main_table_ci(
     records: Sequence[Mapping[str, Any]], samples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[dict[tuple[int, str], Any], list[str]]:
-    """Paired-bootstrap intervals of every delta of :func:`main_table` (rows in its order).
+    """Bootstrap intervals of every accuracy delta of :func:`main_table` (rows in its order).
 
-    Returns ({(row index, metric key): Interval}, notes for rows whose run folders could not be
-    compared, e.g. a missing ``videos.jsonl``).
+    Two rows of one run each: :func:`~vssbench.reports.stats.compare_runs` (paired over
+    videos). Rows of several replicates: :func:`~vssbench.reports.stats.compare_groups`
+    (over seeds paired by train_seed, then videos); replicates without a partner are left out
+    with a note. Returns ({(row index, metric key): Interval}, notes for rows whose run folders
+    could not be compared, e.g. a missing ``videos.jsonl``).
     """
     scratch: list[str] = []
-    rows = _usable(records, scratch)
+    rows = _row_groups(records, scratch)
     out: dict[tuple[int, str], Any] = {}
     notes: list[str] = []
+    metrics = ("mIoU", "mVC8", "mVC16")
     for i, r in enumerate(rows):
         base = counterpart(r, rows)
         if base is None or method_type(str(r["method"])) == "Image" or r.get("kind", "run") != "run":
             continue
+        runs_a, runs_b = _replicates(r), _replicates(base)
         try:
-            intervals = compare_runs(r["_dir"], base["_dir"], ("mIoU", "mVC8", "mVC16"), samples, seed, level)
+            if len(runs_a) == 1 and len(runs_b) == 1:
+                intervals = compare_runs(r["_dir"], base["_dir"], metrics, samples, seed, level)
+            else:
+                result = compare_groups(
+                    [x["_dir"] for x in runs_a], [x["_dir"] for x in runs_b], metrics, samples, seed, level
+                )
+                intervals = result.intervals
+                if result.left_out:
+                    notes.append(
+                        f"interval of {r['method']}-{r['backbone']} over the train_seeds both rows have; "
+                        f"left out (no partner): {', '.join(result.left_out)}"
+                    )
         except (VssbenchError, KeyError) as exc:
             notes.append(f"no interval for {r['method']}-{r['backbone']}: {exc}")
             continue
@@ -550,10 +815,11 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
     ``interp=none,update=none`` counts as Feature Reuse). Rows without a record are left out;
     a record that matches no row is not shown. Conditions are compared ignoring ``interval``
     (the interval group varies it on purpose). ``with_paper`` appends the paper's numbers
-    (MiT-B0 only).
+    (MiT-B0 only). A row's replicates (seeds) make one row of means, as in :func:`main_table`.
     """
     notes: list[str] = []
-    usable = _usable(records, notes)
+    usable = _row_groups(records, notes)
+    seeded = any(len(_replicates(r)) > 1 for r in usable)
     index: dict[tuple[str, str, str], Mapping[str, Any]] = {}
     for r in usable:
         key = (str(r["method"]), variant_of(r))
@@ -618,6 +884,9 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
             digits = digits_of[key]
             ours = _value(r, key, scale)
             text = _cell(ours, digits)
+            sd = _spread(r, key, scale) if key in SPREAD_KEYS else None
+            if sd is not None and ours is not None:
+                text += f" ±{sd:.{digits}f}"
             nrow[key] = ours
             if with_paper:
                 pv = (
@@ -628,6 +897,8 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
                 text = _with_paper(text, pv, digits, column=key not in NOT_IN_PAPER)
                 nrow[f"{key}_paper"] = pv
             drow[header] = text
+        if seeded:
+            _seed_columns(nrow, r, columns)
         display.append(drow)
         data.append(nrow)
     if not chosen:
@@ -641,6 +912,13 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
             "trained for X (the same checkpoint sha256) with an inference-time change, such as the frame "
             "interval"
         )
+    seeds_note = _seeds_note(
+        unique,
+        [f"{method_label(str(u['method']), variant_of(u))} ({u['backbone']})" for u in unique],
+        deltas=False,
+    )
+    if seeds_note:
+        notes.append(seeds_note)
     if with_paper:
         notes.append(f"cells read 'ours | paper' (the paper's Table 2, MiT-B0); {PAPER_MARKS_NOTE}")
     headers = ["Group", "Methods", "Backbone", "Weights"] + [c[0] for c in columns]
@@ -655,29 +933,38 @@ def ablation_table(records: Sequence[Mapping[str, Any]], with_paper: bool = Fals
 
 
 def _weights_column(records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
-    """Per record (by ``id``): "own", "shared: <the setup trained for these weights>", or "-"
+    """Per row (by ``id``): "own", "shared: <the setup trained for these weights>", or "-"
     without a checkpoint.
 
-    Records with the same ``checkpoint_sha256`` evaluate one trained model. Its owner is the one
-    run at the method's default interval (the setting it was trained for), else the first.
+    Rows with the same ``checkpoint_sha256`` (any of their replicates') evaluate one trained
+    model. Its owner is the row run at the method's default interval (the setting it was trained
+    for), else the first; a row owning none of its replicates' weights is "shared".
     """
+    shas_of = {
+        id(r): list(
+            dict.fromkeys(str(x["checkpoint_sha256"]) for x in _replicates(r) if x.get("checkpoint_sha256"))
+        )
+        for r in records
+    }
     by_sha: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
-        if r.get("checkpoint_sha256"):
-            by_sha.setdefault(str(r["checkpoint_sha256"]), []).append(r)
+        for sha in shas_of[id(r)]:
+            by_sha.setdefault(sha, []).append(r)
     out: dict[int, str] = {}
     for r in records:
-        sha = r.get("checkpoint_sha256")
-        if not sha:
+        if not shas_of[id(r)]:
             out[id(r)] = "-"
             continue
-        group = by_sha[str(sha)]
-        at_default = [g for g in group if "interval=" not in variant_of(g)]
-        owner = (at_default or group)[0]
-        if owner is r:
+        owners = []
+        for sha in shas_of[id(r)]:
+            group = by_sha[sha]
+            at_default = [g for g in group if "interval=" not in variant_of(g)]
+            owners.append((at_default or group)[0])
+        other = next((o for o in owners if o is not r), None)
+        if other is None:
             out[id(r)] = "own"
         else:
-            out[id(r)] = "shared: " + method_label(str(owner["method"]), variant_of(owner))
+            out[id(r)] = "shared: " + method_label(str(other["method"]), variant_of(other))
     return out
 
 
@@ -873,13 +1160,15 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "†": r"$^{\dagger}$",
+    "±": r"$\pm$",
     "‡": r"$^{\ddagger}$",
     "|": r"$|$",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape text for LaTeX (pdfLaTeX-safe: ``x̂^l`` becomes ``$\\hat{x}^{l}$``, ``†`` a math dagger)."""
+    """Escape text for LaTeX (pdfLaTeX-safe: ``x̂^l`` becomes ``$\\hat{x}^{l}$``, ``†`` a math dagger,
+    ``±`` ``$\\pm$``)."""
     out = []
     i = 0
     while i < len(text):
@@ -941,8 +1230,10 @@ def render(table: ReportTable, fmt: str) -> str:
 
 __all__ = [
     "ALIASES",
+    "EFFICIENCY_KEYS",
     "FORMATS",
     "MAIN_COLUMNS",
+    "MEAN_KEYS",
     "PAPER_NO_COLUMN",
     "PAPER_NO_ROW",
     "ReportTable",
@@ -957,6 +1248,7 @@ __all__ = [
     "main_table_ci",
     "method_label",
     "method_type",
+    "profile_for",
     "read_speed_csv",
     "render",
     "speed_table",
