@@ -234,6 +234,7 @@ def test_study_shape_trains_on_more_videos_than_it_evaluates() -> None:
     assert shape["videos"] - shape["val_videos"] - 1 > shape["val_videos"]
     assert S.STUDY_SYNTH_ARGS["val_videos"] == shape["val_videos"]
     assert S.STUDY_SYNTH_ARGS["videos"] == shape["videos"]
+    assert S.STUDY_SYNTH_ARGS["more_val_videos"] == 6  # 12 val videos in all, the train split unchanged
 
 
 def test_cli_study_arguments(tmp_path: Path) -> None:

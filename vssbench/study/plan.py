@@ -194,7 +194,8 @@ def synthetic_settings(
         # keeps the conditions identical (Table 1 deltas for all rows).
         run_args=("--size", size, "--size-divisor", "32"),
         # Params, GMACs and FPS do not depend on the training data: measured at the paper's size.
-        efficiency_args=("--size", EFFICIENCY_SIZE),
+        # (three timed intervals per row, in turns: the sweep takes ~3 minutes on 2 CPU cores).
+        efficiency_args=("--size", EFFICIENCY_SIZE, "--repeats", "3"),
         # The synthetic preset scaled to a ~30-minute study on 2 CPU cores (`reproduce all`): 64x64 crops
         # and 150 iterations (SegFormer-B0 ~0.5 s/iteration there), validation at the frames' size.
         train_args=(
