@@ -154,3 +154,30 @@ def render_csv(runner: CliRunner, argv: list[str]) -> str:
 def test_render_keeps_the_size_note_in_every_format() -> None:
     table = main_table([run("segformer")], efficiency=[profile("segformer", params=1_000_000, fps=2.0)])
     assert SIZES in render(table, "md") and "480x853" in render(table, "latex")
+
+
+def test_the_trade_off_plot_takes_its_costs_from_the_profile_records(tmp_path: Path) -> None:
+    from vssbench.reports.tables import with_profile_costs
+
+    runs = [run("segformer"), run("tfc"), run("cffm")]
+    profiles = [
+        profile("segformer", gmacs_per_frame=7.52, fps=2.1),
+        profile("tfc", gmacs_per_frame=8.18, fps=1.9),
+    ]
+    merged = with_profile_costs(runs, profiles)
+    assert [r["gmacs_per_frame"] for r in merged] == [7.52, 8.18, 0.5]  # cffm has no profile: its own
+    assert [r["input_size"] for r in merged] == [[480, 853], [480, 853], [96, 160]]
+    assert [r["mVC8"] for r in merged] == [0.8, 0.8, 0.8] and runs[0]["gmacs_per_frame"] == 0.5
+    runs_file, profiles_file = tmp_path / "runs.json", tmp_path / "records.json"
+    runs_file.write_text(json.dumps(runs[:2]))
+    profiles_file.write_text(json.dumps(profiles))
+    out = tmp_path / "t.png"
+    args = ["plot", "tradeoff", str(runs_file), "--x", "gmacs_per_frame", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--efficiency-from", str(profiles_file)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+    result = CliRunner().invoke(main, [*args, "--efficiency-from", str(runs_file)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr == f"error: --efficiency-from {runs_file}: no profile record (kind 'profile') in it\n"
+    )

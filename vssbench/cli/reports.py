@@ -30,6 +30,7 @@ from vssbench.reports.tables import (
     read_speed_csv,
     render,
     speed_table,
+    with_profile_costs,
 )
 from vssbench.results.records import to_jsonable
 
@@ -75,6 +76,26 @@ _WITH_PAPER = click.option(
 )
 
 
+_EFFICIENCY_FROM = click.option(
+    "--efficiency-from",
+    "efficiency_from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Take Params, FPS and GMACs from `vssbench profile` records: a records.json, "
+    "or a folder searched for record.json/records.json.",
+)
+
+
+def _profile_records(path: Path | None) -> list[dict] | None:
+    """The profile records of ``--efficiency-from`` (None without it); one line when it holds none."""
+    if path is None:
+        return None
+    records = load_records([path], names=("record.json", "records.json"))
+    if not any(r.get("kind") == "profile" for r in records):
+        raise OptionError(f"--efficiency-from {path}: no profile record (kind 'profile') in it")
+    return records
+
+
 @click.group("table", short_help="The paper's Tables 1-3 (main, ablation, speed) from records.")
 def table_group() -> None:
     """The paper's tables (1: main, 2: ablation, 3: speed) from result records."""
@@ -91,14 +112,7 @@ def table_group() -> None:
 )
 @click.option("--samples", type=int, default=2000, show_default=True, help="Bootstrap resamples (with --ci).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (with --ci).")
-@click.option(
-    "--efficiency-from",
-    "efficiency_from",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Take Params, FPS and GMACs/frame from `vssbench profile` records: a records.json, "
-    "or a folder searched for record.json/records.json.",
-)
+@_EFFICIENCY_FROM
 @_FORMAT
 @_OUT
 def table_main(
@@ -129,13 +143,7 @@ def table_main(
     """
     _check_out(out)
     records = load_records(runs)
-    efficiency = None
-    if efficiency_from is not None:
-        efficiency = load_records([efficiency_from], names=("record.json", "records.json"))
-        if not any(r.get("kind") == "profile" for r in efficiency):
-            raise OptionError(
-                f"--efficiency-from {efficiency_from}: no profile record (kind 'profile') in it"
-            )
+    efficiency = _profile_records(efficiency_from)
     intervals, notes = main_table_ci(records, samples=samples, seed=seed) if ci else (None, [])
     result = main_table(records, with_paper=with_paper, ci=intervals, efficiency=efficiency)
     result.notes.extend(notes)
@@ -381,15 +389,25 @@ def plot_curves(logs: tuple[Path, ...], keys: list[str] | None, window: int, out
 )
 @click.option("--size", default="mIoU", show_default=True, help="Record metric for the marker area.")
 @_WITH_PAPER
+@_EFFICIENCY_FROM
 @_FIG_OUT
-def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper: bool, out: Path) -> None:
+def plot_tradeoff(
+    runs: tuple[Path, ...],
+    x: str,
+    y: str,
+    size: str,
+    with_paper: bool,
+    efficiency_from: Path | None,
+    out: Path,
+) -> None:
     """Stability (mVC8) against speed (FPS) or cost (GMACs/frame), one colour per method.
 
     Marker area follows --size (legend); a method's backbones are joined by a line. With
     --with-paper the paper's Table 1 points are added: on the same axes for --x params, in a
     panel of their own for --x fps (its GPU at 480x853 is not our machine); the paper has no
     GMACs per frame, so --x gmacs_* --with-paper is refused. FPS timed on a busy machine are
-    drawn hollow.
+    drawn hollow. --efficiency-from takes each run's costs from its `vssbench profile` record
+    (same method, backbone and options), as `table main` does.
 
     \b
     Example:
@@ -397,7 +415,11 @@ def plot_tradeoff(runs: tuple[Path, ...], x: str, y: str, size: str, with_paper:
       vssbench plot tradeoff runs/ --x fps --with-paper --out tradeoff-fps.png
     """
     _check_out(out)
-    _saved(tradeoff_figure(load_records(runs), x=x, y=y, size=size, with_paper=with_paper), out)
+    records = load_records(runs)
+    profiles = _profile_records(efficiency_from)
+    if profiles is not None:
+        records = with_profile_costs(records, profiles)
+    _saved(tradeoff_figure(records, x=x, y=y, size=size, with_paper=with_paper), out)
 
 
 @plot_group.command("masks", short_help="Fig. 3: predicted and true label-change masks (runs a model).")

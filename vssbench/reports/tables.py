@@ -687,6 +687,22 @@ def profile_for(row: Mapping[str, Any], profiles: Sequence[Mapping[str, Any]]) -
     return max(pool, key=lambda p: str(p.get("created") or "")) if pool else None
 
 
+#: The costs a profile record gives a run record (:func:`with_profile_costs`).
+COST_KEYS: tuple[str, ...] = (*EFFICIENCY_KEYS, "gmacs_keyframe", "gmacs_nonkeyframe", "input_size")
+
+
+def with_profile_costs(
+    records: Sequence[Mapping[str, Any]], profiles: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each record with its params, GMACs and FPS (and the size they were measured at) taken from
+    its :func:`profile_for` record; a record without one keeps its own."""
+    out = []
+    for r in records:
+        match = profile_for(r, profiles)
+        out.append(dict(r) if match is None else {**r, **{k: match.get(k) for k in COST_KEYS}})
+    return out
+
+
 def _with_efficiency(
     rows: Sequence[Mapping[str, Any]],
     labels: Sequence[str],
@@ -1229,6 +1245,7 @@ def render(table: ReportTable, fmt: str) -> str:
 
 
 __all__ = [
+    "COST_KEYS",
     "ALIASES",
     "EFFICIENCY_KEYS",
     "FORMATS",
@@ -1249,6 +1266,7 @@ __all__ = [
     "method_label",
     "method_type",
     "profile_for",
+    "with_profile_costs",
     "read_speed_csv",
     "render",
     "speed_table",
