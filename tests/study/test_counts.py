@@ -47,14 +47,22 @@ def test_the_study_readme_and_the_dry_run_state_the_plan_s_counts(tmp_path: Path
     assert result.stderr == f"# {FULL} into {tmp_path}\n"
 
 
+def _counts(settings: plan.StudySettings, out: Path) -> dict[str, int]:
+    steps = plan.build_plan(settings, out, plan.TARGETS)
+    kinds = [s.kind for s in steps]
+    return {"steps": len(steps), "trainings": kinds.count("train"), "evaluations": kinds.count("run")}
+
+
 def test_the_docs_state_the_plan_s_counts(tmp_path: Path) -> None:
-    steps = plan.build_plan(plan.synthetic_settings(), tmp_path, plan.TARGETS)
-    counts = {
-        "steps": len(steps),
-        **{k: [s.kind for s in steps].count(v) for k, v in (("trainings", "train"), ("evaluations", "run"))},
-    }
-    for doc in ("docs/reproduce.md", "benchmarks/results/study/README.md"):
+    """The docs state the default study's counts and the committed 3-seed study's, nothing else."""
+    default = _counts(plan.synthetic_settings(), tmp_path)
+    three = _counts(plan.synthetic_settings(seeds=[0, 1, 2]), tmp_path)
+    assert three == {"steps": 114, "trainings": 45, "evaluations": 60}
+    for doc, allowed in (
+        ("docs/reproduce.md", (default, three)),
+        ("benchmarks/results/study/README.md", (three,)),
+    ):
         text = " ".join((ROOT / doc).read_text().split())
-        for word, count in counts.items():
+        for word in default:
             stated = {int(n) for n in re.findall(rf"(\d+) {word}\b", text)}
-            assert stated == {count}, (doc, word, stated)
+            assert stated and stated <= {c[word] for c in allowed}, (doc, word, stated)
