@@ -1,11 +1,13 @@
-"""Shared fixtures: one intra-op thread, a tiny synthetic VSPW tree, a deliberately failing method."""
+"""Shared fixtures: one intra-op thread, a tiny synthetic VSPW tree, a deliberately failing method,
+two ranks, a local Slurm."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,53 @@ def launch_two_ranks() -> Callable[[Sequence[str], float], list[tuple[int, str, 
         return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
 
     return launch
+
+
+def _free_port_pair(start: int = 7017) -> int:
+    """The first port from ``start`` on such that it and the next one are free on 127.0.0.1."""
+    for port in range(start, start + 400, 2):
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no two free ports from {start} on")
+
+
+@pytest.fixture(scope="session")
+def local_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A one-node Slurm on this machine for the session (``scripts/local-slurm.sh``): yields its
+    ``slurm.conf``, set as ``SLURM_CONF`` meanwhile, and stops it at the end.
+
+    Skipped when slurmctld, slurmd, munged or sbatch are missing or this is not root, unless
+    ``VSSBENCH_REQUIRE_SLURM=1`` (CI), where that is a failure.
+    """
+    missing = [c for c in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(c) is None]
+    reason = ""
+    if missing:
+        reason = f"no local Slurm: {', '.join(missing)} not found (apt-get install slurm-wlm munge)"
+    elif os.geteuid() != 0:
+        reason = "the local Slurm of scripts/local-slurm.sh runs as root (SlurmUser=root)"
+    if reason:
+        if os.environ.get("VSSBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"VSSBENCH_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("slurm")
+    env = dict(os.environ, VSSBENCH_SLURM_DIR=str(folder), VSSBENCH_SLURM_PORT=str(_free_port_pair()))
+    script = str(Path(__file__).parent.parent / "scripts" / "local-slurm.sh")
+    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"scripts/local-slurm.sh start failed: {started.stdout}{started.stderr}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+    try:
+        yield folder / "slurm.conf"
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)

@@ -9,6 +9,7 @@ import sys
 import click
 
 from vssbench.cli.params import KeyValue, Size
+from vssbench.training.hooks import STOPPED_EXIT_STATUS, TrainingStopped
 from vssbench.training.recipes import TrainConfig, build_config
 from vssbench.training.run import train
 
@@ -128,7 +129,9 @@ def train_cmd(
     Writes <out>/config.json, log.jsonl (one line per logged iteration: iter, loss, lr and every
     scalar the method returns; validation lines with val_mIoU, val_wIoU, val_mVC8, val_mVC16),
     last.pth (full state, for --resume), model.pth (weights: `vssbench run --checkpoint`) and
-    best.pth (best validation mIoU). Exit status 2 for bad input and for a non-finite loss.
+    best.pth (best validation mIoU). Exit status 2 for bad input and for a non-finite loss; 75 when
+    SIGUSR1 or SIGTERM stopped it (after the current iteration, last.pth saved: run it again with
+    --resume).
 
     \b
     Examples:
@@ -176,7 +179,12 @@ def train_cmd(
                 err=True,
             )
 
-    summary = train(config, out, resume=resume, stop_at=stop_at, progress=not quiet, on_start=announce)
+    try:
+        summary = train(config, out, resume=resume, stop_at=stop_at, progress=not quiet, on_start=announce)
+    except TrainingStopped as stopped:  # a signal: last.pth saved, not an input error (exit 75, not 2)
+        if is_main:
+            click.echo(f"train: {stopped}", err=True)
+        sys.exit(STOPPED_EXIT_STATUS)
     if not is_main:
         return
     if as_json:

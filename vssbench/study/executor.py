@@ -4,11 +4,12 @@ Each step's command is run by the ``invoke`` the caller hands over (the command 
 ``vssbench`` group in-process, a test a fake); a step is skipped when it is complete, a failed
 step blocks only the steps that need it, and ``DIR/README.md`` lists every step with the time
 the invocation that made it took over it, and where the tables and the figure are.
+:func:`run_step` runs one step with its stamps: the body of the local loop, and what each job of
+the Slurm launcher runs (:mod:`vssbench.study.slurm`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import os
@@ -25,7 +26,7 @@ from typing import Any
 import torch.distributed as dist
 
 from vssbench.data.synth import read_marker
-from vssbench.harness.distributed import env_world_size
+from vssbench.harness.distributed import env_world_size, setup_distributed
 from vssbench.study.plan import (
     Step,
     StudySettings,
@@ -36,9 +37,11 @@ from vssbench.study.plan import (
     is_complete,
     previous_digest,
     read_stamp,
+    save_study,
     stamp_path,
     started_path,
 )
+from vssbench.training.hooks import STOPPED_EXIT_STATUS
 
 #: Runs one ``vssbench`` argv (without the program name); raises when the command fails
 #: (:class:`CommandFailed` when it ended with a non-zero exit status).
@@ -60,7 +63,8 @@ class CommandFailed(RuntimeError):
 
 @dataclass
 class StepResult:
-    """How a step ended: ``status`` is done, skipped (complete already), failed or blocked.
+    """How a step ended: ``status`` is done, skipped (complete already), failed, blocked (a step it
+    needs failed) or stopped (a training stopped by a signal, ``last.pth`` saved).
 
     ``seconds`` and ``finished`` (UTC) are those of the invocation that made the step: this one
     for a done step, an earlier one (read back from its stamp) for a skipped one.
@@ -84,24 +88,113 @@ def _discard_owned(step: Step, reason: str, log: Callable[[str], None], prefix: 
     shutil.rmtree(folder)
 
 
+def run_step(
+    step: Step,
+    out: str | Path,
+    invoke: Invoke,
+    needs_ran: bool = False,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+    prefix: str | None = None,
+) -> StepResult:
+    """Run one step's command through ``invoke`` with its stamps; returns how it ended (done, failed,
+    or stopped: a training stopped by a signal with ``last.pth`` saved, exit status 75).
+
+    ``needs_ran``: a step it needs was (re)made since this step last ran (in this invocation, or in
+    this Slurm submission). Its own folder is then removed first and an evaluation starts afresh;
+    the folder is also removed when the step's command changed since its last start, and an
+    incomplete synthetic dataset always. ``DIR/steps/<step>.started.json`` is written before the
+    command, ``<step>.json`` after it succeeded, ``<step>.error.txt`` when it failed (the command as
+    run, its own last words). Under torchrun the stamps are rank 0's and every rank runs the command
+    (rank 0 alone for ``rank0_only`` steps).
+    """
+    out = Path(out)
+    prefix = prefix or step.name
+    rank, world = _rank_world()
+    ran = set(step.needs) if needs_ran else set()
+    job = {"job": os.environ["SLURM_JOB_ID"]} if os.environ.get("SLURM_JOB_ID") else {}
+    log(f"{prefix}: {step.command()}")
+    start = time.perf_counter()
+    error, stopped = None, False
+    argv = step.argv  # the command as run, once its --resume is known
+    try:
+        if rank == 0:
+            (out / "steps").mkdir(parents=True, exist_ok=True)
+            previous = previous_digest(out, step)
+            if needs_ran:
+                _discard_owned(step, "a step it needs ran now", log, prefix)
+            elif previous is not None and previous != command_digest(step):
+                _discard_owned(step, "its command changed", log, prefix)
+            elif step.kind == "synth":
+                _discard_owned(step, "incomplete or without a stamp", log, prefix)
+            stamp_path(out, step).unlink(missing_ok=True)
+            started_path(out, step).write_text(
+                json.dumps({"step": step.name, "digest": command_digest(step), "started": _now(), **job})
+                + "\n",
+                encoding="utf-8",
+            )
+        if world > 1 and env_world_size() > 1:
+            if not step.rank0_only and "--device" in step.argv and not _group_up():
+                # The group the command will use, up now: the barrier below must hold in a Slurm
+                # job's only step (and a study's first) as well, or a rank could decide --resume
+                # from a last.pth that rank 0 is removing.
+                setup_distributed(step.argv[step.argv.index("--device") + 1])
+            _barrier()  # every rank sees the folder removed before the command starts
+        argv = step.argv_now(ran)
+        if not step.rank0_only or rank == 0:
+            invoke(argv)
+    except Exception as exc:  # a failed step is reported; the others go on
+        error = str(exc) if isinstance(exc, CommandFailed) else f"{type(exc).__name__}: {exc}"
+        stopped = isinstance(exc, CommandFailed) and exc.status == STOPPED_EXIT_STATUS
+        log(f"{prefix}: {'STOPPED' if stopped else 'FAILED'}: {error}")
+        (out / "steps").mkdir(parents=True, exist_ok=True)
+        stamp_path(out, step).with_suffix(".error.txt").write_text(_error_report(argv, exc), encoding="utf-8")
+    if world > 1 and env_world_size() > 1:
+        _barrier()
+    seconds = round(time.perf_counter() - start, 1)  # as stamped: a rerun's README shows the same
+    if error is not None:
+        return StepResult(step.name, "stopped" if stopped else "failed", seconds, error)
+    finished = _now()
+    if rank == 0:
+        if step.kind == "run":
+            _prune_stale_runs(step.outputs[0])
+        stamp_path(out, step).write_text(
+            json.dumps(
+                {
+                    "step": step.name,
+                    "command": step.command(),
+                    "digest": command_digest(step),
+                    "seconds": seconds,
+                    "finished": finished,
+                    **job,
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        started_path(out, step).unlink(missing_ok=True)
+    log(f"{prefix}: done in {seconds:.0f} s")
+    return StepResult(step.name, "done", seconds, None, finished)
+
+
 def execute_plan(
     steps: Sequence[Step],
     out: str | Path,
     invoke: Invoke,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> list[StepResult]:
-    """Run the steps in order through ``invoke``: complete ones are skipped, a failure blocks only
-    its dependents.
+    """Run the steps in order through ``invoke`` (each by :func:`run_step`): complete ones are
+    skipped, a failure blocks only its dependents.
 
     A complete step runs again when a step it needs ran in this invocation (new weights are
     evaluated again, new records tabulated again).
 
     Steps marked ``rank0_only`` run on rank 0 while the other ranks wait (under torchrun); every
-    other step runs on every rank, as its command expects.
+    other step runs on every rank, as its command expects. A training stopped by a signal (SIGUSR1,
+    SIGTERM: ``last.pth`` saved) ends the invocation there: the steps after it are not run.
     """
     out = Path(out)
     (out / "steps").mkdir(parents=True, exist_ok=True)
-    rank, world = _rank_world()
     results: list[StepResult] = []
     failed: set[str] = set()
     ran: set[str] = set()
@@ -120,65 +213,15 @@ def execute_plan(
             )
             log(f"{prefix}: complete, skipped")
             continue
-        log(f"{prefix}: {step.command()}")
-        start = time.perf_counter()
-        error = None
-        argv = step.argv  # the command as run, once its --resume is known
-        try:
-            if rank == 0:
-                previous = previous_digest(out, step)
-                if set(step.needs) & ran:
-                    _discard_owned(step, "a step it needs ran now", log, prefix)
-                elif previous is not None and previous != command_digest(step):
-                    _discard_owned(step, "its command changed", log, prefix)
-                elif step.kind == "synth":
-                    _discard_owned(step, "incomplete or without a stamp", log, prefix)
-                stamp_path(out, step).unlink(missing_ok=True)
-                started_path(out, step).write_text(
-                    json.dumps({"step": step.name, "digest": command_digest(step), "started": _now()}) + "\n",
-                    encoding="utf-8",
-                )
-            if world > 1 and env_world_size() > 1:
-                _barrier()  # every rank sees the folder removed before the command starts
-            argv = step.argv_now(ran)
-            if not step.rank0_only or rank == 0:
-                invoke(argv)
-        except Exception as exc:  # a failed step is reported; the others go on
-            error = str(exc) if isinstance(exc, CommandFailed) else f"{type(exc).__name__}: {exc}"
-            log(f"{prefix}: FAILED: {error}")
-            (out / "steps").mkdir(parents=True, exist_ok=True)
-            stamp_path(out, step).with_suffix(".error.txt").write_text(
-                _error_report(argv, exc), encoding="utf-8"
-            )
-        if world > 1 and env_world_size() > 1:
-            _barrier()
-        seconds = round(time.perf_counter() - start, 1)  # as stamped: a rerun's README shows the same
-        if error is None:
-            finished = _now()
-            if rank == 0:
-                if step.kind == "run":
-                    _prune_stale_runs(step.outputs[0])
-                stamp_path(out, step).write_text(
-                    json.dumps(
-                        {
-                            "step": step.name,
-                            "command": step.command(),
-                            "digest": command_digest(step),
-                            "seconds": seconds,
-                            "finished": finished,
-                        },
-                        indent=1,
-                    )
-                    + "\n",
-                    encoding="utf-8",
-                )
-                started_path(out, step).unlink(missing_ok=True)
+        result = run_step(step, out, invoke, bool(set(step.needs) & ran), log, prefix)
+        results.append(result)
+        if result.status == "done":
             ran.add(step.name)
-            results.append(StepResult(step.name, "done", seconds, None, finished))
-            log(f"{prefix}: done in {seconds:.0f} s")
+        elif result.status == "stopped":
+            log(f"{prefix}: stopped by a signal; run the same command again to continue")
+            break
         else:
             failed.add(step.name)
-            results.append(StepResult(step.name, "failed", seconds, error))
     return results
 
 
@@ -208,8 +251,12 @@ def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _group_up() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _group_up():
         dist.barrier()
 
 
@@ -246,7 +293,7 @@ def write_study_readme(
     """
     by_name = {r.name: r for r in results}
     made_earlier = sum(1 for r in results if r.status == "skipped")
-    ran = sum(1 for r in results if r.status in ("done", "failed"))
+    ran = sum(1 for r in results if r.status in ("done", "failed", "stopped"))
     total = sum(r.seconds or 0.0 for r in results if r.status in ("done", "skipped"))
     lines = [
         "# vssbench reproduce",
@@ -312,9 +359,7 @@ def reproduce(
         return {"steps": steps, "results": [], "out": str(out), "wall_s": 0.0}
     check_machine(settings)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(
-        json.dumps(dataclasses.asdict(settings), indent=1) + "\n", encoding="utf-8"
-    )
+    save_study(out, settings, targets)
     start = time.perf_counter()
     results = execute_plan(steps, out, invoke, log=log)
     wall = time.perf_counter() - start
@@ -331,5 +376,6 @@ __all__ = [
     "StepResult",
     "execute_plan",
     "reproduce",
+    "run_step",
     "write_study_readme",
 ]

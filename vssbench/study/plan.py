@@ -8,7 +8,9 @@ anything is written), builds the plan and reads the stamps that say whether a st
 :mod:`vssbench.study.executor` runs it, skipping complete steps and going on past a failed one
 with the steps that do not depend on it. An interrupted study resumes by running the same command
 again: training steps continue from their ``last.pth`` (``train --resume``), evaluation steps
-from their finished videos (``run --resume``).
+from their finished videos (``run --resume``). ``DIR/study.json`` (:func:`save_study`) holds the
+targets and settings the plan is rebuilt from (:func:`load_study`: each job of the Slurm launcher,
+:mod:`vssbench.study.slurm`, rebuilds it to run its one step).
 
 What is trained and what is reused (the paper's protocol, Sec. 4.3):
 
@@ -24,8 +26,10 @@ What is trained and what is reused (the paper's protocol, Sec. 4.3):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -285,16 +289,18 @@ def check_settings(settings: StudySettings) -> None:
     # Each planned (method, backbone) pair is checked by build_plan, which knows the targets.
 
 
-def check_machine(settings: StudySettings) -> None:
+def check_machine(settings: StudySettings, check_device: bool = True) -> None:
     """Refuse, naming the flag, what this machine lacks for the study: the ``--data`` folder and its
-    train/val split files, every ``--init-dir/mit_<backbone>.pth``, CUDA for ``--device cuda``.
+    train/val split files, every ``--init-dir/mit_<backbone>.pth``, CUDA for ``--device cuda``
+    (unless ``check_device`` is False: a Slurm submission's steps run on other machines).
 
     Called before a study writes anything; ``--dry-run`` skips it (a plan may be shown anywhere).
     """
-    try:
-        resolve_device(settings.device)
-    except OptionError as exc:
-        raise OptionError(f"--device {settings.device}: {exc}") from None
+    if check_device:
+        try:
+            resolve_device(settings.device)
+        except OptionError as exc:
+            raise OptionError(f"--device {settings.device}: {exc}") from None
     if settings.data is not None:
         root = Path(settings.data)
         if not root.is_dir():
@@ -628,13 +634,43 @@ def build_plan(settings: StudySettings, out: str | Path, targets: Sequence[str])
     return steps
 
 
+def save_study(out: str | Path, settings: StudySettings, targets: Sequence[str]) -> Path:
+    """``DIR/study.json``: the targets and the settings, from which :func:`load_study` rebuilds the
+    plan (each Slurm job runs one of its steps), and where and from which folder ``out`` was given
+    (``out``, ``cwd``: the plan's commands hold its spelling)."""
+    path = Path(out) / "study.json"
+    record = {"targets": list(targets), **dataclasses.asdict(settings), "out": str(out), "cwd": os.getcwd()}
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_study(out: str | Path) -> tuple[StudySettings, list[str]]:
+    """The settings and targets saved in ``DIR/study.json`` (lists back to tuples; a study.json
+    written before targets were saved means every target). :class:`OptionError` when it is missing."""
+    path = Path(out) / "study.json"
+    if not path.is_file():
+        raise OptionError(f"{out}: not a study folder (no study.json)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptionError(f"{path}: {exc}") from None
+    fields = {f.name for f in dataclasses.fields(StudySettings)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in fields}
+    return StudySettings(**values), list(record.get("targets") or TARGETS)
+
+
 # ---------------------------------------------------------------------------------------------
 # Stamps: DIR/steps/<step>.json (done) and <step>.started.json (started, not finished)
 
 
+def step_slug(step: Step) -> str:
+    """The step's name as a file name (spaces and slashes as ``_``): ``train_tfc-b0_seed0``."""
+    return step.name.replace(" ", "_").replace("/", "_")
+
+
 def stamp_path(out: Path, step: Step) -> Path:
     """The step's done stamp: its command, digest, seconds and end time, written when it succeeded."""
-    return out / "steps" / (step.name.replace(" ", "_").replace("/", "_") + ".json")
+    return out / "steps" / (step_slug(step) + ".json")
 
 
 def started_path(out: Path, step: Step) -> Path:
@@ -697,10 +733,13 @@ __all__ = [
     "command_digest",
     "describe_plan",
     "is_complete",
+    "load_study",
     "paper_settings",
     "previous_digest",
     "read_stamp",
+    "save_study",
     "stamp_path",
     "started_path",
+    "step_slug",
     "synthetic_settings",
 ]

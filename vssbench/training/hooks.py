@@ -1,8 +1,12 @@
-"""Hooks of the training loop: lr schedule, log writer with progress, validation, checkpoints.
+"""Hooks of the training loop: lr schedule, log writer with progress, validation, checkpoints,
+and a clean stop on a signal.
 
 Order matters and is the one :func:`vssbench.training.run.train` registers: the scheduler steps
 first (so a checkpoint holds the state after the step), then the log line, then validation,
-then checkpoints (so ``last.pth`` knows the best validation score so far).
+then checkpoints (so ``last.pth`` knows the best validation score so far), then the stop on a
+signal (:class:`StopOnSignal`: SIGUSR1 or SIGTERM saves ``last.pth`` at the end of the iteration
+and raises :class:`TrainingStopped`; a batch scheduler's warning before a time limit or a
+preemption costs at most one iteration).
 """
 
 from __future__ import annotations
@@ -11,20 +15,30 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from vssbench.training.trainer import HookBase
 
 #: Validation metrics copied into log.jsonl (as ``val_<key>``).
 VAL_KEYS: tuple[str, ...] = ("mIoU", "wIoU", "mVC8", "mVC16")
+#: The signals that stop a training cleanly: Slurm's warning before a time limit (``sbatch
+#: --signal=USR1@N``) and the polite kill of ``scancel``, a preemption or ``kill``.
+STOP_SIGNALS: tuple[str, ...] = ("SIGUSR1", "SIGTERM")
+#: Exit status of ``vssbench train`` stopped by a signal with ``last.pth`` saved (sysexits'
+#: EX_TEMPFAIL: run it again with ``--resume``); a Slurm job requeues itself on it.
+STOPPED_EXIT_STATUS = 75
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -245,12 +259,88 @@ class CheckpointHook(HookBase):
         self.at_end(self.trainer.iter)
 
 
+class TrainingStopped(Exception):
+    """The training stopped on ``signal_name`` after ``iteration`` iterations, ``path`` (``last.pth``)
+    holding that state: ``--resume`` continues it exactly.
+
+    Not a :class:`~vssbench.errors.VssbenchError` (nothing was wrong with the input): ``vssbench
+    train`` exits with :data:`STOPPED_EXIT_STATUS` instead of 2.
+    """
+
+    def __init__(self, signal_name: str, iteration: int, path: Path) -> None:
+        self.signal_name, self.iteration, self.path = signal_name, iteration, Path(path)
+        saved = f"{self.path.name} saved; continue with --resume"
+        super().__init__(f"stopped by {signal_name} at iteration {iteration}; {saved}")
+
+
+class StopSignals:
+    """While in use (``with StopSignals() as signals:``), :data:`STOP_SIGNALS` only set ``received``
+    (the signal number) instead of ending the process; the previous handlers come back at exit.
+
+    Handlers can only be set in the main thread; elsewhere nothing is caught. A signal that arrived
+    but did not stop the training (``consumed`` still False: it came after the last iteration) is
+    raised again at exit, under the previous handler, so that it is delayed but never lost.
+    """
+
+    def __init__(self, names: tuple[str, ...] = STOP_SIGNALS) -> None:
+        self.signals = [getattr(signal, n) for n in names if hasattr(signal, n)]  # no SIGUSR1 on Windows
+        self.received: int | None = None
+        self.consumed = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        if self.received is not None and not self.consumed:
+            signal.raise_signal(self.received)
+
+
+class StopOnSignal(HookBase):
+    """Stops the training at the end of the iteration in which a stop signal arrived.
+
+    The flag is reduced over the ranks (maximum) after every iteration, so every rank stops at the
+    same one even when the signal reached only some of them; ``last.pth`` is then written through
+    the :class:`CheckpointHook` (every rank takes part, as in its periodic saves) and
+    :class:`TrainingStopped` is raised.
+    """
+
+    def __init__(self, signals: StopSignals, ctx: Any, checkpoint: CheckpointHook) -> None:
+        self.signals, self.ctx, self.checkpoint = signals, ctx, checkpoint
+
+    def after_step(self) -> None:
+        signum = self.signals.received or 0
+        if self.ctx.distributed:
+            flag = torch.tensor([signum], dtype=torch.int64, device=self.ctx.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            signum = int(flag.item())
+        if signum:
+            self.checkpoint.save()
+            self.signals.consumed = True
+            raise TrainingStopped(signal.Signals(signum).name, self.trainer.iter, self.checkpoint.path)
+
+
 __all__ = [
+    "STOPPED_EXIT_STATUS",
+    "STOP_SIGNALS",
     "VAL_KEYS",
     "CheckpointHook",
     "EvalHook",
     "LRSchedulerHook",
     "LogWriter",
+    "StopOnSignal",
+    "StopSignals",
+    "TrainingStopped",
     "atomic_save",
     "capture_rng",
     "restore_rng",

@@ -5,6 +5,8 @@ The folder ``out`` receives ``config.json``, ``log.jsonl``, ``last.pth`` (full s
 optimizer, scheduler, grad scaler, iteration, every rank's RNG states, the data position, the
 config, the best validation score), ``model.pth`` (weights in vssbench's checkpoint format, what
 ``vssbench run --checkpoint`` loads) and ``best.pth`` (the weights of the best validation mIoU).
+SIGUSR1 or SIGTERM stops a training cleanly after the current iteration with ``last.pth`` saved
+(:class:`~vssbench.training.hooks.TrainingStopped`; ``vssbench train`` exits 75).
 
 Under torchrun (WORLD_SIZE > 1) the adapter is wrapped in DistributedDataParallel (with
 ``find_unused_parameters``, since a method may leave a module out of a step), BatchNorm becomes
@@ -37,7 +39,15 @@ from vssbench.harness.evaluate import evaluate_videos
 from vssbench.methods.base import check_backbone, create, method_info, parse_options
 from vssbench.models.checkpoint import load_checkpoint, save_checkpoint
 from vssbench.training.data import clip_loader
-from vssbench.training.hooks import CheckpointHook, EvalHook, LogWriter, LRSchedulerHook, restore_rng
+from vssbench.training.hooks import (
+    CheckpointHook,
+    EvalHook,
+    LogWriter,
+    LRSchedulerHook,
+    StopOnSignal,
+    StopSignals,
+    restore_rng,
+)
 from vssbench.training.parallel import TrainStep, convert_sync_batchnorm
 from vssbench.training.recipes import TrainConfig, build_optimizer, build_scheduler, config_differences
 from vssbench.training.trainer import Trainer
@@ -146,7 +156,27 @@ def train(
     built (not for a finished training). Raises
     :class:`~vssbench.training.trainer.NonFiniteLossError` when a loss term stops being finite
     (the last good ``last.pth`` is kept), :class:`VssbenchError` for bad input.
+
+    SIGUSR1 and SIGTERM (a batch scheduler's warning before its time limit, ``scancel``, a
+    preemption) stop the training at the end of the current iteration, on every rank at the same
+    one: ``last.pth`` is saved and :class:`~vssbench.training.hooks.TrainingStopped` raised
+    (``resume`` then continues bit-exactly). The handlers are set in the main thread for the
+    duration of the call and the previous ones restored afterwards.
     """
+    with StopSignals() as signals:
+        return _train(config, out, resume, stop_at, progress, on_start, signals)
+
+
+def _train(
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool,
+    stop_at: int | None,
+    progress: bool,
+    on_start: Callable[[TrainConfig], None] | None,
+    signals: StopSignals,
+) -> dict[str, Any]:
+    """:func:`train` with its stop signals caught in ``signals``."""
     ctx = setup_distributed(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -181,7 +211,8 @@ def train(
     )
     save_model = functools.partial(_save_model, adapter, out / "model.pth", ctx.is_main, seed=config.seed)
     hooks = [LRSchedulerHook(opt.scheduler), writer, *([evaluator] if evaluator is not None else [])]
-    hooks.append(CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, save_state, save_model))
+    checkpoint = CheckpointHook(out / "last.pth", config.checkpoint_every, ctx, save_state, save_model)
+    hooks += [checkpoint, StopOnSignal(signals, ctx, checkpoint)]
     trainer = Trainer(
         opt.step_module,
         opt.optimizer,
