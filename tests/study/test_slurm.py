@@ -5,6 +5,7 @@ resumed bit-exactly, the faults. The tests that submit jobs use the ``local_slur
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.study.test_reproduce import _tiny_settings
 from vssbench.cli import main
 from vssbench.cli.reproduce import in_process
 from vssbench.errors import OptionError
@@ -26,29 +28,10 @@ ONE_CPU = slurm.SlurmOptions(cpus_per_task=1)
 
 
 def _tiny(methods=("segformer", "tfc"), iters=2, train_extra=()) -> plan.StudySettings:
-    """A study of seconds: 3 videos of 10 frames at 64x64, 32x32 crops, one thread everywhere."""
-    return plan.StudySettings(
-        preset="synthetic",
-        backbones=("b0",),
-        methods=methods,
-        iters=iters,
-        synth_args=("--videos=3", "--frames=10", "--size=64x64", "--difficulty=study"),
-        run_args=("--size", "64x64", "--threads", "1"),
-        efficiency_args=(),
-        train_args=(
-            "--preset",
-            "synthetic",
-            "--crop",
-            "32x32",
-            "--batch-size",
-            "1",
-            "--val-every",
-            "0",
-            "--threads",
-            "1",
-            "--quiet",
-            *train_extra,
-        ),
+    """A study of seconds (test_reproduce's tiny study), one thread in the evaluations too."""
+    base = _tiny_settings(methods=methods, iters=iters)
+    return dataclasses.replace(
+        base, run_args=(*base.run_args, "--threads", "1"), train_args=(*base.train_args, *train_extra)
     )
 
 
