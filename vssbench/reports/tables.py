@@ -221,6 +221,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _left_out_notes(errors: Sequence[str], duplicates: int, notes: list[str]) -> None:
+    """The notes naming the failed runs and counting the older duplicates a table left out."""
+    if errors:
+        notes.append(f"left out (the run failed): {', '.join(errors)}")
+    if duplicates:
+        notes.append(
+            f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)"
+        )
+
+
 def _usable(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[Mapping[str, Any]]:
     """Records without an error; the latest of duplicates (same subject, variant, conditions)."""
     kept: dict[tuple, Mapping[str, Any]] = {}
@@ -241,12 +251,7 @@ def _usable(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[Mapp
             if str(r.get("created") or "") < str(kept[key].get("created") or ""):
                 continue
         kept[key] = r
-    if errors:
-        notes.append(f"left out (the run failed): {', '.join(errors)}")
-    if duplicates:
-        notes.append(
-            f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)"
-        )
+    _left_out_notes(errors, duplicates, notes)
     return sorted(kept.values(), key=_order_key)
 
 
@@ -295,12 +300,7 @@ def _row_groups(records: Sequence[Mapping[str, Any]], notes: list[str]) -> list[
         duplicates += 1
         if str(r.get("created") or "") >= str(members[same].get("created") or ""):
             members[same] = r
-    if errors:
-        notes.append(f"left out (the run failed): {', '.join(errors)}")
-    if duplicates:
-        notes.append(
-            f"{duplicates} older duplicate record(s) left out (same method, backbone, options, conditions)"
-        )
+    _left_out_notes(errors, duplicates, notes)
     return sorted((_merged(m) for m in groups.values()), key=_order_key)
 
 
