@@ -259,6 +259,10 @@ def test_a_resume_with_nothing_left_measures_and_writes_nothing(data_root: Path,
     assert full["efficiency"] == "full" and full["params_dead"] == 0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_metrics(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
@@ -284,6 +288,9 @@ def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_metrics(data_root: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job ignores SIGINT and its children inherit that; Ctrl-C in a terminal
+        # reaches a process with the default disposition, so the run gets that one.
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -314,6 +321,22 @@ def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_metrics(data_root: 
     (reference,) = json.loads(straight.stdout)
     for key in ("mIoU", "wIoU", "mIoU_mmseg", "mVC8", "mVC16", "aAcc", "num_frames"):
         assert record[key] == reference[key], key
+
+
+def test_ctrl_c_held_back_under_the_default_disposition_still_ends_the_process() -> None:
+    # With SIGINT at SIG_DFL (no Python handler), a Ctrl-C held back while a results line is written
+    # must still end the process once the line is done, not be dropped.
+    code = (
+        "import signal\n"
+        "from vssbench.harness.runner import _sigint_deferred\n"
+        "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "with _sigint_deferred():\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "    print('line written', flush=True)\n"
+        "print('went on')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGINT and proc.stdout == "line written\n", (proc.returncode, proc.stdout)
 
 
 # --- errors that keep the one-line contract --------------------------------------------------------

@@ -425,6 +425,8 @@ def _sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if received and callable(previous):
             previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt now
+        elif received and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)  # the process ends as the signal would have ended it
 
 
 def _gather_entries(
