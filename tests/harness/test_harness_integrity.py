@@ -336,7 +336,10 @@ def test_ctrl_c_held_back_under_the_default_disposition_still_ends_the_process()
         "print('went on')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == -signal.SIGINT and proc.stdout == "line written\n", (proc.returncode, proc.stdout)
+    assert proc.returncode == -signal.SIGINT and proc.stdout == "line written\n", (
+        proc.returncode,
+        proc.stdout,
+    )
 
 
 # --- errors that keep the one-line contract --------------------------------------------------------
