@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -337,6 +338,67 @@ def test_study_json_keeps_the_targets_and_old_ones_mean_all(tmp_path: Path) -> N
     del record["targets"], record["out"], record["cwd"]
     (tmp_path / "study.json").write_text(json.dumps(record))
     assert plan.load_study(tmp_path) == (settings, list(plan.TARGETS))
+
+
+def test_status_of_a_local_study_running_interrupted_failed_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reproduce status` of a study run by the local launcher: its started stamps name the process."""
+    settings = _tiny(methods=("tfc",))
+    plan.save_study(tmp_path, settings, ["table1"])
+    step = _step(plan.build_plan(settings, tmp_path, ["table1"]), "data")
+    seen: list[dict] = []
+
+    def invoke(argv: list[str]) -> None:
+        seen.append({row["step"]: row for row in slurm.study_status(tmp_path)}[step.name])
+        raise KeyboardInterrupt  # Ctrl-C: the step neither finishes nor fails
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.run_step(step, tmp_path, invoke, log=lambda m: None)
+    assert (seen[0]["state"], seen[0]["note"], seen[0]["error"]) == (
+        "running",
+        f"here, pid {os.getpid()}",
+        None,
+    )
+    rows = {row["step"]: row for row in slurm.study_status(tmp_path)}
+    assert rows[step.name]["state"] == "running"  # this (test) process still lives
+    assert {row["state"] for name, row in rows.items() if name != step.name} == {"not run"}
+
+    started = json.loads(plan.started_path(tmp_path, step).read_text())
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    plan.started_path(tmp_path, step).write_text(json.dumps({**started, "pid": int(ended.stdout)}))
+    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    assert (row["state"], row["note"]) == (
+        "interrupted",
+        f"started {started['started']}; the same command continues it",
+    )
+    assert re.fullmatch(r"\d+:\d\d:\d\d", row["elapsed"])
+    plan.started_path(tmp_path, step).write_text(json.dumps({**started, "host": "elsewhere"}))
+    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    assert (row["state"], row["note"]) == (
+        "started",
+        f"started {started['started']} (on elsewhere, not visible from here)",
+    )
+
+    def fail(argv: list[str]) -> None:
+        raise ValueError("no such thing")
+
+    assert executor.run_step(step, tmp_path, fail, log=lambda m: None).status == "failed"
+    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    assert (row["state"], row["error"]) == ("failed", "ValueError: no such thing")
+    # A Slurm submission after the local start: Slurm's view decides (no squeue here: unknown).
+    plan.started_path(tmp_path, step).write_text(
+        json.dumps({**started, "started": "2000-01-01T00:00:00+00:00"})
+    )
+    (tmp_path / "slurm").mkdir()
+    slurm.jobs_path(tmp_path).write_text(
+        json.dumps({step.name: [{"job": "5", "submitted": "2001-01-01T00:00:00+00:00"}]})
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    assert (row["state"], row["job"]) == ("unknown", "5")
 
 
 # ---------------------------------------------------------------------------------------------

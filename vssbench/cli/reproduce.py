@@ -7,7 +7,8 @@ steps it runs through the ``vssbench`` group in this process (:func:`in_process`
 commands, or the job scripts). Three targets take the study folder as a second argument:
 
 * ``reproduce status DIR``: every step with its state (complete, running, pending, failed,
-  cancelled, not submitted), Slurm job id, elapsed time and the last line of its error;
+  cancelled, not submitted; for a local run also interrupted, not run), Slurm job id, elapsed
+  time and the last line of its error;
 * ``reproduce cancel DIR``: cancels the study's pending and running Slurm jobs;
 * ``reproduce step DIR STEP [--fresh]``: runs the one step ``STEP`` of the study saved in
   ``DIR/study.json``; what each Slurm job runs (``--fresh``: a step it needs was remade by the same
@@ -409,7 +410,7 @@ def _folder_command(target: str, folder: tuple[str, ...], fresh: bool, root: cli
     header = ("step", "state", "job", "elapsed", "note")
     table = [header]
     for row in rows:
-        note = row["error"] or ""
+        note = row["error"] or row["note"] or ""
         if not note and row["state"] == "pending" and row["reason"]:
             note = f"waiting: {row['reason']}"
         table.append((row["step"], row["state"], row["job"] or "", row["elapsed"], note))

@@ -40,6 +40,7 @@ from vssbench.study.plan import (
     save_study,
     stamp_path,
     started_path,
+    this_process,
 )
 from vssbench.training.hooks import STOPPED_EXIT_STATUS
 
@@ -127,9 +128,9 @@ def run_step(
             elif step.kind == "synth":
                 _discard_owned(step, "incomplete or without a stamp", log, prefix)
             stamp_path(out, step).unlink(missing_ok=True)
+            started = {"step": step.name, "digest": command_digest(step), "started": _now()}
             started_path(out, step).write_text(
-                json.dumps({"step": step.name, "digest": command_digest(step), "started": _now(), **job})
-                + "\n",
+                json.dumps({**started, **this_process(), **job}) + "\n",
                 encoding="utf-8",
             )
         if world > 1 and env_world_size() > 1:

@@ -31,9 +31,11 @@ import hashlib
 import json
 import os
 import shlex
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vssbench.data.synth import STUDY_SYNTH_ARGS
 from vssbench.data.vspw import read_split_file
@@ -697,6 +699,44 @@ def read_stamp(out: Path, step: Step) -> dict | None:
     return _read_json(stamp_path(out, step))
 
 
+def read_started(out: Path, step: Step) -> dict | None:
+    """The step's started stamp (``step``, ``digest``, ``started``: UTC time, and the process that
+    started it: ``host``, ``pid``, ``pid_start``, or ``job`` in a Slurm job), or None."""
+    return _read_json(started_path(out, step))
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (``/proc/<pid>/stat``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2 :].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def this_process() -> dict[str, Any]:
+    """``host``, ``pid`` and ``pid_start`` of this process, for a started stamp (pids are reused:
+    the start time tells a later process with the same pid apart, where ``/proc`` exists)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _proc_start(os.getpid())}
+
+
+def process_alive(started: Mapping[str, Any]) -> bool | None:
+    """Is the process named by a started stamp (:func:`this_process`) still running? None when it
+    cannot be told from here: another host, or no process recorded."""
+    pid = started.get("pid")
+    if not isinstance(pid, int) or started.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    recorded = started.get("pid_start")
+    return recorded is None or _proc_start(pid) in (None, recorded)
+
+
 def previous_digest(out: Path, step: Step) -> str | None:
     """The command digest of the step's last start (its done stamp, else its started stamp), or None."""
     for path in (stamp_path(out, step), started_path(out, step)):
@@ -736,10 +776,13 @@ __all__ = [
     "load_study",
     "paper_settings",
     "previous_digest",
+    "process_alive",
     "read_stamp",
+    "read_started",
     "save_study",
     "stamp_path",
     "started_path",
+    "this_process",
     "step_slug",
     "synthetic_settings",
 ]

@@ -49,7 +49,9 @@ from vssbench.study.plan import (
     command_digest,
     is_complete,
     load_study,
+    process_alive,
     read_stamp,
+    read_started,
     save_study,
     stamp_path,
     started_path,
@@ -625,6 +627,11 @@ def study_status(out: str | Path) -> list[dict[str, Any]]:
     last line of ``DIR/steps/<step>.error.txt`` (when written since the job was submitted), else of
     the job's ``.out`` file; for a job Slurm cancelled because a step it needs failed, which one.
 
+    A step the local launcher started (after the step's latest job, if any) and that has neither
+    finished nor failed is ``running`` while the process in its started stamp lives on this host,
+    ``interrupted`` when it does not, ``started`` when it ran on another host; ``note`` says which
+    (pid, start time). In a study never submitted to Slurm, a step not started is ``not run``.
+
     Reads the stamps (a step is complete as for the executor) and asks Slurm.
     """
     out = Path(out)
@@ -645,12 +652,26 @@ def study_status(out: str | Path) -> list[dict[str, Any]]:
             and stamp.get("digest") == command_digest(step)
         )
         error_file = stamp_path(out, step).with_suffix(".error.txt")
+        local = _local_start(out, step, jobs.get(step.name, []), error_file)
+        alive = process_alive(local) if local is not None else None
+        note = None
         if q is not None and q.state in PENDING_STATES:
             state = "pending"
         elif q is not None and (q.state in RUNNING_STATES or q.ending):
             state = "running"
         elif complete:
             state = "complete"
+        elif local is not None:
+            # run by the local launcher (or `reproduce step`) since its latest job, not finished
+            if alive is None:
+                state = "started"
+                host = local.get("host")
+                where = f"on {host}, not visible from here" if host else "no process recorded"
+                note = f"started {local['started']} ({where})"
+            elif alive:
+                state, note = "running", f"here, pid {local['pid']}"
+            else:
+                state, note = "interrupted", f"started {local['started']}; the same command continues it"
         elif job is not None and not asked:
             state = "unknown"
         elif q is not None and q.state == "CANCELLED":
@@ -660,13 +681,15 @@ def study_status(out: str | Path) -> list[dict[str, Any]]:
         elif job is not None or error_file.exists():
             state = "failed"  # a failed job, one Slurm forgot, or a failed local run
         else:
-            state = "not submitted"
+            state = "not submitted" if jobs else "not run"  # a study never submitted to Slurm: not run
         error = None
         if state in ("failed", "cancelled"):
             error = _why(out, step, job, q, jobs, step_of, error_file)
         elapsed = q.elapsed if q is not None and q.state not in PENDING_STATES else ""
         if state == "complete" and q is None:
             elapsed = _clock((stamp or {}).get("seconds"))
+        elif state in ("running", "interrupted", "started") and q is None and local is not None:
+            elapsed = _clock(_since(local.get("started")))
         rows.append(
             {
                 "step": step.name,
@@ -677,9 +700,40 @@ def study_status(out: str | Path) -> list[dict[str, Any]]:
                 "reason": q.reason if q is not None and q.reason not in ("None", "") else None,
                 "elapsed": elapsed,
                 "error": error,
+                "note": note,
             }
         )
     return rows
+
+
+def _local_start(
+    out: Path, step: Step, entries: list[dict[str, Any]], error_file: Path
+) -> dict[str, Any] | None:
+    """The step's started stamp when a local run (no ``job`` in it) of its current command started
+    it after its latest Slurm submission and has not failed since (its error file is older)."""
+    started = read_started(out, step)
+    if started is None or "job" in started or started.get("digest") != command_digest(step):
+        return None
+    begun = _timestamp(started.get("started"))
+    if begun is None:
+        return None
+    if entries and (_timestamp(entries[-1].get("submitted")) or 0.0) > begun:
+        return None
+    if error_file.exists() and error_file.stat().st_mtime >= begun:
+        return None
+    return started
+
+
+def _timestamp(text: Any) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+def _since(text: Any) -> float | None:
+    begun = _timestamp(text)
+    return None if begun is None else max(0.0, time.time() - begun)
 
 
 def _why(
