@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,61 +17,48 @@ from torch import nn
 
 from vssbench import profiling
 from vssbench.profiling import (
-    CONTENTION_LOAD_MARGIN,
     CONTENTION_SHARE,
     SHARE_PROCESS_TIME,
     SHARE_SCHEDSTAT,
     CpuMeter,
     IntervalTimer,
     assess_contention,
+    contention,
+    fps,
     interleaved_order,
     measure_fps,
     time_interleaved,
 )
 
 
-def test_the_thresholds_are_the_documented_ones() -> None:
-    assert (CONTENTION_SHARE, CONTENTION_LOAD_MARGIN) == (0.8, 0.5)
+def test_the_threshold_is_the_documented_one() -> None:
+    assert CONTENTION_SHARE == 0.9
 
 
 # --- the rule ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "share, others, threads, cores, covers, gpu, contended",
+    "share, gpu, contended",
     [
-        (0.99, 0.0, 2, 2, True, None, False),  # idle
-        (0.81, 0.4, 2, 2, True, None, False),  # just above both thresholds
-        (0.79, 0.0, 2, 2, True, None, True),  # the threads waited for a CPU
-        (0.95, 0.5, 2, 2, True, None, True),  # half of the samples saw another task: 0 free cores + 0.5
-        (0.95, 1.0, 1, 2, True, None, False),  # one other task beside one thread on 2 cores: it fits
-        (0.95, 1.5, 1, 2, True, None, True),  # 1 free core + 0.5
-        (0.95, 1.0, 2, 2, False, None, False),  # a machine-wide count that does not describe our cores
-        (None, None, 2, 2, True, None, False),  # nothing readable: nothing to say
-        (0.99, 0.0, 1, 8, True, 1, True),  # another process on the GPU
-        (0.99, 0.0, 1, 8, True, 0, False),
+        (0.99, None, False),  # idle
+        (0.91, None, False),  # just above the threshold
+        (0.84, None, True),  # two processes busy 30% of the time beside 2 threads: FPS -17 to -28%
+        (0.49, None, True),  # two busy loops
+        (None, None, False),  # nothing readable: nothing to say
+        (0.99, 1, True),  # another process on the GPU
+        (0.99, 0, False),
     ],
 )
-def test_assess_contention_hand_worked(
-    share: float | None,
-    others: float | None,
-    threads: int,
-    cores: int,
-    covers: bool,
-    gpu: int | None,
-    contended: bool,
-) -> None:
-    result, why = assess_contention(share, others, threads, cores, load_covers_cores=covers, gpu_others=gpu)
+def test_assess_contention_hand_worked(share: float | None, gpu: int | None, contended: bool) -> None:
+    result, why = assess_contention(share, gpu_others=gpu)
     assert result is contended
     assert (why is None) is (not contended)
 
 
 def test_assess_contention_names_each_reason() -> None:
-    _, why = assess_contention(0.5, 2.0, 2, 2, gpu_others=3)
-    assert why is not None
-    assert "cpu_share below 0.80" in why
-    assert "2.0 other runnable tasks on average for 0 free core(s)" in why
-    assert "3 other process(es) on the GPU" in why
+    _, why = assess_contention(0.5, gpu_others=3)
+    assert why == "its threads waited for a CPU: cpu_share below 0.90; 3 other process(es) on the GPU"
 
 
 # --- the share ----------------------------------------------------------------------------------------
@@ -79,8 +68,8 @@ def scripted_schedstat(
     monkeypatch: pytest.MonkeyPatch, snapshots: list[dict[str, tuple[int, int]] | None]
 ) -> None:
     readings: Iterator[dict[str, tuple[int, int]] | None] = iter(snapshots)
-    monkeypatch.setattr(profiling, "_sched_times", lambda: next(readings))
-    monkeypatch.setattr(profiling, "runnable_others", lambda: 1)
+    monkeypatch.setattr(contention, "_sched_times", lambda: next(readings))
+    monkeypatch.setattr(contention, "runnable_others", lambda: 1)
 
 
 def test_cpu_meter_sums_per_thread_schedstat_deltas(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,12 +112,12 @@ def test_cpu_meter_without_schedstat_uses_process_time_over_wall_and_threads(
 
 def test_measure_fps_records_the_contention_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(profiling.CpuMeter, "share", lambda self, threads: (0.5, SHARE_SCHEDSTAT, 0.5))
-    monkeypatch.setattr(profiling, "load_reading", lambda: 0.0)
-    monkeypatch.setattr(profiling, "runnable_others", lambda: 0)
+    monkeypatch.setattr(fps, "load_reading", lambda: 0.0)
+    monkeypatch.setattr(contention, "runnable_others", lambda: 0)
     result = measure_fps(Recorder("A", []), torch.zeros(1), interval=2, warmup=0, repeats=3)
     assert result["cpu_share"] == 0.5 and result["contended"] is True
     assert result["others_runnable"] == 0.0 and (result["load_before"], result["load_after"]) == (0.0, 0.0)
-    assert result["contention"] == "its threads waited for a CPU: cpu_share below 0.80"
+    assert result["contention"] == "its threads waited for a CPU: cpu_share below 0.90"
 
 
 # --- interleaving -------------------------------------------------------------------------------------
@@ -230,6 +219,57 @@ def _profile(threads_env: dict[str, str]) -> tuple[dict, str]:
     return json.loads(done.stdout)[0], done.stderr
 
 
+def _other_runnable_tasks(skip: set[str]) -> int:
+    """Threads in state R of every process but those in ``skip``, from /proc (no run-queue count)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid in skip:
+            continue
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
+            except OSError:
+                continue
+            count += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
+    return count
+
+
+def _profile_watching_others(threads_env: dict[str, str]) -> tuple[dict, str, float]:
+    """:func:`_profile`, and the mean number of other processes' runnable threads meanwhile."""
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            samples.append(_other_runnable_tasks({str(os.getpid()), *_children()}))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        record, stderr = _profile(threads_env)
+    finally:
+        stop.set()
+        watcher.join()
+    return record, stderr, sum(samples) / max(1, len(samples))
+
+
+def _children() -> set[str]:
+    """pids of this process's children (the profile being watched)."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        if pid.isdigit() and stat[stat.rindex(b")") + 2 :].split()[1].decode() == str(os.getpid()):
+            found.add(pid)
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux readings (/proc)")
 def test_a_profile_beside_busy_processes_is_contended_and_an_idle_one_is_not() -> None:
@@ -250,13 +290,12 @@ def test_a_profile_beside_busy_processes_is_contended_and_an_idle_one_is_not() -
     assert protocol["cpu_share"] < CONTENTION_SHARE, protocol
     assert "WARNING: segformer-b0: FPS timed on a busy machine, cpu_share" in stderr
 
-    idle, stderr = _profile(env)
+    idle, stderr, others = _profile_watching_others(env)
     protocol = idle["fps_protocol"]
-    # Asserted only when the machine was idle throughout the timing: on a shared CI machine other
-    # jobs may run meanwhile, and then contended=True is the right answer, not a failure.
-    if protocol["others_runnable"] or protocol["load_before"] or protocol["load_after"]:
-        pytest.skip(
-            f"the machine was not idle during the second profile: {protocol['others_runnable']} tasks"
-        )
+    # Asserted only when the machine was idle throughout the profile (other processes' runnable
+    # threads seen by this test meanwhile): on a shared CI machine other jobs may run, and then
+    # contended=True is the right answer, not a failure.
+    if others > 0.25:  # kernel threads and this sandbox's own tools show up now and then (~0.05)
+        pytest.skip(f"the machine was not idle during the second profile: {others:.2f} other runnable tasks")
     assert protocol["cpu_share"] >= CONTENTION_SHARE and protocol["contended"] is False, protocol
     assert "busy machine" not in stderr

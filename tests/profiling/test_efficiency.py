@@ -20,6 +20,7 @@ from vssbench.profiling import (
     find_dead_parameters,
     find_dead_parameters_by_gradient,
     measure_fps,
+    params,
 )
 
 INFO = MethodInfo(name="toy", paper="none", type="Image", default_interval=1)
@@ -120,15 +121,13 @@ def test_graph_walk_finds_the_dead_set_of_the_gradient_search(method: str, optio
 
 def test_graph_walk_keeps_no_activations(monkeypatch: pytest.MonkeyPatch) -> None:
     # Memory stays at inference level: every tensor autograd would save goes through the drop hook.
-    from vssbench import profiling as efficiency
-
     packed: list[torch.Size] = []
 
     def counting(tensor: torch.Tensor) -> None:
         packed.append(tensor.shape)
         return None
 
-    monkeypatch.setattr(efficiency, "_drop_saved", counting)
+    monkeypatch.setattr(params, "_drop_saved", counting)
     dead = find_dead_parameters(ToySegmenter(), [torch.randn(1, 3, 64, 64) for _ in range(3)])
     assert sorted(dead) == ["unused.bias", "unused.weight"]
     assert torch.Size([1, 8, 64, 64]) in packed  # the decoder conv's input, which a backward pass would need
