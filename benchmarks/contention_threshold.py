@@ -20,12 +20,12 @@ Usage (from the repository root, on an otherwise idle machine)::
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from vssbench import methods
@@ -95,10 +95,7 @@ def main() -> None:
     env = environment("cpu")
     for row in rows:
         row.update(machine=env["device"], torch=env["torch"], date=time.strftime("%Y-%m-%d"))
-    with args.out.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    pd.DataFrame(rows).to_csv(args.out, index=False)
     print(f"wrote {args.out}")
 
 

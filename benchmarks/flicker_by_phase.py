@@ -16,11 +16,11 @@ Usage (from the repository root, after ``vssbench reproduce all --out /tmp/study
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from vssbench import methods
@@ -83,10 +83,7 @@ def main() -> None:
             )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        pd.DataFrame(rows).to_csv(args.out, index=False)
         print(f"wrote {args.out}")
 
 

@@ -17,11 +17,11 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from vssbench.reports.stats import load_video_states, paired_bootstrap
@@ -93,10 +93,7 @@ def main() -> None:
             f"(sd {row['half_width_sd']:.2f} over {row['draws']} subsets)"
         )
     if args.out is not None:
-        with open(args.out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        pd.DataFrame(rows).to_csv(args.out, index=False)
         print(f"wrote {args.out}")
 
 

@@ -60,7 +60,7 @@ def test_the_docs_state_the_plan_s_counts(tmp_path: Path) -> None:
     assert three == {"steps": 114, "trainings": 45, "evaluations": 60}
     for doc, allowed in (
         ("docs/reproduce.md", (default, three)),
-        ("benchmarks/results/study/README.md", (three,)),
+        ("benchmarks/results/study/README.md", (default, three)),  # the FPS re-measurement ran the default
     ):
         text = " ".join((ROOT / doc).read_text().split())
         for word in default:
