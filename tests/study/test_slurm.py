@@ -382,6 +382,17 @@ def test_status_of_a_local_study_running_interrupted_failed_complete(
         f"started {started['started']} (on elsewhere, not visible from here)",
     )
 
+    def stop(argv: list[str]) -> None:  # a training stopped by SIGTERM, last.pth saved: not a failure
+        raise executor.CommandFailed(75, "train: stopped by SIGTERM at iteration 3; last.pth saved")
+
+    assert executor.run_step(step, tmp_path, stop, log=lambda m: None).status == "stopped"
+    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    assert row["state"] == "running"  # its stamp names this (test) process, which lives on
+    restarted = json.loads(plan.started_path(tmp_path, step).read_text())
+    plan.started_path(tmp_path, step).write_text(json.dumps({**restarted, "pid": int(ended.stdout)}))
+    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    assert (row["state"], row["error"]) == ("interrupted", None)
+
     def fail(argv: list[str]) -> None:
         raise ValueError("no such thing")
 

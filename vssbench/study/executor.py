@@ -235,6 +235,16 @@ def _error_report(argv: list[str], exc: Exception) -> str:
     return f"{command}\n{traceback.format_exc()}"
 
 
+def stopped_report(error_file: Path) -> bool:
+    """Is ``error_file`` (:func:`_error_report`) that of a training stopped by a signal, its
+    ``last.pth`` saved (exit status 75), rather than of a failure?"""
+    try:
+        lines = error_file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    return len(lines) > 1 and lines[1].startswith(f"exit status {STOPPED_EXIT_STATUS};")
+
+
 def _prune_stale_runs(folder: Path) -> None:
     """Keep only the newest run folder (by its record) of a run step's ``--out``.
 
@@ -376,6 +386,7 @@ __all__ = [
     "Invoke",
     "StepResult",
     "execute_plan",
+    "stopped_report",
     "reproduce",
     "run_step",
     "write_study_readme",

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from vssbench.errors import OptionError, VssbenchError
-from vssbench.study.executor import Invoke, StepResult, run_step
+from vssbench.study.executor import Invoke, StepResult, run_step, stopped_report
 from vssbench.study.plan import (
     Step,
     StudySettings,
@@ -710,7 +710,8 @@ def _local_start(
     out: Path, step: Step, entries: list[dict[str, Any]], error_file: Path
 ) -> dict[str, Any] | None:
     """The step's started stamp when a local run (no ``job`` in it) of its current command started
-    it after its latest Slurm submission and has not failed since (its error file is older)."""
+    it after its latest Slurm submission and has not failed since (its error file is older, or is
+    that of a training stopped by a signal with its ``last.pth`` saved)."""
     started = read_started(out, step)
     if started is None or "job" in started or started.get("digest") != command_digest(step):
         return None
@@ -719,7 +720,7 @@ def _local_start(
         return None
     if entries and (_timestamp(entries[-1].get("submitted")) or 0.0) > begun:
         return None
-    if error_file.exists() and error_file.stat().st_mtime >= begun:
+    if error_file.exists() and error_file.stat().st_mtime >= begun and not stopped_report(error_file):
         return None
     return started
 
