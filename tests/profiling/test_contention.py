@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
@@ -197,77 +196,56 @@ def test_the_threads_of_a_timer_are_set_around_its_own_work_only() -> None:
 # --- real contention (slow) ----------------------------------------------------------------------------
 
 
+PROFILE_COMMAND = [
+    sys.executable,
+    "-m",
+    "vssbench",
+    "profile",
+    "--method",
+    "segformer",
+    "--backbone",
+    "b0",
+    "--size",
+    "96x160",
+    "--warmup",
+    "2",
+    "--repeats",
+    "10",
+    "--json",
+]
+
+
 def _profile(threads_env: dict[str, str]) -> tuple[dict, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "vssbench",
-        "profile",
-        "--method",
-        "segformer",
-        "--backbone",
-        "b0",
-        "--size",
-        "96x160",
-        "--warmup",
-        "2",
-        "--repeats",
-        "10",
-        "--json",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=threads_env, check=True)
+    done = subprocess.run(
+        PROFILE_COMMAND, capture_output=True, text=True, timeout=600, env=threads_env, check=True
+    )
     return json.loads(done.stdout)[0], done.stderr
 
 
-def _other_runnable_tasks(skip: set[str]) -> int:
-    """Threads in state R of every process but those in ``skip``, from /proc (no run-queue count)."""
-    count = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or pid in skip:
-            continue
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
-            except OSError:
-                continue
-            count += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
-    return count
-
-
 def _profile_watching_others(threads_env: dict[str, str]) -> tuple[dict, str, float]:
-    """:func:`_profile`, and the mean number of other processes' runnable threads meanwhile."""
+    """:func:`_profile`, and the mean number of runnable threads of every other process meanwhile
+    (read from each process's thread states, not from the machine-wide run-queue count)."""
+    proc = subprocess.Popen(
+        PROFILE_COMMAND, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=threads_env
+    )
+    skip = {str(os.getpid()), str(proc.pid)}
     samples: list[int] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.wait(0.05):
-            samples.append(_other_runnable_tasks({str(os.getpid()), *_children()}))
+            pids = [pid for pid in os.listdir("/proc") if pid.isdigit() and pid not in skip]
+            samples.append(sum(contention.running_threads(pid) for pid in pids))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        record, stderr = _profile(threads_env)
+        stdout, stderr = proc.communicate(timeout=600)
     finally:
         stop.set()
         watcher.join()
-    return record, stderr, sum(samples) / max(1, len(samples))
-
-
-def _children() -> set[str]:
-    """pids of this process's children (the profile being watched)."""
-    found = set()
-    for pid in os.listdir("/proc"):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_bytes()
-        except OSError:
-            continue
-        if pid.isdigit() and stat[stat.rindex(b")") + 2 :].split()[1].decode() == str(os.getpid()):
-            found.add(pid)
-    return found
+    assert proc.returncode == 0, stderr
+    return json.loads(stdout)[0], stderr, sum(samples) / max(1, len(samples))
 
 
 @pytest.mark.slow

@@ -349,8 +349,11 @@ def test_status_of_a_local_study_running_interrupted_failed_complete(
     step = _step(plan.build_plan(settings, tmp_path, ["table1"]), "data")
     seen: list[dict] = []
 
+    def status_of(step: plan.Step) -> dict:
+        return {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+
     def invoke(argv: list[str]) -> None:
-        seen.append({row["step"]: row for row in slurm.study_status(tmp_path)}[step.name])
+        seen.append(status_of(step))
         raise KeyboardInterrupt  # Ctrl-C: the step neither finishes nor fails
 
     with pytest.raises(KeyboardInterrupt):
@@ -369,14 +372,14 @@ def test_status_of_a_local_study_running_interrupted_failed_complete(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     plan.started_path(tmp_path, step).write_text(json.dumps({**started, "pid": int(ended.stdout)}))
-    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    row = status_of(step)
     assert (row["state"], row["note"]) == (
         "interrupted",
         f"started {started['started']}; the same command continues it",
     )
     assert re.fullmatch(r"\d+:\d\d:\d\d", row["elapsed"])
     plan.started_path(tmp_path, step).write_text(json.dumps({**started, "host": "elsewhere"}))
-    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    row = status_of(step)
     assert (row["state"], row["note"]) == (
         "started",
         f"started {started['started']} (on elsewhere, not visible from here)",
@@ -386,18 +389,18 @@ def test_status_of_a_local_study_running_interrupted_failed_complete(
         raise executor.CommandFailed(75, "train: stopped by SIGTERM at iteration 3; last.pth saved")
 
     assert executor.run_step(step, tmp_path, stop, log=lambda m: None).status == "stopped"
-    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    row = status_of(step)
     assert row["state"] == "running"  # its stamp names this (test) process, which lives on
     restarted = json.loads(plan.started_path(tmp_path, step).read_text())
     plan.started_path(tmp_path, step).write_text(json.dumps({**restarted, "pid": int(ended.stdout)}))
-    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    row = status_of(step)
     assert (row["state"], row["error"]) == ("interrupted", None)
 
     def fail(argv: list[str]) -> None:
         raise ValueError("no such thing")
 
     assert executor.run_step(step, tmp_path, fail, log=lambda m: None).status == "failed"
-    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    row = status_of(step)
     assert (row["state"], row["error"]) == ("failed", "ValueError: no such thing")
     # A Slurm submission after the local start: Slurm's view decides (no squeue here: unknown).
     plan.started_path(tmp_path, step).write_text(
@@ -408,7 +411,7 @@ def test_status_of_a_local_study_running_interrupted_failed_complete(
         json.dumps({step.name: [{"job": "5", "submitted": "2001-01-01T00:00:00+00:00"}]})
     )
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    row = {row["step"]: row for row in slurm.study_status(tmp_path)}[step.name]
+    row = status_of(step)
     assert (row["state"], row["job"]) == ("unknown", "5")
 
 

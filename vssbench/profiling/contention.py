@@ -50,16 +50,17 @@ def _sched_times() -> dict[str, tuple[int, int]] | None:
     return times
 
 
-def _own_running_threads() -> int:
-    """This process's threads in state R (running or runnable) now, from ``/proc/self/task/*/stat``."""
+def running_threads(pid: int | str = "self") -> int:
+    """Threads of process ``pid`` (default: this one) in state R (running or runnable) now, from
+    ``/proc/<pid>/task/*/stat``; 0 where unreadable."""
     count = 0
     try:
-        tids = os.listdir("/proc/self/task")
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return 0
     for tid in tids:
         try:
-            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
                 stat = f.read()
         except OSError:
             continue
@@ -83,7 +84,7 @@ def runnable_others() -> int | None:
         return None
     if running is None:
         return None
-    return max(0, running - _own_running_threads())
+    return max(0, running - running_threads())
 
 
 def load_reading(samples: int = LOAD_SAMPLES, spacing_s: float = LOAD_SPACING_S) -> float | None:

@@ -653,7 +653,6 @@ def study_status(out: str | Path) -> list[dict[str, Any]]:
         )
         error_file = stamp_path(out, step).with_suffix(".error.txt")
         local = _local_start(out, step, jobs.get(step.name, []), error_file)
-        alive = process_alive(local) if local is not None else None
         note = None
         if q is not None and q.state in PENDING_STATES:
             state = "pending"
@@ -663,6 +662,7 @@ def study_status(out: str | Path) -> list[dict[str, Any]]:
             state = "complete"
         elif local is not None:
             # run by the local launcher (or `reproduce step`) since its latest job, not finished
+            alive = process_alive(local)
             if alive is None:
                 state = "started"
                 host = local.get("host")
@@ -728,7 +728,7 @@ def _local_start(
 def _timestamp(text: Any) -> float | None:
     try:
         return _dt.datetime.fromisoformat(str(text)).timestamp()
-    except ValueError:
+    except ValueError:  # also None (no such key)
         return None
 
 
@@ -757,10 +757,7 @@ def _why(
     submitted = None
     if job is not None:
         entry = next((e for e in jobs.get(step.name, []) if str(e["job"]) == job), {})
-        try:
-            submitted = _dt.datetime.fromisoformat(entry["submitted"]).timestamp()
-        except (KeyError, ValueError):
-            submitted = None
+        submitted = _timestamp(entry.get("submitted"))
     if error_file.exists() and (submitted is None or error_file.stat().st_mtime >= submitted - 1):
         line = _last_line(error_file)
         if line:
